@@ -1,0 +1,147 @@
+"""Values shared by every backend: a tool call, its observation, a root's spec, a tool's spec."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from snapshots import TvcacheError
+
+JSON = Any  # a value that survives json.dumps / json.loads unchanged
+
+
+class ToolCallError(TvcacheError):
+    """A tool call was malformed: unknown tool, args that are not a JSON object, a bad arg."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """``{tool, args}`` as an agent sent it. ``args`` must be a JSON object."""
+
+    tool: str
+    args: Mapping[str, JSON] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"tool": self.tool, "args": dict(self.args)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ToolCall:
+        data = json.loads(text)
+        return cls(tool=data["tool"], args=data["args"])
+
+
+TRUNCATION_MARKER = "\n[tvcache: output truncated to {kept} of {total} bytes]\n"
+
+
+def cap_output(text: str, max_bytes: int) -> tuple[str, bool]:
+    """Cut ``text`` to at most ``max_bytes`` UTF-8 bytes plus a visible marker; never silently."""
+    raw = text.encode("utf-8", errors="replace")
+    if len(raw) <= max_bytes:
+        return text, False
+    kept = raw[:max_bytes].decode("utf-8", errors="ignore")
+    return kept + TRUNCATION_MARKER.format(kept=max_bytes, total=len(raw)), True
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a tool call returned. ``seconds`` is wall time of the execution that produced it."""
+
+    output: str
+    exit_code: int = 0
+    seconds: float = 0.0
+    truncated: bool = False
+    timed_out: bool = False
+
+    def same_as(self, other: Observation) -> bool:
+        """Equal as the agent sees it: everything but the time it took."""
+        return (
+            self.output == other.output
+            and self.exit_code == other.exit_code
+            and self.truncated == other.truncated
+            and self.timed_out == other.timed_out
+        )
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "output": self.output,
+            "exit_code": self.exit_code,
+            "seconds": self.seconds,
+            "truncated": self.truncated,
+            "timed_out": self.timed_out,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, JSON]) -> Observation:
+        return cls(
+            output=str(data["output"]),
+            exit_code=int(data.get("exit_code", 0)),
+            seconds=float(data.get("seconds", 0.0)),
+            truncated=bool(data.get("truncated", False)),
+            timed_out=bool(data.get("timed_out", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """What the cache must know of a tool to key its calls.
+
+    ``volatile`` args (a request id, a timeout) are left out of the key. A tool that is not
+    ``deterministic`` gets its nodes marked nondeterministic and snapshotted on first execution.
+    """
+
+    name: str
+    version: str = "1"
+    volatile: frozenset[str] = frozenset()
+    required: tuple[str, ...] = ()
+    deterministic: bool = True
+    description: str = ""
+
+    def validate(self, args: object) -> Mapping[str, JSON]:
+        """Return ``args`` if it is a JSON object with the required fields, else raise."""
+        if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
+            raise ToolCallError(
+                f"args of tool {self.name!r} must be a JSON object with string keys, "
+                f"got {type(args).__name__}",
+                "pass keyword arguments, e.g. call('bash', command='ls')",
+            )
+        missing = [name for name in self.required if name not in args]
+        if missing:
+            raise ToolCallError(
+                f"tool {self.name!r} needs argument(s) {', '.join(missing)}",
+                f"call it as call({self.name!r}, "
+                + ", ".join(f"{m}=..." for m in self.required)
+                + ")",
+            )
+        try:
+            json.dumps(dict(args), allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ToolCallError(
+                f"args of tool {self.name!r} are not JSON-serialisable: {error}",
+                "use only str, int, float, bool, None, lists and dicts",
+            ) from error
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class RootSpec:
+    """An environment's starting state, as the user names it.
+
+    ``template`` is what the backend starts from (a directory for the local backend, an image
+    for Docker); ``options`` are the environment options that change behaviour. Rollouts share
+    cache entries only under equal specs (and equal template content).
+    """
+
+    task_id: str
+    backend: str = "local"
+    template: str | None = None
+    options: Mapping[str, JSON] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "task_id": self.task_id,
+            "backend": self.backend,
+            "template": self.template,
+            "options": dict(self.options),
+        }

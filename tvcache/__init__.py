@@ -1,0 +1,1 @@
+"""tvcache: a stateful tool-value cache with container forking for RL post-training."""
