@@ -1,0 +1,518 @@
+"""The engine: holds policy and the graph, asks a backend for I/O, serves sessions' calls."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sandbox import Backend, Observation, RootSpec, Sandbox, ToolCall, ToolCallError, ToolSpec
+from snapshots import SnapshotHandle, TvcacheError
+from tvcache._graph import Clock, Graph, Node, calls_between, replay_seconds
+from tvcache._keys import call_key, child_id, root_id
+from tvcache._policy import (
+    CostAwarePolicy,
+    EvictionStrategy,
+    Moment,
+    SecondsSavedPerByte,
+    SnapshotContext,
+    SnapshotPolicy,
+)
+from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
+from tvcache._settings import Settings
+
+if TYPE_CHECKING:
+    from tvcache._session import Session
+    from tvcache._store import StatsWriter, Store
+
+log = logging.getLogger("tvcache")
+
+
+class RootNotFoundError(TvcacheError):
+    """A root id that no store or engine knows."""
+
+
+@dataclass(slots=True)
+class Estimate:
+    """An exponential moving average of a measured duration, with a prior until measured."""
+
+    value: float
+    alpha: float
+    samples: list[float] = field(default_factory=list)
+
+    def add(self, seconds: float) -> None:
+        self.value = seconds if not self.samples else (1 - self.alpha) * self.value + self.alpha * seconds
+        self.samples.append(seconds)
+
+
+@dataclass(slots=True)
+class Counters:
+    """Engine-wide counters for ``stats()`` and ``/metrics``."""
+
+    calls: int = 0
+    hits: int = 0
+    shared_hits: int = 0
+    misses: int = 0
+    executed_seconds: float = 0.0
+    replayed_calls: int = 0
+    replayed_seconds: float = 0.0
+    seconds_saved: float = 0.0
+    starts: int = 0
+    forks: int = 0
+    catch_ups: int = 0
+    snapshots: int = 0
+    snapshot_reasons: dict[str, int] = field(default_factory=dict)
+    evictions: int = 0
+    divergences: int = 0
+    over_budget: int = 0
+
+
+def node_record(node: Node) -> NodeRecord:
+    return NodeRecord(
+        node_id=node.node_id,
+        root_id=node.root_id,
+        parent_id=node.parent.node_id if node.parent is not None else None,
+        depth=node.depth,
+        call_key=node.call_key,
+        call=node.call,
+        observation=node.observation,
+        nondeterministic=node.nondeterministic,
+        read_only=node.read_only,
+        stats=node.stats,
+        created=node.created,
+    )
+
+
+class Engine:
+    """Serves rollouts' tool calls from the graph, a backend's sandboxes and a store.
+
+    Thread-safe. The graph is mutated under one short lock; sandbox I/O and disk writes
+    happen outside it, so a hit never waits for a miss.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: Store | None = None,
+        *,
+        settings: Settings | None = None,
+        policy: SnapshotPolicy | None = None,
+        eviction: EvictionStrategy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.backend = backend
+        self.settings = settings or Settings()
+        self.store = store
+        self.policy: SnapshotPolicy = policy or CostAwarePolicy()
+        self.eviction: EvictionStrategy = eviction or SecondsSavedPerByte()
+        self._clock = clock or time.time
+        self.graph = Graph(self._clock)
+        self.counters = Counters()
+        alpha = self.settings.ema_alpha
+        self.fork_estimate = Estimate(0.05, alpha)
+        self.start_estimate = Estimate(0.05, alpha)
+        self.snapshot_estimate = Estimate(0.05, alpha)
+        self._lock = threading.Lock()
+        self._flights: dict[tuple[str, str], Future[Node]] = {}
+        self._snapshotting: set[str] = set()
+        self._specs: dict[str, RootSpec] = {}
+        self._tools: Mapping[str, ToolSpec] = backend.tool_specs()
+        self._owner = f"engine-{uuid.uuid4().hex[:12]}"
+        self._stats_writer: StatsWriter | None = None
+        if store is not None:
+            from tvcache._store import StatsWriter
+
+            self._stats_writer = StatsWriter(store, interval=self.settings.stats_flush_seconds)
+        if store is not None:
+            self.reconcile()
+
+    # ----------------------------------------------------------------- roots
+    def open_root(self, spec: RootSpec) -> str:
+        """Register (or load) the root of ``spec`` and return its id."""
+        if spec.backend != self.backend.name:
+            raise TvcacheError(
+                f"root of task {spec.task_id!r} asks for backend {spec.backend!r}, "
+                f"but this engine runs {self.backend.name!r}",
+                f"set RootSpec(backend={self.backend.name!r}) or start an engine with that backend",
+            )
+        rid = root_id(spec, self.backend.root_identity(spec))
+        with self._lock:
+            if self.graph.root(rid) is not None:
+                return rid
+        records: list[NodeRecord] = []
+        snaps: list[SnapshotRecord] = []
+        if self.store is not None:
+            self.store.put_root(RootRecord(rid, spec, self.backend.root_identity(spec), self._clock()))
+            records = self.store.load_nodes(rid)
+            snaps = self.store.snapshots(rid)
+        with self._lock:
+            if self.graph.root(rid) is None:
+                self._load(rid, records, snaps)
+            self._specs[rid] = spec
+        return rid
+
+    def root_spec(self, rid: str) -> RootSpec:
+        spec = self._specs.get(rid)
+        if spec is None and self.store is not None:
+            record = self.store.get_root(rid)
+            if record is not None:
+                self.open_root(record.spec)
+                spec = record.spec
+        if spec is None:
+            raise RootNotFoundError(
+                f"no root with id {rid!r}", "list roots with `tvcache stats` and pass one of them"
+            )
+        return spec
+
+    def _load(self, rid: str, records: list[NodeRecord], snaps: list[SnapshotRecord]) -> None:
+        root_record = next((r for r in records if r.parent_id is None), None)
+        self.graph.add_root(rid, root_record.created if root_record else None)
+        for record in records:
+            if record.parent_id is None:
+                continue
+            parent = self.graph.get(record.parent_id)
+            if parent is None or record.call is None or record.call_key is None:
+                log.warning("store node %s has no loaded parent; skipped", record.node_id)
+                continue
+            node = self.graph.add_child(
+                parent,
+                record.call_key,
+                record.call,
+                record.observation,
+                nondeterministic=record.nondeterministic,
+                created=record.created,
+            )
+            node.read_only = record.read_only
+            node.stats = record.stats
+        for snap in snaps:
+            node = self.graph.get(snap.node_id)
+            if node is not None:
+                node.snapshot = snap.handle
+
+    # -------------------------------------------------------------- sessions
+    def session(self, spec: RootSpec | str, **spec_fields: object) -> Session:
+        """A rollout on ``spec`` (or on ``RootSpec(task_id=spec, **spec_fields)``)."""
+        from tvcache._session import Session
+
+        if isinstance(spec, str):
+            spec = RootSpec(task_id=spec, backend=self.backend.name, **spec_fields)  # type: ignore[arg-type]
+        return Session(self, self.open_root(spec))
+
+    def tool_spec(self, tool: str) -> ToolSpec:
+        spec = self._tools.get(tool)
+        if spec is None:
+            raise ToolCallError(
+                f"unknown tool {tool!r}",
+                f"backend {self.backend.name!r} has: {', '.join(sorted(self._tools))}",
+            )
+        return spec
+
+    def key_of(self, tool: str, args: Mapping[str, object]) -> tuple[ToolSpec, str]:
+        spec = self.tool_spec(tool)
+        return spec, call_key(spec, spec.validate(args))
+
+    # ---------------------------------------------------------------- serving
+    def lookup(self, position: Node, key: str) -> Node | None:
+        """The hit path: a cached child, with its counters updated. No I/O, no waiting."""
+        with self._lock:
+            child = position.children.get(key)
+            if child is None or child.observation is None:
+                return None
+            self._count_hit(child)
+            return child
+
+    def _count_hit(self, child: Node) -> None:
+        assert child.observation is not None
+        saved = child.observation.seconds
+        child.stats.hits += 1
+        child.stats.seconds_saved += saved
+        child.stats.last_use = self._clock()
+        self.counters.calls += 1
+        self.counters.hits += 1
+        self.counters.seconds_saved += saved
+        if self._stats_writer is not None:
+            self._stats_writer.mark(child.node_id, child.stats)
+
+    def join_or_lead(self, position: Node, key: str) -> tuple[Node | None, Future[Node], bool]:
+        """Single flight: the cached child, or a flight to wait on, or a new flight to lead.
+
+        Returns ``(child, flight, leader)``; only the leader executes the call.
+        """
+        with self._lock:
+            child = position.children.get(key)
+            if child is not None and child.observation is not None:
+                self._count_hit(child)
+                return child, Future(), False
+            flight = self._flights.get((position.node_id, key))
+            if flight is not None:
+                return None, flight, False
+            flight = Future()
+            flight.set_running_or_notify_cancel()
+            self._flights[(position.node_id, key)] = flight
+            return None, flight, True
+
+    def finish_flight(self, position: Node, key: str) -> None:
+        with self._lock:
+            self._flights.pop((position.node_id, key), None)
+
+    def count_shared(self, child: Node) -> None:
+        with self._lock:
+            self._count_hit(child)
+            self.counters.shared_hits += 1
+
+    def execute(
+        self, sandbox: Sandbox, position: Node, key: str, call: ToolCall, spec: ToolSpec
+    ) -> Node:
+        """Run ``call`` on a sandbox that is at ``position``; store the child durably."""
+        if position.children and position.snapshot is None:
+            self.maybe_snapshot(sandbox, position, "branch")
+        observation = sandbox.run(call, timeout=self.settings.call_timeout)
+        child = self.graph_child(position, key, call, observation, spec)
+        self.maybe_snapshot(sandbox, child, "after_call")
+        return child
+
+    def graph_child(
+        self, position: Node, key: str, call: ToolCall, observation: Observation, spec: ToolSpec
+    ) -> Node:
+        """Make the child durable, then visible: nobody is served what a crash would lose."""
+        now = self._clock()
+        stats = NodeStats(executions=1, exec_seconds=observation.seconds, last_use=now)
+        record = NodeRecord(
+            node_id=child_id(position.node_id, key),
+            root_id=position.root_id,
+            parent_id=position.node_id,
+            depth=position.depth + 1,
+            call_key=key,
+            call=call,
+            observation=observation,
+            nondeterministic=not spec.deterministic,
+            read_only=False,
+            stats=stats,
+            created=now,
+        )
+        if self.store is not None:
+            self.store.put_node(record)
+        with self._lock:
+            existing = position.children.get(key)
+            if existing is not None and existing.observation is not None:
+                return existing
+            if existing is not None:
+                existing.observation = observation
+                child = existing
+            else:
+                child = self.graph.add_child(
+                    position, key, call, observation,
+                    nondeterministic=not spec.deterministic, created=now,
+                )
+            child.stats = stats
+            self.counters.calls += 1
+            self.counters.misses += 1
+            self.counters.executed_seconds += observation.seconds
+        return child
+
+    # ------------------------------------------------------ sandbox placement
+    def place(self, bound: Sandbox | None, bound_node: Node | None, target: Node) -> tuple[Sandbox, Node]:
+        """A sandbox in the state of ``target``: the cheapest of catching up or forking.
+
+        Returns the sandbox and the node it is at (``target``). The bound sandbox is closed
+        when a fork is cheaper.
+        """
+        catch_up: float | None = None
+        if bound is not None and bound_node is not None and bound_node.is_ancestor_of(target):
+            steps = calls_between(bound_node, target)
+            if not any(step.nondeterministic for step in steps):
+                catch_up = sum(s.observation.seconds for s in steps if s.observation is not None)
+        base = target.deepest_snapshot()
+        fork_cost = self._fork_cost(base) + replay_seconds(base, target)
+        if bound is not None and bound_node is not None and catch_up is not None and catch_up <= fork_cost:
+            if bound_node is not target:
+                self.counters.catch_ups += 1
+                self.replay(bound, bound_node, target)
+            return bound, target
+        if bound is not None:
+            bound.close()
+        sandbox = self.fork_node(base)
+        try:
+            self.replay(sandbox, base, target)
+        except BaseException:
+            sandbox.close()
+            raise
+        return sandbox, target
+
+    def _fork_cost(self, base: Node) -> float:
+        return (self.start_estimate if base.snapshot is None else self.fork_estimate).value
+
+    def fork_node(self, base: Node) -> Sandbox:
+        """A new sandbox at ``base``: a fork of its snapshot, or a fresh start at the root."""
+        started = time.perf_counter()
+        handle = base.snapshot
+        if handle is None:
+            sandbox = self.backend.start(self.root_spec(base.root_id))
+            with self._lock:
+                self.start_estimate.add(time.perf_counter() - started)
+                self.counters.starts += 1
+            return sandbox
+        with self._locked_snapshot(base, handle):
+            sandbox = self.backend.fork(handle)
+        with self._lock:
+            self.fork_estimate.add(time.perf_counter() - started)
+            self.counters.forks += 1
+        return sandbox
+
+    @contextmanager
+    def _locked_snapshot(self, node: Node, handle: SnapshotHandle) -> Iterator[None]:
+        with self._lock:
+            self.graph.lock(node)
+        if self.store is not None:
+            self.store.lock_snapshot(node.node_id, self._owner)
+        try:
+            yield
+        finally:
+            if self.store is not None:
+                self.store.unlock_snapshot(node.node_id, self._owner)
+            with self._lock:
+                self.graph.unlock(node)
+
+    def replay(self, sandbox: Sandbox, start: Node, target: Node) -> None:
+        """Re-execute the calls from ``start`` to ``target``, verifying each output."""
+        for step in calls_between(start, target):
+            assert step.call is not None and step.observation is not None
+            fresh = sandbox.run(step.call, timeout=self.settings.call_timeout)
+            with self._lock:
+                self.counters.replayed_calls += 1
+                self.counters.replayed_seconds += fresh.seconds
+            if self.settings.verify_replays and not fresh.same_as(step.observation):
+                self.mark_nondeterministic(step)
+
+    def mark_nondeterministic(self, node: Node) -> None:
+        with self._lock:
+            already = node.nondeterministic
+            node.nondeterministic = True
+            self.counters.divergences += 1
+        if not already:
+            log.warning("replay of node %s diverged: marked nondeterministic", node.node_id)
+            if self.store is not None:
+                self.store.set_flags(node.node_id, nondeterministic=True)
+
+    # ------------------------------------------------------------- snapshots
+    def maybe_snapshot(self, sandbox: Sandbox, node: Node, moment: Moment) -> None:
+        """Ask the policy; checkpoint ``node`` from ``sandbox`` (which is at ``node``) if it says so."""
+        if node.snapshot is not None or node.node_id in self._snapshotting:
+            return
+        base = node.parent.deepest_snapshot() if node.parent is not None else node
+        ctx = SnapshotContext(
+            node=node,
+            moment=moment,
+            replay_seconds=replay_seconds(base, node) if node.parent is not None else 0.0,
+            fork_seconds=self.fork_estimate.value,
+            snapshot_seconds=self.snapshot_estimate.value,
+        )
+        reason = self.policy.should_snapshot(ctx)
+        if reason is not None and not node.is_root:
+            self.take_snapshot(sandbox, node, reason)
+
+    def take_snapshot(self, sandbox: Sandbox, node: Node, reason: str) -> SnapshotHandle | None:
+        with self._lock:
+            if node.snapshot is not None or node.node_id in self._snapshotting:
+                return node.snapshot
+            self._snapshotting.add(node.node_id)
+        try:
+            started = time.perf_counter()
+            handle = sandbox.snapshot(f"{node.node_id}-{uuid.uuid4().hex[:8]}")
+            elapsed = time.perf_counter() - started
+            if self.store is not None:
+                self.store.put_snapshot(SnapshotRecord(node.node_id, node.root_id, handle, self._clock()))
+            with self._lock:
+                node.snapshot = handle
+                self.snapshot_estimate.add(elapsed)
+                self.counters.snapshots += 1
+                self.counters.snapshot_reasons[reason] = self.counters.snapshot_reasons.get(reason, 0) + 1
+        finally:
+            with self._lock:
+                self._snapshotting.discard(node.node_id)
+        self.enforce_budget()
+        return handle
+
+    def enforce_budget(self) -> None:
+        """Evict snapshots (never nodes) until the byte budget holds or only locked ones remain."""
+        while True:
+            with self._lock:
+                total = self.graph.snapshot_bytes()
+                if total <= self.settings.snapshot_budget_bytes:
+                    return
+                now = self._clock()
+                candidates = [n for n in self.graph.snapshotted() if n.lock_count == 0]
+                if not candidates:
+                    self.counters.over_budget += 1
+                    return
+                victim = min(candidates, key=lambda n: self.eviction.priority(n, now))
+                handle = victim.snapshot
+                assert handle is not None
+                victim.snapshot = None
+                self.counters.evictions += 1
+            if self.store is not None:
+                self.store.delete_snapshot(victim.node_id)
+            self.backend.delete_snapshot(handle)
+
+    # ----------------------------------------------------------- maintenance
+    def reconcile(self) -> dict[str, int]:
+        """Bring store and backend storage into agreement after a crash."""
+        assert self.store is not None
+        released = self.store.release_stale_locks()
+        records = {r.handle.snapshot_id: r for r in self.store.snapshots()}
+        report = self.backend.reconcile({sid: r.handle for sid, r in records.items()})
+        for sid in report.missing:
+            self.store.delete_snapshot(records[sid].node_id)
+        return {
+            "stale_locks_released": released,
+            "orphans_removed": len(report.orphans_removed),
+            "missing_snapshots_dropped": len(report.missing),
+        }
+
+    def stats(self) -> dict[str, object]:
+        """Engine-wide counters and estimates, as plain data."""
+        with self._lock:
+            c = self.counters
+            return {
+                "calls": c.calls,
+                "hits": c.hits,
+                "shared_hits": c.shared_hits,
+                "misses": c.misses,
+                "hit_rate": c.hits / c.calls if c.calls else 0.0,
+                "executed_seconds": c.executed_seconds,
+                "replayed_calls": c.replayed_calls,
+                "replayed_seconds": c.replayed_seconds,
+                "seconds_saved": c.seconds_saved,
+                "starts": c.starts,
+                "forks": c.forks,
+                "catch_ups": c.catch_ups,
+                "snapshots": c.snapshots,
+                "snapshot_reasons": dict(c.snapshot_reasons),
+                "evictions": c.evictions,
+                "divergences": c.divergences,
+                "over_budget": c.over_budget,
+                "nodes": len(self.graph),
+                "snapshot_bytes": self.graph.snapshot_bytes(),
+                "fork_seconds_estimate": self.fork_estimate.value,
+                "snapshot_seconds_estimate": self.snapshot_estimate.value,
+                "fork_samples": list(self.fork_estimate.samples),
+                "start_samples": list(self.start_estimate.samples),
+                "snapshot_samples": list(self.snapshot_estimate.samples),
+            }
+
+    def flush(self) -> None:
+        if self._stats_writer is not None:
+            self._stats_writer.flush()
+
+    def close(self) -> None:
+        """Flush counters; the store stays open for its owner to close."""
+        if self._stats_writer is not None:
+            self._stats_writer.close()
+            self._stats_writer = None
+

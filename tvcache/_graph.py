@@ -1,0 +1,207 @@
+"""The tool-call graph: a pure data structure, no I/O, no Docker, an injected clock.
+
+One tree per root. A node is the state reached by one exact history; its id is a hash of
+that history (see ``_keys``), so the same tree can be rebuilt from any store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sandbox import Observation, ToolCall
+from snapshots import SnapshotHandle
+from tvcache._keys import child_id
+from tvcache._records import NodeStats
+
+Clock = Callable[[], float]
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    """A state of one root's environment. The root's own node has no call and no parent."""
+
+    node_id: str
+    root_id: str
+    parent: Node | None
+    call_key: str | None
+    call: ToolCall | None
+    observation: Observation | None
+    depth: int
+    created: float
+    stats: NodeStats = field(default_factory=NodeStats)
+    children: dict[str, Node] = field(default_factory=dict)
+    nondeterministic: bool = False
+    read_only: bool = False
+    snapshot: SnapshotHandle | None = None
+    lock_count: int = 0
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent is None
+
+    def path(self) -> list[Node]:
+        """Nodes from the first call to this one (the root's own node excluded)."""
+        nodes: list[Node] = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            nodes.append(node)
+            node = node.parent
+        nodes.reverse()
+        return nodes
+
+    def ancestors(self) -> Iterator[Node]:
+        """This node, its parent, ... up to the root's own node."""
+        node: Node | None = self
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def is_ancestor_of(self, other: Node) -> bool:
+        """True when ``other`` is this node or below it."""
+        if other.depth < self.depth:
+            return False
+        return any(node is self for node in other.ancestors())
+
+    def deepest_snapshot(self) -> Node:
+        """The deepest node on the path holding a snapshot; the root's own node at worst.
+
+        The root always counts as snapshotted: the backend can start it from its template.
+        """
+        for node in self.ancestors():
+            if node.snapshot is not None or node.parent is None:
+                return node
+        raise AssertionError("unreachable: every path ends at a root")
+
+    def tainted(self) -> bool:
+        """True when some node on the path is nondeterministic: a fresh run may differ."""
+        return any(node.nondeterministic for node in self.ancestors())
+
+
+def replay_seconds(ancestor: Node, node: Node) -> float:
+    """Measured seconds of re-executing the calls from ``ancestor`` (exclusive) to ``node``."""
+    total = 0.0
+    for step in node.ancestors():
+        if step is ancestor:
+            return total
+        if step.observation is not None:
+            total += step.observation.seconds
+    raise ValueError(f"node {ancestor.node_id} is not an ancestor of {node.node_id}")
+
+
+def calls_between(ancestor: Node, node: Node) -> list[Node]:
+    """Nodes strictly below ``ancestor`` down to ``node``, in execution order."""
+    steps: list[Node] = []
+    for step in node.ancestors():
+        if step is ancestor:
+            steps.reverse()
+            return steps
+        steps.append(step)
+    raise ValueError(f"node {ancestor.node_id} is not an ancestor of {node.node_id}")
+
+
+class Graph:
+    """All roots' trees, indexed by node id. Not thread-safe: the engine serialises mutation."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._nodes: dict[str, Node] = {}
+        self._roots: dict[str, Node] = {}
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._nodes
+
+    def get(self, node_id: str) -> Node | None:
+        return self._nodes.get(node_id)
+
+    def root(self, root_id: str) -> Node | None:
+        return self._roots.get(root_id)
+
+    def roots(self) -> list[Node]:
+        return list(self._roots.values())
+
+    def nodes(self, root_id: str | None = None) -> Iterator[Node]:
+        for node in self._nodes.values():
+            if root_id is None or node.root_id == root_id:
+                yield node
+
+    def add_root(self, root_id: str, created: float | None = None) -> Node:
+        """The root's own node (idempotent)."""
+        existing = self._roots.get(root_id)
+        if existing is not None:
+            return existing
+        node = Node(
+            node_id=root_id,
+            root_id=root_id,
+            parent=None,
+            call_key=None,
+            call=None,
+            observation=None,
+            depth=0,
+            created=self._clock() if created is None else created,
+        )
+        self._roots[root_id] = node
+        self._nodes[root_id] = node
+        return node
+
+    def add_child(
+        self,
+        parent: Node,
+        key: str,
+        call: ToolCall,
+        observation: Observation | None,
+        *,
+        nondeterministic: bool = False,
+        created: float | None = None,
+    ) -> Node:
+        """The child of ``parent`` under ``key``; an existing child is returned unchanged."""
+        existing = parent.children.get(key)
+        if existing is not None:
+            return existing
+        node = Node(
+            node_id=child_id(parent.node_id, key),
+            root_id=parent.root_id,
+            parent=parent,
+            call_key=key,
+            call=call,
+            observation=observation,
+            depth=parent.depth + 1,
+            created=self._clock() if created is None else created,
+            nondeterministic=nondeterministic,
+        )
+        parent.children[key] = node
+        self._nodes[node.node_id] = node
+        return node
+
+    def match(self, root_id: str, keys: Sequence[str]) -> tuple[Node, int]:
+        """Longest-prefix match of a history: the deepest node reached and how many keys matched."""
+        node = self._roots.get(root_id)
+        if node is None:
+            raise KeyError(root_id)
+        for matched, key in enumerate(keys):
+            child = node.children.get(key)
+            if child is None or child.observation is None:
+                return node, matched
+            node = child
+        return node, len(keys)
+
+    def touch(self, node: Node) -> None:
+        node.stats.last_use = self._clock()
+
+    def lock(self, node: Node) -> None:
+        """Pin ``node``'s snapshot while a fork reads it: eviction skips locked snapshots."""
+        node.lock_count += 1
+
+    def unlock(self, node: Node) -> None:
+        if node.lock_count <= 0:
+            raise ValueError(f"node {node.node_id} is not locked")
+        node.lock_count -= 1
+
+    def snapshotted(self) -> list[Node]:
+        return [node for node in self._nodes.values() if node.snapshot is not None]
+
+    def snapshot_bytes(self) -> int:
+        return sum(n.snapshot.size_bytes for n in self._nodes.values() if n.snapshot is not None)

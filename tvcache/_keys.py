@@ -1,0 +1,34 @@
+"""Canonical forms and content-addressed ids: equal histories give equal ids in every process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from sandbox import JSON, RootSpec, ToolSpec
+
+
+def canonical_json(value: JSON) -> str:
+    """Sorted keys, no insignificant whitespace, UTF-8 kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def call_key(spec: ToolSpec, args: Mapping[str, JSON]) -> str:
+    """The key of a call: tool name, tool version and the non-volatile args."""
+    keyed = {name: value for name, value in args.items() if name not in spec.volatile}
+    return _digest(canonical_json([spec.name, spec.version, keyed]))
+
+
+def root_id(spec: RootSpec, identity: str) -> str:
+    """A root is its spec plus what its template really contains."""
+    return _digest(canonical_json([spec.to_dict(), identity]))
+
+
+def child_id(parent_id: str, key: str) -> str:
+    """A node's id is a hash of its whole history, so workers agree on it without talking."""
+    return _digest(f"{parent_id}/{key}")

@@ -1,0 +1,144 @@
+"""A session is one rollout: a position in the graph and, when it needs one, a bound sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from sandbox import JSON, Observation, Sandbox, ToolCall, ToolSpec
+from snapshots import TvcacheError
+from tvcache._graph import Node
+
+if TYPE_CHECKING:
+    from tvcache._engine import Engine
+
+
+class SessionClosedError(TvcacheError):
+    """A call on a session that was closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """An observation and how it was served.
+
+    ``tainted`` is True when the history passes a nondeterministic node: a fresh run of the
+    same history may legitimately return something else.
+    """
+
+    observation: Observation
+    hit: bool
+    node_id: str
+    seconds_saved: float
+    tainted: bool
+
+    @property
+    def output(self) -> str:
+        return self.observation.output
+
+    @property
+    def exit_code(self) -> int:
+        return self.observation.exit_code
+
+
+class Session:
+    """One trajectory in progress. Use from one thread (or task) at a time; close when done."""
+
+    def __init__(self, engine: Engine, root_id: str) -> None:
+        self.engine = engine
+        self.root_id = root_id
+        root = engine.graph.root(root_id)
+        assert root is not None
+        self.position: Node = root
+        self._sandbox: Sandbox | None = None
+        self._sandbox_node: Node | None = None
+        self._closed = False
+
+    @property
+    def node_id(self) -> str:
+        return self.position.node_id
+
+    @property
+    def history(self) -> list[ToolCall]:
+        return [node.call for node in self.position.path() if node.call is not None]
+
+    def call(self, tool: str, /, **args: JSON) -> CallResult:
+        """Serve one tool call: from the cache when the whole history matches, else run it."""
+        if self._closed:
+            raise SessionClosedError("this session is closed", "open a new one with engine.session()")
+        spec, key = self.engine.key_of(tool, args)
+        child = self.engine.lookup(self.position, key)
+        if child is not None:
+            return self._hit(child)
+        for _attempt in range(3):
+            child, flight, leader = self.engine.join_or_lead(self.position, key)
+            if child is not None:
+                return self._hit(child)
+            if not leader:
+                try:
+                    child = flight.result()
+                except TvcacheError:
+                    continue  # the leader failed; try to lead ourselves
+                self.engine.count_shared(child)
+                return self._hit(child)
+            try:
+                child = self._miss(key, ToolCall(tool, dict(args)), spec)
+                flight.set_result(child)
+            except BaseException as error:
+                flight.set_exception(error)
+                raise
+            finally:
+                self.engine.finish_flight(self.position, key)
+            assert child.observation is not None
+            self.position = child
+            return CallResult(child.observation, False, child.node_id, 0.0, child.tainted())
+        raise TvcacheError(f"call {tool!r} failed in three other sessions", "see the log for why")
+
+    async def acall(self, tool: str, /, **args: JSON) -> CallResult:
+        """The async twin of ``call``: hits are served inline, misses in a worker thread."""
+        if not self._closed:
+            _spec, key = self.engine.key_of(tool, args)
+            child = self.engine.lookup(self.position, key)
+            if child is not None:
+                return self._hit(child)
+        return await asyncio.to_thread(self.call, tool, **args)
+
+    def _hit(self, child: Node) -> CallResult:
+        assert child.observation is not None
+        self.position = child
+        return CallResult(
+            child.observation, True, child.node_id, child.observation.seconds, child.tainted()
+        )
+
+    def _miss(self, key: str, call: ToolCall, spec: ToolSpec) -> Node:
+        sandbox, at = self.engine.place(self._sandbox, self._sandbox_node, self.position)
+        self._sandbox, self._sandbox_node = sandbox, at
+        try:
+            child = self.engine.execute(sandbox, at, key, call, spec)
+        except BaseException:
+            self._drop_sandbox()
+            raise
+        self._sandbox_node = child
+        return child
+
+    def _drop_sandbox(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+        self._sandbox, self._sandbox_node = None, None
+
+    def close(self) -> None:
+        """End the rollout and destroy its sandbox. Idempotent."""
+        self._closed = True
+        self._drop_sandbox()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
