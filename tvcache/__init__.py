@@ -1,1 +1,54 @@
-"""tvcache: a stateful tool-value cache with container forking for RL post-training."""
+"""tvcache: a stateful tool-value cache with container forking for RL post-training.
+
+Observations are keyed by the whole tool-call history since the environment's start; a
+rollout that leaves the cached path resumes from a fork of the nearest checkpoint.
+"""
+
+from sandbox import Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
+from snapshots import SnapshotError, SnapshotHandle, TvcacheError
+from tvcache._engine import Engine, RootNotFoundError
+from tvcache._factory import open_engine
+from tvcache._policy import (
+    AlwaysSnapshot,
+    CostAwarePolicy,
+    EvictionStrategy,
+    LeastRecentlyUsed,
+    NeverSnapshot,
+    SecondsSavedPerByte,
+    SnapshotContext,
+    SnapshotPolicy,
+)
+from tvcache._session import CallResult, Session, SessionClosedError
+from tvcache._settings import Settings
+from tvcache._store import Store, StoreError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlwaysSnapshot",
+    "CallResult",
+    "CostAwarePolicy",
+    "Engine",
+    "EvictionStrategy",
+    "LeastRecentlyUsed",
+    "NeverSnapshot",
+    "Observation",
+    "RootNotFoundError",
+    "RootSpec",
+    "SecondsSavedPerByte",
+    "Session",
+    "SessionClosedError",
+    "Settings",
+    "SnapshotContext",
+    "SnapshotError",
+    "SnapshotHandle",
+    "SnapshotPolicy",
+    "Store",
+    "StoreError",
+    "ToolCall",
+    "ToolCallError",
+    "ToolSpec",
+    "TvcacheError",
+    "__version__",
+    "open_engine",
+]

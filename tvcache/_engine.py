@@ -148,8 +148,11 @@ class Engine:
         records: list[NodeRecord] = []
         snaps: list[SnapshotRecord] = []
         if self.store is not None:
-            self.store.put_root(RootRecord(rid, spec, self.backend.root_identity(spec), self._clock()))
+            now = self._clock()
+            self.store.put_root(RootRecord(rid, spec, self.backend.root_identity(spec), now))
             records = self.store.load_nodes(rid)
+            if not records:
+                self.store.put_node(node_record(Graph(lambda: now).add_root(rid)))
             snaps = self.store.snapshots(rid)
         with self._lock:
             if self.graph.root(rid) is None:
@@ -191,9 +194,9 @@ class Engine:
             node.read_only = record.read_only
             node.stats = record.stats
         for snap in snaps:
-            node = self.graph.get(snap.node_id)
-            if node is not None:
-                node.snapshot = snap.handle
+            held = self.graph.get(snap.node_id)
+            if held is not None:
+                held.snapshot = snap.handle
 
     # -------------------------------------------------------------- sessions
     def session(self, spec: RootSpec | str, **spec_fields: object) -> Session:

@@ -1,0 +1,391 @@
+"""Tools of the local backend: a registry (a new tool is one small class), ``bash`` and ``sqlite``.
+
+A tool runs in a :class:`ToolContext`: the sandbox's root directory (the agent's ``$HOME``), a
+private directory beside it that commands do not see, and the shell state (working directory and
+exported variables) that ``bash`` carries from call to call and that snapshots record.
+
+The local backend is not an isolation boundary: commands see the real path of the sandbox. Outputs
+show it as ``/sandbox`` so that the same history gives the same output in every fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox._types import (
+    JSON,
+    TRUNCATION_MARKER,
+    Observation,
+    ToolCallError,
+    ToolSpec,
+    cap_output,
+)
+
+PUBLIC_ROOT = "/sandbox"
+ROOT_PLACEHOLDER = "@@TVCACHE_SANDBOX_ROOT@@"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_DB = "db.sqlite"
+TIMEOUT_EXIT_CODE = 124
+TIMEOUT_NOTE = "\n[tvcache: timed out after {seconds:g} s; the command was killed]\n"
+
+
+@dataclass(slots=True)
+class ShellState:
+    """What makes separate ``bash`` processes behave as one shell, in a fork-portable form.
+
+    ``cwd`` is relative to the sandbox root (absolute only when outside the sandbox directory);
+    ``env`` is ``export -p`` output with the sandbox root replaced by :data:`ROOT_PLACEHOLDER`.
+    """
+
+    cwd: str = "."
+    env: str = ""
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {"cwd": self.cwd, "env": self.env}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, JSON]) -> ShellState:
+        return cls(cwd=str(data.get("cwd", ".")), env=str(data.get("env", "")))
+
+
+def initial_env(extra: Mapping[str, str]) -> str:
+    """The exported variables of a fresh sandbox: a fixed, host-independent set plus ``extra``."""
+    env = {"HOME": ROOT_PLACEHOLDER, "PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "TERM": "dumb"}
+    env.update(extra)
+    quoted = {k: shlex.quote(v) for k, v in env.items()}
+    quoted["HOME"] = f'"{ROOT_PLACEHOLDER}"'  # replaced by the real root when loaded
+    return "".join(f"export {name}={value}\n" for name, value in sorted(quoted.items()))
+
+
+@dataclass(slots=True)
+class ToolContext:
+    """Where a tool runs. ``shell`` is mutable: ``bash`` updates it after each call."""
+
+    root: Path
+    private: Path
+    shell: ShellState
+    max_output_bytes: int
+    options: Mapping[str, JSON] = field(default_factory=dict)
+
+    def public(self, text: str) -> str:
+        """``text`` with the sandbox's real path shown as ``/sandbox``."""
+        return text.replace(str(self.root), PUBLIC_ROOT)
+
+
+class LocalTool(ABC):
+    """One tool of the local backend. Subclasses set ``spec`` and implement ``run``.
+
+    ``run`` returns failures of the command itself (non-zero exit, SQL error) as observations;
+    it raises :class:`ToolCallError` only for malformed calls.
+    """
+
+    spec: ToolSpec
+
+    @abstractmethod
+    def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation: ...
+
+
+class ToolRegistry:
+    """Tools by name. Registering a name twice replaces the earlier tool."""
+
+    def __init__(self, tools: Iterable[LocalTool] = ()) -> None:
+        self._tools: dict[str, LocalTool] = {}
+        for tool in tools:
+            self.register(tool)
+
+    def register(self, tool: LocalTool) -> None:
+        self._tools[tool.spec.name] = tool
+
+    def get(self, name: str) -> LocalTool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise ToolCallError(
+                f"unknown tool {name!r}", f"known tools: {', '.join(sorted(self._tools))}"
+            ) from None
+
+    def specs(self) -> dict[str, ToolSpec]:
+        return {name: tool.spec for name, tool in sorted(self._tools.items())}
+
+
+def default_tools() -> list[LocalTool]:
+    return [BashTool(), SqliteTool()]
+
+
+class OutputBuffer:
+    """The head of a stream, kept up to a memory bound; the rest is only counted.
+
+    The bound is well above the output cap because replacing the sandbox path shortens text.
+    """
+
+    def __init__(self, max_output_bytes: int) -> None:
+        self.max_output_bytes = max_output_bytes
+        self._keep = 4 * max_output_bytes + 64 * 1024
+        self._data = bytearray()
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        room = self._keep - len(self._data)
+        self._data += data[:room]
+        self.dropped += max(0, len(data) - room)
+
+    def finish(self, ctx: ToolContext) -> tuple[str, bool]:
+        """Decoded, with ``/sandbox`` for the real root, capped with a visible marker."""
+        text = ctx.public(self._data.decode("utf-8", errors="replace"))
+        return cap_text(text, self.dropped, self.max_output_bytes)
+
+
+def cap_text(text: str, dropped: int, max_bytes: int) -> tuple[str, bool]:
+    """:func:`cap_output`, when ``dropped`` bytes after ``text`` were already thrown away."""
+    if dropped == 0:
+        return cap_output(text, max_bytes)
+    raw = text.encode("utf-8", errors="replace")
+    kept = raw[:max_bytes].decode("utf-8", errors="ignore")
+    return kept + TRUNCATION_MARKER.format(kept=max_bytes, total=len(raw) + dropped), True
+
+
+def timeout_observation(text: str, truncated: bool, timeout: float) -> Observation:
+    return Observation(
+        output=text + TIMEOUT_NOTE.format(seconds=timeout),
+        exit_code=TIMEOUT_EXIT_CODE,
+        truncated=truncated,
+        timed_out=True,
+    )
+
+
+# ----------------------------------------------------------------------------------------- bash
+
+# $1 private dir, $2 working directory, $3 sandbox root. The user command runs at top level (so
+# `cd` and `export` take effect) through eval; the EXIT trap records the state even after `exit`.
+# One line, so that bash's "line N" in error messages counts the user's lines only.
+_WRAPPER = "; ".join(
+    [
+        "__tvc_s=$1",
+        'cd -- "$2" 2>/dev/null || cd -- "$3"',
+        "__tvc_pwd=$PWD",
+        'source "$__tvc_s/env.in"',
+        "PWD=$__tvc_pwd",
+        "set --",
+        'trap \'__tvc_rc=$?; pwd >"$__tvc_s/cwd.out"; export -p >"$__tvc_s/env.out"; '
+        "exit $__tvc_rc' EXIT",
+        "IFS= read -r -d '' __tvc_cmd <\"$__tvc_s/cmd\"",
+        'eval "$__tvc_cmd"',
+    ]
+)
+
+
+class BashTool(LocalTool):
+    """``bash``: one fresh process per call that behaves as one persistent shell.
+
+    Persist across calls (and snapshots): the working directory and exported variables. Do not
+    persist: shell functions, aliases, unexported variables, options (``set -e``), traps, and
+    processes — the whole process group is killed when the command ends or times out.
+    """
+
+    spec = ToolSpec(
+        name="bash",
+        version="1",
+        volatile=frozenset({"timeout"}),
+        required=("command",),
+        description="Run a bash command in the sandbox; stdout and stderr are merged.",
+    )
+
+    def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation:
+        command = args["command"]
+        if not isinstance(command, str) or "\0" in command:
+            raise ToolCallError("bash: 'command' must be a string without NUL characters")
+        bash = shutil.which("bash") or "/bin/bash"
+        (ctx.private / "cmd").write_text(command, encoding="utf-8", errors="replace")
+        (ctx.private / "env.in").write_text(ctx.shell.env.replace(ROOT_PLACEHOLDER, str(ctx.root)))
+        for name in ("cwd.out", "env.out"):
+            (ctx.private / name).unlink(missing_ok=True)
+        cwd = os.path.normpath(ctx.root / ctx.shell.cwd)
+        proc = subprocess.Popen(
+            [bash, "-c", _WRAPPER, "bash", str(ctx.private), cwd, str(ctx.root)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=ctx.root,
+            env={},
+            start_new_session=True,
+        )
+        buffer = OutputBuffer(ctx.max_output_bytes)
+        timed_out = _collect(proc, buffer, timeout)
+        text, truncated = buffer.finish(ctx)
+        if timed_out:
+            return timeout_observation(text, truncated, timeout)
+        self._record(ctx)
+        code = proc.returncode
+        return Observation(
+            output=text, exit_code=128 - code if code < 0 else code, truncated=truncated
+        )
+
+    @staticmethod
+    def _record(ctx: ToolContext) -> None:
+        try:
+            cwd = (ctx.private / "cwd.out").read_text(errors="surrogateescape").removesuffix("\n")
+            env = (ctx.private / "env.out").read_text(errors="surrogateescape")
+        except FileNotFoundError:  # the command replaced our EXIT trap: keep the old state
+            return
+        sandbox_dir = str(ctx.root.parent)
+        if cwd == sandbox_dir or cwd.startswith(sandbox_dir + "/"):
+            cwd = os.path.relpath(cwd, ctx.root)
+        ctx.shell.cwd = cwd
+        ctx.shell.env = env.replace(str(ctx.root), ROOT_PLACEHOLDER)
+
+
+def _collect(proc: subprocess.Popen[bytes], buffer: OutputBuffer, timeout: float) -> bool:
+    """Read merged output until bash exits or ``timeout``; then kill its process group.
+
+    Returns whether it timed out. Waiting for bash (not for EOF) keeps ``cmd &`` from blocking.
+    """
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        pidfd = _pidfd(proc.pid)
+        if pidfd is not None:
+            selector.register(pidfd, selectors.EVENT_READ)
+        open_ = True
+        try:
+            while proc.poll() is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                selector.select(remaining if pidfd is not None else min(remaining, 0.02))
+                if open_ and not _drain(fd, buffer):
+                    open_ = False
+                    selector.unregister(fd)
+        finally:
+            if pidfd is not None:
+                selector.unregister(pidfd)
+                os.close(pidfd)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        drain_until = time.monotonic() + 1.0  # processes that left the group may hold the pipe
+        while open_ and _drain(fd, buffer) and time.monotonic() < drain_until:
+            selector.select(drain_until - time.monotonic())
+    proc.stdout.close()
+    return timed_out
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _drain(fd: int, buffer: OutputBuffer) -> bool:
+    """Read what is available; False at end of file."""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        buffer.add(chunk)
+
+
+# --------------------------------------------------------------------------------------- sqlite
+
+
+def split_sql(sql: str) -> list[str]:
+    """Split a script into complete statements (quotes, comments and triggers respected)."""
+    statements: list[str] = []
+    start = 0
+    for index, char in enumerate(sql):
+        if char == ";" and sqlite3.complete_statement(sql[start : index + 1]):
+            statements.append(sql[start : index + 1].strip())
+            start = index + 1
+    if sql[start:].strip():
+        statements.append(sql[start:].strip())
+    return statements
+
+
+def format_row(row: Iterable[object]) -> str:
+    """One result row as its Python tuple repr, e.g. ``('Alice', 3)`` or ``(1,)``."""
+    return repr(tuple(row))
+
+
+def changed_message(count: int) -> str:
+    return f"OK, {count} row{'' if count == 1 else 's'} changed"
+
+
+class SqliteTool(LocalTool):
+    """``sqlite``: SQL against a database file in the sandbox, in autocommit like the sqlite3 CLI.
+
+    Output: one line per result row, each a Python tuple repr; a read with no rows gives ``""``;
+    a call whose statements return no result set gives ``OK, N rows changed``. SQL errors give
+    ``Error: <message>`` with exit code 1, and statements before the failing one stay applied.
+    ``db`` is relative to the sandbox root (not to bash's cwd); its default is the root option
+    ``sqlite_db``, else ``db.sqlite``.
+    """
+
+    spec = ToolSpec(
+        name="sqlite",
+        version="1",
+        volatile=frozenset({"timeout"}),
+        required=("sql",),
+        description="Run SQL statement(s) on a SQLite database file in the sandbox.",
+    )
+
+    def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation:
+        sql, db = args["sql"], args.get("db", ctx.options.get("sqlite_db", DEFAULT_DB))
+        if not isinstance(sql, str) or not isinstance(db, str) or not db:
+            raise ToolCallError("sqlite: 'sql' and 'db' must be strings", "e.g. sql='SELECT 1'")
+        path = (ctx.root / db).resolve()
+        if os.path.isabs(db) or not path.is_relative_to(ctx.root.resolve()):
+            return _error(f"database path {db!r} is outside the sandbox; use a relative path")
+        deadline = time.monotonic() + timeout
+        try:
+            conn = sqlite3.connect(path, timeout=min(timeout, 5.0), isolation_level=None)
+        except sqlite3.Error as error:
+            return _error(f"cannot open database {db!r}: {error}")
+        conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+        buffer = OutputBuffer(ctx.max_output_bytes)
+        try:
+            before, had_rows = conn.total_changes, False
+            for statement in split_sql(sql):
+                cursor = conn.execute(statement)
+                if cursor.description is not None:
+                    had_rows = True
+                    for row in cursor:
+                        buffer.add(format_row(row).encode("utf-8", errors="replace") + b"\n")
+            if conn.in_transaction:
+                conn.commit()
+            if not had_rows:
+                buffer.add(changed_message(conn.total_changes - before).encode())
+        except (sqlite3.Error, sqlite3.Warning) as error:
+            if time.monotonic() > deadline and "interrupted" in str(error):
+                return timeout_observation(*buffer.finish(ctx), timeout)
+            if "file is not a database" in str(error):
+                return _error(f"{db!r} is not a SQLite database (file is not a database)")
+            return _error(ctx.public(str(error)))
+        finally:
+            conn.close()
+        text, truncated = buffer.finish(ctx)
+        return Observation(output=text.removesuffix("\n"), truncated=truncated)
+
+
+def _error(message: str) -> Observation:
+    return Observation(output=f"Error: {message}", exit_code=1)

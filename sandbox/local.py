@@ -1,0 +1,336 @@
+"""The local backend: a sandbox is a private directory plus tools that run in it; no Docker.
+
+Layout: ``work_dir/<sandbox_id>/{home/, state/, owner}`` — ``home`` is the agent's working
+directory and ``$HOME`` (shown as ``/sandbox`` in outputs), ``state`` is private scratch for the
+tools, ``owner`` names the owning process so :meth:`LocalBackend.reconcile` can remove sandboxes
+of dead processes. A snapshot is ``snapshot_dir/<snapshot_id>/{home/, sandbox.json}`` (the shell
+state and root options), created atomically. Snapshots are level ``fs``: no processes survive.
+
+Not an isolation boundary: commands run as the calling user and can reach the whole host. Files
+outside ``home`` (``/tmp`` included) are neither private nor snapshotted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+from sandbox._protocol import DoctorCheck, ReconcileReport
+from sandbox._tools import (
+    LocalTool,
+    ShellState,
+    ToolContext,
+    ToolRegistry,
+    default_tools,
+    initial_env,
+)
+from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
+from snapshots import SnapshotError, SnapshotHandle, TvcacheError
+from snapshots import directory as sdir
+
+log = logging.getLogger(__name__)
+
+BACKEND_NAME = "local"
+MARKER = "sandbox.json"
+OPTIONS = ("env", "sqlite_db")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class LocalBackendError(TvcacheError):
+    """The local backend was misconfigured or misused (missing template, bad option, closed)."""
+
+
+def _process_tag(pid: int) -> str | None:
+    """``"<pid> <start time>"`` of a live process (pid reuse proof), or None if it is gone."""
+    try:
+        return f"{pid} {psutil.Process(pid).create_time():.3f}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _check_options(options: Mapping[str, JSON]) -> dict[str, JSON]:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise LocalBackendError(
+            f"unknown local backend option(s) {', '.join(unknown)}", f"known: {', '.join(OPTIONS)}"
+        )
+    env = options.get("env", {})
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and _ENV_NAME.fullmatch(k) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise LocalBackendError("option 'env' must map variable names to strings")
+    if not isinstance(options.get("sqlite_db", ""), str):
+        raise LocalBackendError("option 'sqlite_db' must be a path relative to the sandbox")
+    return dict(options)
+
+
+class LocalSandbox:
+    """A live local sandbox. Not thread-safe: one session drives it at a time."""
+
+    def __init__(
+        self, backend: LocalBackend, directory: Path, shell: ShellState, options: dict[str, JSON]
+    ) -> None:
+        self._backend = backend
+        self._dir = directory
+        self._closed = False
+        self._ctx = ToolContext(
+            root=(directory / "home").resolve(),
+            private=directory / "state",
+            shell=shell,
+            max_output_bytes=backend.max_output_bytes,
+            options=options,
+        )
+
+    @property
+    def sandbox_id(self) -> str:
+        return self._dir.name
+
+    @property
+    def root(self) -> Path:
+        """The real path of the working directory (outputs show it as ``/sandbox``)."""
+        return self._ctx.root
+
+    @property
+    def shell(self) -> ShellState:
+        return ShellState(self._ctx.shell.cwd, self._ctx.shell.env)
+
+    def run(self, call: ToolCall, timeout: float | None = None) -> Observation:
+        """Run ``call``. Timeout: the call's ``timeout`` arg, else ``timeout``, else default."""
+        if self._closed:
+            raise LocalBackendError(
+                f"sandbox {self.sandbox_id} is closed", "fork or start a new one"
+            )
+        tool = self._backend.tools.get(call.tool)
+        args = tool.spec.validate(call.args)
+        chosen = args.get("timeout", timeout if timeout is not None else self._backend.timeout)
+        if isinstance(chosen, bool) or not isinstance(chosen, int | float) or not chosen > 0:
+            raise ToolCallError(f"timeout must be a positive number of seconds, got {chosen!r}")
+        start = time.perf_counter()
+        observation = tool.run(self._ctx, args, float(chosen))
+        return replace(observation, seconds=time.perf_counter() - start)
+
+    def snapshot(self, snapshot_id: str) -> SnapshotHandle:
+        """Copy ``home`` and the shell state into ``snapshot_dir/<snapshot_id>`` atomically."""
+        if self._closed:
+            raise SnapshotError(f"sandbox {self.sandbox_id} is closed", "snapshot before close()")
+        final = self._backend.snapshot_path(snapshot_id)
+        record = {"format": 1, "shell": self._ctx.shell.to_dict(), "options": self._ctx.options}
+        with sdir.atomic_directory(final) as tmp:
+            sdir.copy_tree(self._ctx.root, tmp / "home")
+            (tmp / MARKER).write_text(json.dumps(record, sort_keys=True))
+        return SnapshotHandle(
+            snapshot_id=snapshot_id,
+            backend=BACKEND_NAME,
+            level="fs",
+            location=str(final),
+            size_bytes=sdir.size_on_disk(final),
+            meta={"cwd": self._ctx.shell.cwd},
+        )
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            sdir.delete_tree(self._dir)
+
+    def __enter__(self) -> LocalSandbox:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LocalBackend:
+    """Sandboxes as directories; snapshots as (reflinked when possible) directory copies.
+
+    ``tools`` are added to ``bash`` and ``sqlite`` (a same-named tool replaces a built-in).
+    ``work_dir`` holds live sandboxes (default: ``snapshot_dir/../sandboxes``).
+    """
+
+    def __init__(
+        self,
+        snapshot_dir: Path,
+        max_output_bytes: int = 64 * 1024,
+        default_timeout: float = 60.0,
+        tools: Iterable[LocalTool] = (),
+        work_dir: Path | None = None,
+    ) -> None:
+        self.snapshot_dir = Path(snapshot_dir).resolve()
+        self.work_dir = (
+            Path(work_dir) if work_dir else self.snapshot_dir.parent / "sandboxes"
+        ).resolve()
+        if any(c in str(self.work_dir) for c in '"$`\\\n'):
+            raise LocalBackendError(
+                f"work dir {self.work_dir} contains a shell-special character", "use a plainer path"
+            )
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.max_output_bytes = max_output_bytes
+        self.timeout = default_timeout
+        self.tools = ToolRegistry([*default_tools(), *tools])
+        self._owner = _process_tag(os.getpid()) or str(os.getpid())
+
+    @property
+    def name(self) -> str:
+        return BACKEND_NAME
+
+    def tool_specs(self) -> Mapping[str, ToolSpec]:
+        return self.tools.specs()
+
+    def _template(self, spec: RootSpec) -> Path | None:
+        if spec.backend != BACKEND_NAME:
+            raise LocalBackendError(f"root {spec.task_id!r} is for backend {spec.backend!r}")
+        if spec.template is None:
+            return None
+        path = Path(spec.template).expanduser().resolve()
+        if not path.is_dir():
+            raise LocalBackendError(
+                f"template directory {spec.template!r} of task {spec.task_id!r} does not exist",
+                "create it, or pass template=None for an empty sandbox",
+            )
+        return path
+
+    def root_identity(self, spec: RootSpec) -> str:
+        """sha256 of the template's content (paths, modes, bytes) and the backend name.
+
+        Options are not included: the caller keys roots by the whole spec as well.
+        """
+        return f"{BACKEND_NAME}:{sdir.tree_digest(self._template(spec))}"
+
+    def start(self, spec: RootSpec) -> LocalSandbox:
+        template, options = self._template(spec), _check_options(spec.options)
+        env = options.get("env", {})
+        shell = ShellState(cwd=".", env=initial_env(env if isinstance(env, Mapping) else {}))
+
+        def fill(home: Path) -> None:
+            if template is None:
+                home.mkdir()
+            else:
+                sdir.copy_tree(template, home)
+
+        return self._new_sandbox(fill, shell, options)
+
+    def fork(self, handle: SnapshotHandle) -> LocalSandbox:
+        if handle.backend != BACKEND_NAME:
+            raise SnapshotError(f"snapshot {handle.snapshot_id} belongs to {handle.backend!r}")
+        path = self.snapshot_path(handle.snapshot_id)
+        try:
+            record = json.loads((path / MARKER).read_text())
+        except FileNotFoundError:
+            raise SnapshotError(
+                f"snapshot {handle.snapshot_id} is missing from {self.snapshot_dir}",
+                "it was deleted or never finished; drop the record (reconcile reports these)",
+            ) from None
+        shell = ShellState.from_dict(record["shell"])
+        return self._new_sandbox(
+            lambda home: sdir.copy_tree(path / "home", home), shell, dict(record["options"])
+        )
+
+    def _new_sandbox(
+        self, fill: Callable[[Path], None], shell: ShellState, options: dict[str, JSON]
+    ) -> LocalSandbox:
+        directory = self.work_dir / f"{BACKEND_NAME}-{uuid.uuid4().hex[:16]}"
+        directory.mkdir()
+        (directory / "owner").write_text(self._owner)
+        try:
+            (directory / "state").mkdir()
+            fill(directory / "home")
+        except BaseException:
+            sdir.delete_tree(directory)
+            raise
+        return LocalSandbox(self, directory, shell, options)
+
+    def snapshot_path(self, snapshot_id: str) -> Path:
+        if not _SAFE_ID.fullmatch(snapshot_id):
+            raise SnapshotError(
+                f"snapshot id {snapshot_id!r} is not a safe file name",
+                "use letters, digits and ._:@+=- (not starting with a dot), at most 200 chars",
+            )
+        return self.snapshot_dir / snapshot_id
+
+    def delete_snapshot(self, handle: SnapshotHandle) -> None:
+        sdir.delete_tree(self.snapshot_path(handle.snapshot_id))
+
+    def reconcile(self, known: Mapping[str, SnapshotHandle]) -> ReconcileReport:
+        """Remove unknown snapshots, temp leftovers and sandboxes of dead processes.
+
+        Reported names: snapshot ids, ``.tmp-*`` names, ``sandbox:<id>``. Call it when no
+        snapshot is being taken (at start-up): a snapshot not yet recorded counts as an orphan.
+        """
+        ids = {h.snapshot_id for h in known.values() if h.backend == BACKEND_NAME}
+        report = ReconcileReport()
+        for entry in sorted(self.snapshot_dir.iterdir()):
+            if entry.name.startswith(sdir.TMP_PREFIX):
+                orphan = self._is_dead_temp(entry)
+            elif entry.name in ids:
+                continue
+            elif not (orphan := (entry / MARKER).is_file() and not entry.is_symlink()):
+                log.warning("reconcile: leaving %s alone: not a tvcache snapshot", entry)
+            if orphan:
+                sdir.delete_tree(entry)
+                report.orphans_removed.append(entry.name)
+        report.missing = sorted(i for i in ids if not (self.snapshot_dir / i / MARKER).is_file())
+        for entry in sorted(self.work_dir.iterdir()):
+            if self._is_dead_temp(entry):
+                sdir.delete_tree(entry)
+                report.orphans_removed.append(entry.name)
+            elif entry.name.startswith(f"{BACKEND_NAME}-") and self._is_stale_sandbox(entry):
+                sdir.delete_tree(entry)
+                report.orphans_removed.append(f"sandbox:{entry.name}")
+        return report
+
+    @staticmethod
+    def _is_dead_temp(entry: Path) -> bool:
+        if not entry.name.startswith(sdir.TMP_PREFIX):
+            return False
+        pid = sdir.temp_owner_pid(entry.name)
+        return pid is None or (pid != os.getpid() and _process_tag(pid) is None)
+
+    @staticmethod
+    def _is_stale_sandbox(entry: Path) -> bool:
+        try:
+            owner = (entry / "owner").read_text().strip()
+        except FileNotFoundError:  # being created right now, or a crash before the owner file
+            return time.time() - entry.stat().st_mtime > 60
+        pid = owner.split()[0]
+        return not pid.isdigit() or _process_tag(int(pid)) != owner
+
+    def doctor(self) -> list[DoctorCheck]:
+        bash = shutil.which("bash")
+        reflink = sdir.reflink_supported(self.snapshot_dir)
+        writable = os.access(self.snapshot_dir, os.W_OK) and os.access(self.work_dir, os.W_OK)
+        return [
+            DoctorCheck("local: bash", bash is not None, bash or "not found", "install bash"),
+            DoctorCheck("local: sqlite3", True, f"SQLite {sqlite3.sqlite_version}"),
+            DoctorCheck(
+                "local: reflink",
+                True,
+                "yes: snapshots are copy-on-write clones"
+                if reflink
+                else "no: snapshots are full copies (time and disk grow with size)",
+                "" if reflink else "put the snapshot dir on btrfs or XFS (reflink=1)",
+            ),
+            DoctorCheck(
+                "local: storage",
+                writable,
+                f"snapshots {self.snapshot_dir}, sandboxes {self.work_dir}",
+                "" if writable else "make both directories writable",
+            ),
+        ]

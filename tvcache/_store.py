@@ -1,0 +1,888 @@
+"""Persistence of the tool-call graph: roots, nodes, snapshot records and snapshot locks.
+
+SQLAlchemy Core, not the ORM: a miss writes one row and a hit writes nothing synchronously, so
+the per-call overhead must stay at one small statement. SQLite (one file, no server) is the
+default; PostgreSQL, for several hosts sharing a cache, goes through the same code.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import logging
+import os
+import re
+import socket
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from pathlib import Path
+from typing import Any
+
+import psutil
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from sandbox import Observation, RootSpec, ToolCall
+from snapshots import SnapshotHandle, TvcacheError
+from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
+
+__all__ = ["SCHEMA_VERSION", "StatsWriter", "Store", "StoreError", "default_store_url"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_MS = 30_000
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_PG_INIT_LOCK = 0x7476_6361_6368_6501  # pg_advisory_xact_lock key: serialises schema creation
+_URL_HINT = "use e.g. sqlite:////path/to/cache.db or postgresql+psycopg://user:password@host/dbname"
+_HOST = socket.gethostname()
+_NO_LOCK: AbstractContextManager[Any] = nullcontext()
+
+
+class StoreError(TvcacheError):
+    """The store could not be opened, read or written."""
+
+
+class _Output(TypeDecorator[str]):
+    """Text that survives PostgreSQL, which rejects NUL characters (and both drivers reject
+    lone surrogates): such values, and values that look escaped, are stored as a marked JSON
+    string. Tool output with a NUL (``cat`` of a binary file) is ordinary."""
+
+    impl = Text
+    cache_ok = True
+    _MARK = "\ufdd0tvcache-json:"
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or not _needs_escape(value, self._MARK):
+            return value
+        return self._MARK + json.dumps(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is not None and value.startswith(self._MARK):
+            decoded: str = json.loads(value[len(self._MARK) :])
+            return decoded
+        return value
+
+
+def _needs_escape(value: str, mark: str) -> bool:
+    if "\x00" in value or value.startswith(mark):
+        return True
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_metadata = MetaData()
+
+_roots = Table(
+    "roots",
+    _metadata,
+    Column("root_id", String, primary_key=True),
+    Column("task_id", String, nullable=False, index=True),
+    Column("backend", String, nullable=False),
+    Column("template", Text),
+    Column("options", Text, nullable=False),  # JSON object
+    Column("identity", Text, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+_nodes = Table(
+    "nodes",
+    _metadata,
+    Column("node_id", String, primary_key=True),
+    Column("root_id", String, ForeignKey("roots.root_id"), nullable=False, index=True),
+    Column("parent_id", String, ForeignKey("nodes.node_id"), index=True),
+    Column("depth", Integer, nullable=False),
+    Column("call_key", String),
+    Column("call", Text),  # ToolCall JSON
+    Column("output", _Output),  # NULL: no observation
+    Column("exit_code", Integer),
+    Column("seconds", Double),
+    Column("truncated", Boolean),
+    Column("timed_out", Boolean),
+    Column("nondeterministic", Boolean, nullable=False),
+    Column("read_only", Boolean, nullable=False),
+    Column("executions", BigInteger, nullable=False),
+    Column("hits", BigInteger, nullable=False),
+    Column("exec_seconds", Double, nullable=False),
+    Column("seconds_saved", Double, nullable=False),
+    Column("last_use", Double, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+_snapshots = Table(
+    "snapshots",
+    _metadata,
+    Column("node_id", String, ForeignKey("nodes.node_id"), primary_key=True),
+    Column("root_id", String, ForeignKey("roots.root_id"), nullable=False, index=True),
+    Column("handle", Text, nullable=False),  # SnapshotHandle JSON
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+_locks = Table(
+    "snapshot_locks",
+    _metadata,
+    Column(
+        "node_id",
+        String,
+        ForeignKey("snapshots.node_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("owner", String, primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String, nullable=False),
+    Column("since", Double, nullable=False),
+    # start time of ``pid``: a pid reused after a crash (a restarted container) is not the holder
+    Column("started", Double),
+)
+
+_schema_version = Table(
+    "schema_version",
+    _metadata,
+    Column("version", Integer, primary_key=True),
+)
+
+
+def default_store_url() -> str:
+    """``$TVCACHE_STORE_URL``, else the SQLite file ``$TVCACHE_HOME/cache.db``
+    (``TVCACHE_HOME`` defaults to ``~/.cache/tvcache``, created if missing)."""
+    url = os.environ.get("TVCACHE_STORE_URL")
+    if url:
+        return url
+    home = Path(os.environ.get("TVCACHE_HOME") or "~/.cache/tvcache").expanduser()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(
+            f"cannot create the tvcache home directory {home}: {error.strerror}",
+            "set TVCACHE_HOME to a writable directory, or TVCACHE_STORE_URL to a database URL",
+        ) from error
+    return f"sqlite:///{(home / 'cache.db').absolute()}"
+
+
+def _mask(url: str) -> str:
+    return re.sub(r"://([^/@:]*):[^/@]*@", r"://\1:***@", url)
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise StoreError(f"store URL {_mask(url)!r} is not a database URL", _URL_HINT) from error
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is what tvcache ships with
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"store URL {_mask(url)!r} names the database {backend!r}; "
+            "tvcache stores its cache only in SQLite or PostgreSQL",
+            _URL_HINT,
+        )
+    return parsed
+
+
+def _corrupt(path: Path) -> StoreError:
+    return StoreError(
+        f"{path} is not a SQLite database (corrupted, or another kind of file)",
+        f"tvcache left it unchanged; move it away (mv {path} {path}.broken) and a new store "
+        "is created on the next start",
+    )
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse, without writing a byte, a file SQLite would fail on (or might 'repair')."""
+    if path.is_dir():
+        raise StoreError(
+            f"the store path {path} is a directory", f"use a file, e.g. sqlite:///{path}/cache.db"
+        )
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the directory of the store {path}: {error.strerror}",
+                "choose a writable location for the store",
+            ) from error
+        return
+    except OSError as error:
+        raise StoreError(
+            f"cannot read the store file {path}: {error.strerror}", "check its permissions"
+        ) from error
+    if head and head != _SQLITE_MAGIC:
+        raise _corrupt(path)
+    if head:
+        tables = _sqlite_tables(path)
+        if tables and "schema_version" not in tables:
+            raise StoreError(
+                f"{path} is a SQLite database of something else, not a tvcache store",
+                "point the store URL at a new file; tvcache left this one unchanged",
+            )
+
+
+def _sqlite_tables(path: Path) -> set[str] | None:
+    """Table names, read through a read-only connection: opening for writing switches the
+    journal mode, which rewrites the header of a file that is not ours."""
+    try:
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {str(row[0]) for row in rows}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        if "not a database" in str(error) or "malformed" in str(error):
+            raise _corrupt(path) from error
+        return None  # locked, unreadable WAL index...: the real open reports what matters
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    """Is the process that took a lock still running on this host?"""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = process.create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # exists, but not ours to inspect
+        return True
+    return started is None or abs(created - started) < 1.0
+
+
+def _root_row(root: RootRecord) -> dict[str, Any]:
+    spec = root.spec
+    return {
+        "root_id": root.root_id,
+        "task_id": spec.task_id,
+        "backend": spec.backend,
+        "template": spec.template,
+        "options": json.dumps(dict(spec.options), sort_keys=True),
+        "identity": root.identity,
+        "created": root.created,
+    }
+
+
+def _root_record(row: Row[Any]) -> RootRecord:
+    spec = RootSpec(
+        task_id=row.task_id,
+        backend=row.backend,
+        template=row.template,
+        options=json.loads(row.options),
+    )
+    return RootRecord(root_id=row.root_id, spec=spec, identity=row.identity, created=row.created)
+
+
+def _node_row(node: NodeRecord) -> dict[str, Any]:
+    obs, stats = node.observation, node.stats
+    return {
+        "node_id": node.node_id,
+        "root_id": node.root_id,
+        "parent_id": node.parent_id,
+        "depth": node.depth,
+        "call_key": node.call_key,
+        "call": None if node.call is None else node.call.to_json(),
+        "output": None if obs is None else obs.output,
+        "exit_code": None if obs is None else obs.exit_code,
+        "seconds": None if obs is None else obs.seconds,
+        "truncated": None if obs is None else obs.truncated,
+        "timed_out": None if obs is None else obs.timed_out,
+        "nondeterministic": node.nondeterministic,
+        "read_only": node.read_only,
+        "executions": stats.executions,
+        "hits": stats.hits,
+        "exec_seconds": stats.exec_seconds,
+        "seconds_saved": stats.seconds_saved,
+        "last_use": stats.last_use,
+        "created": node.created,
+    }
+
+
+def _node_record(row: Row[Any]) -> NodeRecord:
+    observation = None
+    if row.output is not None:
+        observation = Observation(
+            output=row.output,
+            exit_code=row.exit_code,
+            seconds=row.seconds,
+            truncated=bool(row.truncated),
+            timed_out=bool(row.timed_out),
+        )
+    return NodeRecord(
+        node_id=row.node_id,
+        root_id=row.root_id,
+        parent_id=row.parent_id,
+        depth=row.depth,
+        call_key=row.call_key,
+        call=None if row.call is None else ToolCall.from_json(row.call),
+        observation=observation,
+        nondeterministic=bool(row.nondeterministic),
+        read_only=bool(row.read_only),
+        stats=NodeStats(
+            executions=row.executions,
+            hits=row.hits,
+            exec_seconds=row.exec_seconds,
+            seconds_saved=row.seconds_saved,
+            last_use=row.last_use,
+        ),
+        created=row.created,
+    )
+
+
+def _snapshot_record(row: Row[Any]) -> SnapshotRecord:
+    return SnapshotRecord(
+        node_id=row.node_id,
+        root_id=row.root_id,
+        handle=SnapshotHandle.from_json(row.handle),
+        created=row.created,
+    )
+
+
+class Store:
+    """The graph and snapshot records of one cache, in SQLite or PostgreSQL.
+
+    Thread-safe: connections come from a pool; SQLite writes of this process are serialised by
+    a lock (other processes wait on SQLite's own lock, ``BEGIN IMMEDIATE`` + busy timeout).
+    Every write is committed before the method returns. Rows refer to stored rows: put a root
+    before its nodes, a parent before its children, a node before its snapshot.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._closed = False
+        parsed = _parse_url(url)
+        self._dialect = parsed.get_backend_name()
+        self._shown = parsed.render_as_string(hide_password=True)
+        self._path: Path | None = None
+        self._write_lock = threading.Lock()
+        self._read_lock: AbstractContextManager[Any] = _NO_LOCK
+        if self._dialect == "sqlite":
+            database = parsed.database or ""
+            memory = database in ("", ":memory:")
+            if not memory and not database.startswith("file:"):
+                self._path = Path(database).expanduser().absolute()
+                self._shown = str(self._path)
+                _check_sqlite_file(self._path)
+            if memory:  # one shared connection: reads must not interleave with a write
+                self._read_lock = self._write_lock
+        self._engine = self._create_engine(parsed, self._dialect)
+        self._insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
+        try:
+            self._init_schema()
+        except BaseException:
+            self._engine.dispose()
+            raise
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _after_fork(self) -> None:
+        # A connection carried across fork() corrupts SQLite files and PostgreSQL sessions: the
+        # child opens its own. A lock some other thread held at the fork would never be released.
+        self._write_lock = threading.Lock()
+        if self._read_lock is not _NO_LOCK:  # in memory: the child has a copy of its own
+            self._read_lock = self._write_lock
+        else:
+            self._engine.dispose(close=False)
+
+    def _create_engine(self, parsed: URL, dialect: str) -> Engine:
+        try:
+            if dialect == "postgresql":
+                return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=20)
+            memory = self._path is None and (parsed.database or "") in ("", ":memory:")
+            args: dict[str, Any] = {"check_same_thread": False, "timeout": _BUSY_TIMEOUT_MS / 1000}
+            if memory:
+                engine = create_engine(parsed, connect_args=args, poolclass=StaticPool)
+            else:
+                engine = create_engine(parsed, connect_args=args, pool_size=5, max_overflow=20)
+        except ArgumentError as error:
+            raise StoreError(
+                f"cannot use the store URL {self._shown!r}: {error}", _URL_HINT
+            ) from error
+        except ImportError as error:
+            raise StoreError(
+                f"the database driver for {self._shown!r} is not installed ({error.name})",
+                "pip install 'tvcache[postgres]' and use a postgresql+psycopg:// URL",
+            ) from error
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # SQLAlchemy, not the sqlite3 module, decides where transactions begin (below).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                if not memory:
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                # WAL + NORMAL: a commit survives a process crash; only power loss may lose
+                # the last commits, never consistency.
+                cursor.execute("PRAGMA synchronous = NORMAL")
+                cursor.execute("PRAGMA foreign_keys = ON")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            # A writer takes the write lock up front: a deferred transaction that reads and then
+            # writes fails at once with SQLITE_BUSY instead of waiting out busy_timeout.
+            write = connection.get_execution_options().get("tvcache_write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    # --- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, action: str, *, write: bool) -> Iterator[Connection]:
+        """One transaction; database errors become StoreErrors that say what to do."""
+        if self._closed:
+            raise StoreError(
+                f"cannot {action}: the store {self._shown} is closed", "open a new Store"
+            )
+        lock: AbstractContextManager[Any] = self._read_lock
+        if write and self._dialect == "sqlite":
+            lock = self._write_lock
+        try:
+            with lock, self._engine.connect() as connection:
+                if write:
+                    connection = connection.execution_options(tvcache_write=True)
+                with connection.begin():
+                    yield connection
+        except SQLAlchemyError as error:
+            raise self._error(action, error) from error
+
+    def _error(self, action: str, error: SQLAlchemyError) -> StoreError:
+        detail = " ".join(str(getattr(error, "orig", None) or error).split())[:500]
+        if self._path is not None and ("not a database" in detail or "malformed" in detail):
+            return _corrupt(self._path)
+        if isinstance(error, IntegrityError):
+            hint = (
+                "a record must refer to stored rows: put the root before its nodes, a parent "
+                "before its children, a node before its snapshot"
+            )
+        elif isinstance(error, OperationalError) and "locked" in detail:
+            hint = (
+                f"another process held the store's write lock for over {_BUSY_TIMEOUT_MS // 1000}"
+                " s; retry, or look for a stuck tvcache process"
+            )
+        else:
+            hint = f"check that the database {self._shown} is reachable and writable"
+        return StoreError(f"could not {action} in {self._shown}: {detail}", hint)
+
+    def _init_schema(self) -> None:
+        with self._tx("open the store", write=True) as conn:
+            if self._dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_INIT_LOCK})
+            tables = set(inspect(conn).get_table_names())
+            version = None
+            if "schema_version" in tables:
+                version = conn.scalar(select(func.max(_schema_version.c.version)))
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store {self._shown} has schema version {version}, newer than this "
+                    f"tvcache understands ({SCHEMA_VERSION})",
+                    "upgrade tvcache, or point TVCACHE_STORE_URL at another store",
+                )
+            _metadata.create_all(conn)
+            if version is None:
+                conn.execute(_schema_version.insert(), {"version": SCHEMA_VERSION})
+
+    # --- roots --------------------------------------------------------------------------------
+
+    def put_root(self, root: RootRecord) -> None:
+        """Store a root; a root already stored under the same id is kept as it is."""
+        stmt = self._insert(_roots).on_conflict_do_nothing(index_elements=["root_id"])
+        with self._tx(f"store root {root.root_id!r}", write=True) as conn:
+            conn.execute(stmt, _root_row(root))
+
+    def get_root(self, root_id: str) -> RootRecord | None:
+        with self._tx(f"read root {root_id!r}", write=False) as conn:
+            row = conn.execute(select(_roots).where(_roots.c.root_id == root_id)).first()
+        return None if row is None else _root_record(row)
+
+    def roots(self) -> list[RootRecord]:
+        with self._tx("list roots", write=False) as conn:
+            rows = conn.execute(select(_roots).order_by(_roots.c.created, _roots.c.root_id)).all()
+        return [_root_record(row) for row in rows]
+
+    def find_roots(self, task_id: str) -> list[RootRecord]:
+        """The roots of one task (one per backend, template or option set)."""
+        query = select(_roots).where(_roots.c.task_id == task_id)
+        with self._tx(f"find roots of task {task_id!r}", write=False) as conn:
+            rows = conn.execute(query.order_by(_roots.c.created, _roots.c.root_id)).all()
+        return [_root_record(row) for row in rows]
+
+    # --- nodes --------------------------------------------------------------------------------
+
+    def put_node(self, node: NodeRecord) -> None:
+        """Store a node, committed before return. Ids are content hashes, so a node already
+        stored (by another rollout or host) is the same node: the insert is then a no-op."""
+        stmt = self._insert(_nodes).on_conflict_do_nothing(index_elements=["node_id"])
+        with self._tx(f"store node {node.node_id!r}", write=True) as conn:
+            conn.execute(stmt, _node_row(node))
+
+    def load_nodes(self, root_id: str) -> list[NodeRecord]:
+        """All nodes of a root, parents before children (by depth)."""
+        query = (
+            select(_nodes)
+            .where(_nodes.c.root_id == root_id)
+            .order_by(_nodes.c.depth, _nodes.c.created, _nodes.c.node_id)
+        )
+        with self._tx(f"load the nodes of root {root_id!r}", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [_node_record(row) for row in rows]
+
+    def get_node(self, node_id: str) -> NodeRecord | None:
+        with self._tx(f"read node {node_id!r}", write=False) as conn:
+            row = conn.execute(select(_nodes).where(_nodes.c.node_id == node_id)).first()
+        return None if row is None else _node_record(row)
+
+    def node_count(self, root_id: str | None = None) -> int:
+        query = select(func.count()).select_from(_nodes)
+        if root_id is not None:
+            query = query.where(_nodes.c.root_id == root_id)
+        with self._tx("count nodes", write=False) as conn:
+            return int(conn.scalar(query) or 0)
+
+    def write_stats(self, stats: Mapping[str, NodeStats]) -> None:
+        """Overwrite the statistics of many nodes in one transaction (unknown ids are skipped)."""
+        if not stats:
+            return
+        stmt = (
+            update(_nodes)
+            .where(_nodes.c.node_id == bindparam("b_node_id"))
+            .values(
+                executions=bindparam("b_executions"),
+                hits=bindparam("b_hits"),
+                exec_seconds=bindparam("b_exec_seconds"),
+                seconds_saved=bindparam("b_seconds_saved"),
+                last_use=bindparam("b_last_use"),
+            )
+        )
+        rows = [
+            {
+                "b_node_id": node_id,
+                "b_executions": value.executions,
+                "b_hits": value.hits,
+                "b_exec_seconds": value.exec_seconds,
+                "b_seconds_saved": value.seconds_saved,
+                "b_last_use": value.last_use,
+            }
+            for node_id, value in sorted(stats.items())  # one order: no deadlock between hosts
+        ]
+        with self._tx(f"write the statistics of {len(rows)} node(s)", write=True) as conn:
+            conn.execute(stmt, rows)
+
+    def set_flags(
+        self,
+        node_id: str,
+        *,
+        nondeterministic: bool | None = None,
+        read_only: bool | None = None,
+    ) -> None:
+        """Set the flags given (None leaves a flag as it is)."""
+        values: dict[str, bool] = {}
+        if nondeterministic is not None:
+            values["nondeterministic"] = nondeterministic
+        if read_only is not None:
+            values["read_only"] = read_only
+        if not values:
+            return
+        stmt = update(_nodes).where(_nodes.c.node_id == node_id).values(**values)
+        with self._tx(f"set flags of node {node_id!r}", write=True) as conn:
+            if conn.execute(stmt).rowcount == 0:
+                raise StoreError(
+                    f"cannot set flags of node {node_id!r}: no such node in {self._shown}",
+                    "store the node (put_node) before setting its flags",
+                )
+
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def put_snapshot(self, record: SnapshotRecord) -> None:
+        """Record the snapshot of a node, replacing the one it had (its locks stay)."""
+        insert = self._insert(_snapshots)
+        stmt = insert.on_conflict_do_update(
+            index_elements=["node_id"],
+            set_={
+                "root_id": insert.excluded.root_id,
+                "handle": insert.excluded.handle,
+                "size_bytes": insert.excluded.size_bytes,
+                "created": insert.excluded.created,
+            },
+        )
+        row = {
+            "node_id": record.node_id,
+            "root_id": record.root_id,
+            "handle": record.handle.to_json(),
+            "size_bytes": record.handle.size_bytes,
+            "created": record.created,
+        }
+        with self._tx(f"store the snapshot of node {record.node_id!r}", write=True) as conn:
+            conn.execute(stmt, row)
+
+    def delete_snapshot(self, node_id: str, *, if_unlocked: bool = False) -> bool:
+        """Forget the snapshot of a node (and its locks); True if there was one.
+
+        With ``if_unlocked``, a locked snapshot is kept and False returned, atomically with
+        respect to ``lock_snapshot`` in any process: what an evictor needs.
+        """
+        with self._tx(f"delete the snapshot of node {node_id!r}", write=True) as conn:
+            if if_unlocked:
+                # FOR UPDATE (PostgreSQL) waits for a concurrent lock_snapshot to commit.
+                held = select(_snapshots.c.node_id).where(_snapshots.c.node_id == node_id)
+                if conn.execute(held.with_for_update()).first() is None:
+                    return False
+                locked = select(_locks.c.node_id).where(_locks.c.node_id == node_id).limit(1)
+                if conn.execute(locked).first() is not None:
+                    return False
+            result = conn.execute(delete(_snapshots).where(_snapshots.c.node_id == node_id))
+            return result.rowcount > 0
+
+    def snapshots(self, root_id: str | None = None) -> list[SnapshotRecord]:
+        query = select(_snapshots).order_by(_snapshots.c.created, _snapshots.c.node_id)
+        if root_id is not None:
+            query = query.where(_snapshots.c.root_id == root_id)
+        with self._tx("list snapshots", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [_snapshot_record(row) for row in rows]
+
+    def lock_snapshot(self, node_id: str, owner: str, *, pid: int | None = None) -> None:
+        """Keep a node's snapshot from eviction while ``owner`` (unique per use, e.g. a fork
+        id) forks it. The lease names process and host so that a crashed holder's locks can be
+        released (release_stale_locks); ``pid`` defaults to this process."""
+        pid = os.getpid() if pid is None else pid
+        insert = self._insert(_locks)
+        stmt = insert.on_conflict_do_update(
+            index_elements=["node_id", "owner"],
+            set_={
+                "pid": insert.excluded.pid,
+                "host": insert.excluded.host,
+                "since": insert.excluded.since,
+                "started": insert.excluded.started,
+            },
+        )
+        row = {
+            "node_id": node_id,
+            "owner": owner,
+            "pid": pid,
+            "host": _HOST,
+            "since": time.time(),
+            "started": _process_start(pid),
+        }
+        exists = select(_snapshots.c.node_id).where(_snapshots.c.node_id == node_id)
+        with self._tx(f"lock the snapshot of node {node_id!r}", write=True) as conn:
+            if conn.execute(exists.with_for_update(read=True)).first() is None:
+                raise StoreError(
+                    f"cannot lock the snapshot of node {node_id!r}: it has none in {self._shown}",
+                    "it was deleted or evicted; fork from another ancestor",
+                )
+            conn.execute(stmt, row)
+
+    def unlock_snapshot(self, node_id: str, owner: str) -> None:
+        """Drop ``owner``'s lock; unlocking what is not locked is a no-op."""
+        stmt = delete(_locks).where(_locks.c.node_id == node_id, _locks.c.owner == owner)
+        with self._tx(f"unlock the snapshot of node {node_id!r}", write=True) as conn:
+            conn.execute(stmt)
+
+    def locked_node_ids(self) -> set[str]:
+        """Nodes whose snapshot is locked by someone (eviction must skip them)."""
+        with self._tx("list snapshot locks", write=False) as conn:
+            return set(conn.scalars(select(_locks.c.node_id).distinct()))
+
+    def release_stale_locks(self) -> int:
+        """Remove the locks of processes on this host that are gone; returns how many.
+        Locks taken on other hosts are left alone: their processes cannot be checked here."""
+        query = select(_locks.c.node_id, _locks.c.owner, _locks.c.pid, _locks.c.started).where(
+            _locks.c.host == _HOST
+        )
+        stmt = delete(_locks).where(
+            _locks.c.node_id == bindparam("b_node_id"),
+            _locks.c.owner == bindparam("b_owner"),
+            _locks.c.pid == bindparam("b_pid"),
+        )
+        with self._tx("release stale snapshot locks", write=True) as conn:
+            stale = [
+                {"b_node_id": row.node_id, "b_owner": row.owner, "b_pid": row.pid}
+                for row in conn.execute(query)
+                if not _alive(row.pid, row.started)
+            ]
+            if stale:
+                conn.execute(stmt, stale)
+        return len(stale)
+
+    # --- housekeeping -------------------------------------------------------------------------
+
+    def size_bytes(self) -> int | None:
+        """Bytes the store occupies: the SQLite file and its WAL, or the PostgreSQL tables and
+        their indexes; None for an in-memory database."""
+        if self._dialect == "postgresql":
+            size = text("SELECT pg_total_relation_size(CAST(:name AS regclass))")
+            with self._tx("measure the store", write=False) as conn:
+                return sum(
+                    int(conn.scalar(size, {"name": table.name}) or 0)
+                    for table in _metadata.sorted_tables
+                )
+        if self._path is None:
+            return None
+        total = 0
+        for path in (self._path, self._path.with_name(self._path.name + "-wal")):
+            with suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
+
+    def close(self) -> None:
+        """Release the connections. Idempotent; the store cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self._shown!r})"
+
+
+def _after_fork(ref: weakref.ref[Store]) -> None:
+    store = ref()
+    if store is not None and not store.closed:
+        store._after_fork()
+
+
+class StatsWriter:
+    """Write-behind of NodeStats, so that a hit never waits on disk.
+
+    ``mark`` remembers the live stats object (latest wins); a daemon thread copies the values
+    and writes them every ``interval`` seconds. ``close`` (also run at interpreter exit)
+    writes what is left. Statistics lost in a crash are at most ``interval`` old.
+    """
+
+    def __init__(self, store: Store, interval: float = 0.5) -> None:
+        if interval <= 0:
+            raise StoreError(
+                f"StatsWriter interval must be positive, got {interval}", "pass e.g. 0.5"
+            )
+        self._store = store
+        self._interval = interval
+        self._pending: dict[str, NodeStats] = {}
+        self._lock = threading.Lock()  # guards _pending and _closed
+        self._flush_lock = threading.Lock()  # an older copy must never land after a newer one
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tvcache-stats", daemon=True)
+        self._at_exit = functools.partial(_close_quietly, weakref.ref(self))
+        atexit.register(self._at_exit)
+        self._thread.start()
+
+    def mark(self, node_id: str, stats: NodeStats) -> None:
+        """Remember that ``stats`` of ``node_id`` changed; cheap, never touches the database."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(
+                    f"statistics of node {node_id!r} marked after the StatsWriter was closed",
+                    "close the StatsWriter only after the engine stopped serving calls",
+                )
+            self._pending[node_id] = stats
+
+    def flush(self) -> None:
+        """Write every marked node's current statistics now."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            if not pending:
+                return
+            copies = {
+                node_id: NodeStats(
+                    executions=s.executions,
+                    hits=s.hits,
+                    exec_seconds=s.exec_seconds,
+                    seconds_saved=s.seconds_saved,
+                    last_use=s.last_use,
+                )
+                for node_id, s in pending.items()
+            }
+            try:
+                self._store.write_stats(copies)
+            except BaseException:
+                with self._lock:  # keep them for the next attempt, unless marked again since
+                    for node_id, s in pending.items():
+                        self._pending.setdefault(node_id, s)
+                raise
+
+    def close(self) -> None:
+        """Stop the thread and write what is left. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        atexit.unregister(self._at_exit)
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            if self._store.closed:
+                log.warning("tvcache: the store closed before its StatsWriter; statistics stop")
+                return
+            try:
+                self.flush()
+            except Exception as error:  # keep the thread alive; the values are retried
+                log.warning("tvcache: writing node statistics failed, will retry: %s", error)
+
+
+def _close_quietly(ref: weakref.ref[StatsWriter]) -> None:
+    writer = ref()
+    if writer is not None:
+        try:
+            writer.close()
+        except Exception as error:
+            log.warning("tvcache: node statistics not written at exit: %s", error)

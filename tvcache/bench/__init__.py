@@ -1,0 +1,1 @@
+"""Benchmarks: workloads and the runner behind ``tvcache bench``."""

@@ -1,0 +1,321 @@
+"""``tvcache bench sql``: the same GRPO-style rollouts, side by side, in one run.
+
+Modes: (1) no cache, a fresh sandbox per rollout; (2) a naive cache keyed by the call alone,
+ignoring history; (3) tvcache. The no-cache mode runs first, and since every one of its
+observations comes from a fresh environment with exactly the rollout's history, it is the
+reference: every observation a cache serves is compared with it, and a difference is a
+**wrong observation**.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sandbox import Observation, RootSpec, Sandbox, ToolCall
+from tvcache._engine import Engine
+from tvcache._session import Session
+from tvcache._settings import Settings
+from tvcache._store import Store
+from tvcache.bench._sql_workload import SqlTaskGroup, build_groups, extract_database
+
+DB_FILE = "db.sqlite"
+QUICK = {"recorded_tasks": 12, "edit_tasks": 6}
+Key = tuple[int, int, int]  # (group, rollout, step)
+
+
+@dataclass
+class ModeResult:
+    """What one mode measured; latencies are seconds as the rollout saw them."""
+
+    name: str
+    calls: int = 0
+    hits: int = 0
+    tool_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    wrong: int = 0
+    hit_latencies: list[float] = field(default_factory=list)
+    call_latencies: list[float] = field(default_factory=list)
+    outputs: dict[Key, Observation] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "calls": self.calls,
+            "hit_rate": round(self.hits / self.calls, 4) if self.calls else 0.0,
+            "tool_seconds": round(self.tool_seconds, 4),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "hit_p50_ms": _ms(self.hit_latencies, 50),
+            "hit_p95_ms": _ms(self.hit_latencies, 95),
+            "call_p50_ms": _ms(self.call_latencies, 50),
+            "wrong_observations": self.wrong,
+            **self.extra,
+        }
+
+
+def _ms(samples: list[float], pct: int) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))
+    return round(ordered[index] * 1000, 4)
+
+
+@dataclass(frozen=True)
+class Workload:
+    groups: list[SqlTaskGroup]
+    specs: list[RootSpec]
+
+    def steps(self) -> Iterator[tuple[int, int, int, str]]:
+        """Round-robin within each group: step t of every rollout, then step t+1.
+
+        This is the order in which a group's rollouts reach the sandbox when they run
+        concurrently, one policy step at a time.
+        """
+        for g, group in enumerate(self.groups):
+            depth = max(len(r.actions) for r in group.rollouts)
+            for step in range(depth):
+                for r, rollout in enumerate(group.rollouts):
+                    if step < len(rollout.actions):
+                        yield g, r, step, rollout.actions[step]
+
+    @property
+    def total_calls(self) -> int:
+        return sum(len(r.actions) for g in self.groups for r in g.rollouts)
+
+
+def make_workload(args: argparse.Namespace, workdir: Path) -> Workload:
+    sizes = QUICK if args.quick else {}
+    groups = build_groups(group_size=args.group_size, seed=args.seed, **sizes)
+    specs = []
+    for group in groups:
+        template = workdir / "templates" / group.db
+        if not template.exists():
+            template.mkdir(parents=True)
+            extract_database(group.db, template).rename(template / DB_FILE)
+        specs.append(RootSpec(task_id=group.task_id, backend="local", template=str(template)))
+    return Workload(groups, specs)
+
+
+def _sql(action: str) -> ToolCall:
+    return ToolCall("sqlite", {"sql": action})
+
+
+def _local_backend(home: Path) -> object:
+    from sandbox.local import LocalBackend
+
+    return LocalBackend(snapshot_dir=home / "snapshots", work_dir=home / "sandboxes")
+
+
+def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
+    """Every call executed in a sandbox started fresh for its rollout."""
+    from sandbox.local import LocalBackend
+
+    backend = _local_backend(home)
+    assert isinstance(backend, LocalBackend)
+    result = ModeResult("no cache")
+    sandboxes: dict[tuple[int, int], Sandbox] = {}
+    started = time.perf_counter()
+    for g, r, step, action in work.steps():
+        t0 = time.perf_counter()
+        sandbox = sandboxes.get((g, r))
+        if sandbox is None:
+            sandbox = sandboxes[(g, r)] = backend.start(work.specs[g])
+        obs = sandbox.run(_sql(action))
+        result.call_latencies.append(time.perf_counter() - t0)
+        result.tool_seconds += obs.seconds
+        result.calls += 1
+        result.outputs[(g, r, step)] = obs
+        if step == len(work.groups[g].rollouts[r].actions) - 1:
+            sandboxes.pop((g, r)).close()
+        bar.update()
+    for sandbox in sandboxes.values():
+        sandbox.close()
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
+    """A cache keyed by (task, call), blind to history: fast, and wrong where history matters."""
+    from sandbox.local import LocalBackend
+
+    backend = _local_backend(home)
+    assert isinstance(backend, LocalBackend)
+    result = ModeResult("naive")
+    cache: dict[tuple[int, str], Observation] = {}
+    sandboxes: dict[tuple[int, int], Sandbox] = {}
+    started = time.perf_counter()
+    for g, r, step, action in work.steps():
+        t0 = time.perf_counter()
+        cached = cache.get((g, action))
+        if cached is not None:
+            result.hit_latencies.append(time.perf_counter() - t0)
+            result.hits += 1
+            result.wrong += not cached.same_as(truth.outputs[(g, r, step)])
+        else:
+            sandbox = sandboxes.get((g, r))
+            if sandbox is None:
+                sandbox = sandboxes[(g, r)] = backend.start(work.specs[g])
+            cached = cache[(g, action)] = sandbox.run(_sql(action))
+            result.tool_seconds += cached.seconds
+        result.call_latencies.append(time.perf_counter() - t0)
+        result.calls += 1
+        bar.update()
+    for sandbox in sandboxes.values():
+        sandbox.close()
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def run_tvcache(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
+    """tvcache with its default policies and a SQLite store, as a user would run it."""
+    from sandbox.local import LocalBackend
+
+    backend = _local_backend(home)
+    assert isinstance(backend, LocalBackend)
+    store = Store(f"sqlite:///{home / 'cache.db'}")
+    engine = Engine(backend, store, settings=Settings(home=home))
+    result = ModeResult("tvcache")
+    sessions: dict[tuple[int, int], Session] = {}
+    started = time.perf_counter()
+    for g, r, step, action in work.steps():
+        session = sessions.get((g, r))
+        if session is None:
+            session = sessions[(g, r)] = engine.session(work.specs[g])
+        t0 = time.perf_counter()
+        served = session.call("sqlite", sql=action)
+        elapsed = time.perf_counter() - t0
+        result.call_latencies.append(elapsed)
+        result.calls += 1
+        if served.hit:
+            result.hits += 1
+            result.hit_latencies.append(elapsed)
+            expected = truth.outputs[(g, r, step)]
+            result.wrong += not served.observation.same_as(expected) and not served.tainted
+        if step == len(work.groups[g].rollouts[r].actions) - 1:
+            sessions.pop((g, r)).close()
+        bar.update()
+    for session in sessions.values():
+        session.close()
+    result.wall_seconds = time.perf_counter() - started
+    engine.close()
+    stats = engine.stats()
+    result.tool_seconds = float(stats["executed_seconds"]) + float(stats["replayed_seconds"])  # type: ignore[arg-type]
+    nodes = store.node_count()
+    size = store.size_bytes()
+    store.close()
+    result.extra = {
+        "replayed_calls": stats["replayed_calls"],
+        "forks": stats["forks"],
+        "starts": stats["starts"],
+        "snapshots": stats["snapshots"],
+        "evictions": stats["evictions"],
+        "nodes": nodes,
+        "store_bytes_per_node": round(size / nodes, 1) if size and nodes else None,
+        "memory_bytes_per_node": _memory_per_node(home),
+    }
+    return result
+
+
+def _memory_per_node(home: Path) -> float | None:
+    """Python heap retained per cached node, measured by reopening the store in a new engine."""
+    from sandbox.local import LocalBackend
+
+    store = Store(f"sqlite:///{home / 'cache.db'}")
+    try:
+        backend = LocalBackend(snapshot_dir=home / "snapshots", work_dir=home / "sandboxes")
+        engine = Engine(backend, store, settings=Settings(home=home))
+        roots = store.roots()
+        engine.open_root(roots[0].spec)  # warm SQLAlchemy's statement cache outside the count
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for root in roots[1:]:
+            engine.open_root(root.spec)
+        used = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        engine.close()
+        count = sum(1 for n in engine.graph.nodes() if n.parent is not None and n.root_id != roots[0].root_id)
+        return round(used / count, 1) if count else None
+    finally:
+        store.close()
+
+
+def _table(results: list[ModeResult]) -> str:
+    rows = [
+        ("calls", "calls", "{:d}"),
+        ("hit rate", "hit_rate", "{:.1%}"),
+        ("tool seconds executed", "tool_seconds", "{:.3f}"),
+        ("wall seconds", "wall_seconds", "{:.3f}"),
+        ("hit latency p50 (ms)", "hit_p50_ms", "{:.4f}"),
+        ("hit latency p95 (ms)", "hit_p95_ms", "{:.4f}"),
+        ("call latency p50 (ms)", "call_p50_ms", "{:.4f}"),
+        ("wrong observations", "wrong_observations", "{:d}"),
+    ]
+    summaries = [r.summary() for r in results]
+    lines = [f"{'':<24}" + "".join(f"{r.name:>14}" for r in results)]
+    for label, key, fmt in rows:
+        cells = [s.get(key) for s in summaries]
+        lines.append(f"{label:<24}" + "".join(f"{'-' if c is None else fmt.format(c):>14}" for c in cells))
+    base, tv = summaries[0], summaries[-1]
+    tool_ratio = float(base["tool_seconds"]) / max(float(tv["tool_seconds"]), 1e-9)  # type: ignore[arg-type]
+    lines.append(f"tool seconds, no cache / tvcache: {tool_ratio:.2f}x")
+    extra = {k: v for k, v in tv.items() if k not in dict((k, 0) for _, k, _ in rows)}
+    lines.append("tvcache: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+    return "\n".join(lines)
+
+
+def _plot(results: list[ModeResult], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.boxplot([[x * 1000 for x in r.call_latencies] for r in results], showfliers=False)
+    left.set_xticks(range(1, len(results) + 1), [r.name for r in results])
+    left.set_ylabel("tool-call latency as the rollout sees it (ms)")
+    right.bar([r.name for r in results], [r.tool_seconds for r in results])
+    right.set_ylabel("tool seconds executed")
+    fig.suptitle("tvcache bench sql")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def run_sql_bench(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="tvcache-bench-") as tmp:
+        workdir = Path(tmp)
+        work = make_workload(args, workdir)
+        results: list[ModeResult] = []
+        truth: ModeResult | None = None
+        for name in ("no cache", "naive", "tvcache"):
+            home = workdir / name.replace(" ", "-")
+            home.mkdir()
+            with tqdm(total=work.total_calls, desc=f"{name:>9}", file=sys.stderr,
+                      disable=None, leave=False) as bar:
+                if truth is None:
+                    truth = run_no_cache(work, home, bar)
+                    results.append(truth)
+                elif name == "naive":
+                    results.append(run_naive(work, home, truth, bar))
+                else:
+                    results.append(run_tvcache(work, home, truth, bar))
+    if args.json:
+        print(json.dumps({r.name.replace(" ", "_"): r.summary() for r in results}))
+    else:
+        groups = len(work.groups)
+        print(f"{groups} groups x {args.group_size} rollouts, {work.total_calls} calls per mode")
+        print(_table(results))
+    if args.plot:
+        _plot(results, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+

@@ -1,0 +1,243 @@
+"""The ``tvcache`` command: doctor, stats, tree, bench, gc."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from snapshots import TvcacheError
+from tvcache._records import NodeRecord, RootRecord
+from tvcache._settings import Settings
+from tvcache._store import Store
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    kwargs: dict[str, object] = {}
+    if args.home:
+        kwargs["home"] = Path(args.home)
+    if args.store_url:
+        kwargs["store_url"] = args.store_url
+    return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+# ------------------------------------------------------------------ doctor
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Which backends and snapshot levels work here; for each that does not, why and the fix."""
+    from tvcache._doctor import run_doctor
+
+    checks = run_doctor(_settings(args))
+    if args.json:
+        print(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        for check in checks:
+            mark = "ok  " if check.ok else "FAIL"
+            print(f"[{mark}] {check.name}: {check.detail}")
+            if not check.ok and check.fix:
+                print(f"       fix: {check.fix}")
+    return 0
+
+
+# ------------------------------------------------------------------- stats
+def _root_summary(store: Store, root: RootRecord) -> dict[str, object]:
+    nodes = store.load_nodes(root.root_id)
+    snaps = store.snapshots(root.root_id)
+    executions = sum(n.stats.executions for n in nodes)
+    hits = sum(n.stats.hits for n in nodes)
+    return {
+        "root_id": root.root_id,
+        "task_id": root.spec.task_id,
+        "backend": root.spec.backend,
+        "nodes": sum(1 for n in nodes if n.parent_id is not None),
+        "calls": executions + hits,
+        "hits": hits,
+        "hit_rate": hits / (executions + hits) if executions + hits else 0.0,
+        "exec_seconds": sum(n.stats.exec_seconds for n in nodes),
+        "seconds_saved": sum(n.stats.seconds_saved for n in nodes),
+        "nondeterministic": sum(1 for n in nodes if n.nondeterministic),
+        "snapshots": len(snaps),
+        "snapshot_bytes": sum(s.handle.size_bytes for s in snaps),
+    }
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Per root: nodes, hit rate, seconds saved, snapshot bytes."""
+    store = Store(_settings(args).resolved_store_url())
+    try:
+        rows = [_root_summary(store, root) for root in store.roots()]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no roots yet: run some sessions (e.g. `tvcache bench sql --quick --keep`)")
+        return 0
+    print(f"{'root':<14}{'task':<28}{'nodes':>7}{'calls':>8}{'hit rate':>10}{'saved s':>10}{'snaps':>7}{'snap bytes':>12}")
+    for r in rows:
+        print(
+            f"{str(r['root_id'])[:12]:<14}{str(r['task_id'])[:26]:<28}{r['nodes']:>7}{r['calls']:>8}"
+            f"{float(r['hit_rate']):>10.1%}{float(r['seconds_saved']):>10.2f}{r['snapshots']:>7}"  # type: ignore[arg-type]
+            f"{_human_bytes(float(r['snapshot_bytes'])):>12}"  # type: ignore[arg-type]
+        )
+    return 0
+
+
+# -------------------------------------------------------------------- tree
+def find_root(store: Store, name: str) -> RootRecord:
+    """A root by id, unique id prefix, or task id."""
+    roots = store.roots()
+    matches = [r for r in roots if r.root_id == name] or [
+        r for r in roots if r.root_id.startswith(name) or r.spec.task_id == name
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    from tvcache._engine import RootNotFoundError
+
+    if not matches:
+        raise RootNotFoundError(
+            f"no root matches {name!r}", "list roots with `tvcache stats` and pass a root id or task id"
+        )
+    raise RootNotFoundError(
+        f"{len(matches)} roots match {name!r}", "pass a longer root id prefix (see `tvcache stats`)"
+    )
+
+
+def _label(node: NodeRecord, snapped: set[str], width: int) -> str:
+    call = node.call
+    assert call is not None
+    args = json.dumps(dict(call.args), ensure_ascii=False)
+    text = f"{call.tool} {args}"
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    marks = [f"hits {node.stats.hits}", f"{node.stats.exec_seconds:.3f}s"]
+    if node.node_id in snapped:
+        marks.append("SNAPSHOT")
+    if node.nondeterministic:
+        marks.append("nondeterministic")
+    if node.read_only:
+        marks.append("read-only")
+    return f"{text}  [{', '.join(marks)}]"
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    """The graph of one root as indented text, with hits and snapshot markers."""
+    store = Store(_settings(args).resolved_store_url())
+    try:
+        root = find_root(store, args.root)
+        nodes = store.load_nodes(root.root_id)
+        snapped = {s.node_id for s in store.snapshots(root.root_id)}
+    finally:
+        store.close()
+    children: dict[str | None, list[NodeRecord]] = {}
+    for node in nodes:
+        children.setdefault(node.parent_id, []).append(node)
+    print(f"root {root.root_id}  task {root.spec.task_id}  ({len(nodes) - 1} nodes)")
+    stack = [(n, 1) for n in reversed(children.get(root.root_id, []))]
+    while stack:
+        node, depth = stack.pop()
+        if args.depth and depth > args.depth:
+            continue
+        print("  " * depth + "- " + _label(node, snapped, args.width))
+        stack.extend((c, depth + 1) for c in reversed(children.get(node.node_id, [])))
+    return 0
+
+
+# ---------------------------------------------------------------------- gc
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Reconcile store and disk after a crash, then enforce the snapshot byte budget."""
+    from tvcache._factory import open_engine
+
+    settings = _settings(args)
+    if args.budget is not None:
+        settings = Settings(
+            home=settings.home, store_url=settings.store_url, snapshot_budget_bytes=args.budget
+        )
+    engine = open_engine(settings)
+    try:
+        assert engine.store is not None
+        report = engine.reconcile()
+        for root in engine.store.roots():
+            engine.open_root(root.spec)
+        before = engine.graph.snapshot_bytes()
+        engine.enforce_budget()
+        report["snapshot_bytes_before"] = before
+        report["snapshot_bytes_after"] = engine.graph.snapshot_bytes()
+        report["evicted"] = engine.counters.evictions
+    finally:
+        engine.close()
+        if engine.store is not None:
+            engine.store.close()
+    print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+    return 0
+
+
+# ------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tvcache.bench.sql import run_sql_bench
+
+    if args.workload != "sql":
+        raise TvcacheError(f"unknown benchmark {args.workload!r}", "use `tvcache bench sql`")
+    return run_sql_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tvcache", description=__doc__)
+    parser.add_argument("--home", help="cache directory (default $TVCACHE_HOME or ~/.cache/tvcache)")
+    parser.add_argument("--store-url", help="SQLAlchemy URL of the store (default: SQLite in home)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    doctor = sub.add_parser("doctor", help=cmd_doctor.__doc__)
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=cmd_doctor)
+
+    stats = sub.add_parser("stats", help=cmd_stats.__doc__)
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_stats)
+
+    tree = sub.add_parser("tree", help=cmd_tree.__doc__)
+    tree.add_argument("root", help="root id, unique id prefix, or task id")
+    tree.add_argument("--depth", type=int, default=0, help="show at most this many levels")
+    tree.add_argument("--width", type=int, default=100, help="cut call text at this width")
+    tree.set_defaults(func=cmd_tree)
+
+    gc = sub.add_parser("gc", help=cmd_gc.__doc__)
+    gc.add_argument("--budget", type=int, help="snapshot byte budget to enforce now")
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(func=cmd_gc)
+
+    bench = sub.add_parser("bench", help="run a benchmark side by side: no cache, naive, tvcache")
+    bench.add_argument("workload", choices=["sql"], help="which workload")
+    bench.add_argument("--quick", action="store_true", help="a small run (under a minute)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object, no table")
+    bench.add_argument("--group-size", type=int, default=8, help="rollouts per task (G)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--plot", help="write a PNG of hit latency and tool seconds per mode")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TvcacheError as error:
+        print(f"tvcache: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tvcache: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
