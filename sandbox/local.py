@@ -7,7 +7,9 @@ of dead processes. A snapshot is ``snapshot_dir/<snapshot_id>/{home/, sandbox.js
 state and root options), created atomically. Snapshots are level ``fs``: no processes survive.
 
 Not an isolation boundary: commands run as the calling user and can reach the whole host. Files
-outside ``home`` (``/tmp`` included) are neither private nor snapshotted.
+outside ``home`` (``/tmp`` included) are neither private nor snapshotted. Each sandbox has its own
+real path: outputs show it as ``/sandbox``, the shell state and absolute symlinks are rewritten on
+snapshot and fork, but absolute paths written *into files* keep the original sandbox's path.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import psutil
 
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import (
+    ROOT_PLACEHOLDER,
     LocalTool,
     ShellState,
     ToolContext,
@@ -130,6 +133,7 @@ class LocalSandbox:
         record = {"format": 1, "shell": self._ctx.shell.to_dict(), "options": self._ctx.options}
         with sdir.atomic_directory(final) as tmp:
             sdir.copy_tree(self._ctx.root, tmp / "home")
+            sdir.retarget_symlinks(tmp / "home", str(self._ctx.root), ROOT_PLACEHOLDER)
             (tmp / MARKER).write_text(json.dumps(record, sort_keys=True))
         return SnapshotHandle(
             snapshot_id=snapshot_id,
@@ -224,6 +228,7 @@ class LocalBackend:
                 home.mkdir()
             else:
                 sdir.copy_tree(template, home)
+                sdir.retarget_symlinks(home, str(template), str(home.resolve()))
 
         return self._new_sandbox(fill, shell, options)
 
@@ -239,9 +244,12 @@ class LocalBackend:
                 "it was deleted or never finished; drop the record (reconcile reports these)",
             ) from None
         shell = ShellState.from_dict(record["shell"])
-        return self._new_sandbox(
-            lambda home: sdir.copy_tree(path / "home", home), shell, dict(record["options"])
-        )
+
+        def fill(home: Path) -> None:
+            sdir.copy_tree(path / "home", home)
+            sdir.retarget_symlinks(home, ROOT_PLACEHOLDER, str(home.resolve()))
+
+        return self._new_sandbox(fill, shell, dict(record["options"]))
 
     def _new_sandbox(
         self, fill: Callable[[Path], None], shell: ShellState, options: dict[str, JSON]

@@ -68,6 +68,37 @@ def copy_tree(src: Path, dst: Path) -> None:
         ) from error
 
 
+def retarget_symlinks(tree: Path, old_prefix: str, new_prefix: str) -> int:
+    """Point absolute symlinks under ``tree`` that start with ``old_prefix`` to ``new_prefix``.
+
+    A copied tree must not keep links into the tree it was copied from (writes through them
+    would leak between forks). Link and parent-directory times are kept. Returns the count.
+    """
+    count = 0
+    pending = [tree]
+    while pending:
+        directory = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    target = os.readlink(entry.path)
+                    if target == old_prefix or target.startswith(old_prefix + "/"):
+                        _relink(Path(entry.path), new_prefix + target[len(old_prefix) :])
+                        count += 1
+                elif entry.is_dir():
+                    pending.append(Path(entry.path))
+    return count
+
+
+def _relink(link: Path, target: str) -> None:
+    parent, old = os.lstat(link.parent), os.lstat(link)
+    tmp = link.parent / temp_name(link.name)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    os.utime(link, ns=(old.st_atime_ns, old.st_mtime_ns), follow_symlinks=False)
+    os.utime(link.parent, ns=(parent.st_atime_ns, parent.st_mtime_ns))
+
+
 @functools.cache
 def reflink_supported(directory: Path) -> bool:
     """Whether files in ``directory`` can be cloned copy-on-write (probed once per directory)."""

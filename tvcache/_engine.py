@@ -123,14 +123,12 @@ class Engine:
         self._snapshotting: set[str] = set()
         self._specs: dict[str, RootSpec] = {}
         self._tools: Mapping[str, ToolSpec] = backend.tool_specs()
-        self._owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._stats_writer: StatsWriter | None = None
         if store is not None:
             from tvcache._store import StatsWriter
 
             self._stats_writer = StatsWriter(store, interval=self.settings.stats_flush_seconds)
-        if store is not None:
-            self.reconcile()
+        self.recovery: dict[str, int] = self.reconcile() if store is not None else {}
 
     # ----------------------------------------------------------------- roots
     def open_root(self, spec: RootSpec) -> str:
@@ -370,15 +368,17 @@ class Engine:
 
     @contextmanager
     def _locked_snapshot(self, node: Node, handle: SnapshotHandle) -> Iterator[None]:
+        """Pin the snapshot in memory and, for other processes sharing the store, on disk."""
+        owner = f"fork-{uuid.uuid4().hex[:12]}"
         with self._lock:
             self.graph.lock(node)
         if self.store is not None:
-            self.store.lock_snapshot(node.node_id, self._owner)
+            self.store.lock_snapshot(node.node_id, owner)
         try:
             yield
         finally:
             if self.store is not None:
-                self.store.unlock_snapshot(node.node_id, self._owner)
+                self.store.unlock_snapshot(node.node_id, owner)
             with self._lock:
                 self.graph.unlock(node)
 
@@ -443,14 +443,20 @@ class Engine:
         return handle
 
     def enforce_budget(self) -> None:
-        """Evict snapshots (never nodes) until the byte budget holds or only locked ones remain."""
+        """Evict snapshots (never nodes) until the byte budget holds or only locked ones remain.
+
+        A snapshot another process is forking (locked in the store) is skipped, not deleted.
+        """
+        skipped: set[str] = set()
         while True:
             with self._lock:
-                total = self.graph.snapshot_bytes()
-                if total <= self.settings.snapshot_budget_bytes:
+                if self.graph.snapshot_bytes() <= self.settings.snapshot_budget_bytes:
                     return
                 now = self._clock()
-                candidates = [n for n in self.graph.snapshotted() if n.lock_count == 0]
+                candidates = [
+                    n for n in self.graph.snapshotted()
+                    if n.lock_count == 0 and n.node_id not in skipped
+                ]
                 if not candidates:
                     self.counters.over_budget += 1
                     return
@@ -458,9 +464,15 @@ class Engine:
                 handle = victim.snapshot
                 assert handle is not None
                 victim.snapshot = None
+            if self.store is not None and not self.store.delete_snapshot(
+                victim.node_id, if_unlocked=True
+            ):
+                with self._lock:
+                    victim.snapshot = handle
+                skipped.add(victim.node_id)
+                continue
+            with self._lock:
                 self.counters.evictions += 1
-            if self.store is not None:
-                self.store.delete_snapshot(victim.node_id)
             self.backend.delete_snapshot(handle)
 
     # ----------------------------------------------------------- maintenance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     checks = run_doctor(_settings(args))
     if args.json:
-        print(json.dumps([c.__dict__ for c in checks], indent=2))
+        print(json.dumps([dataclasses.asdict(c) for c in checks], indent=2))
     else:
         for check in checks:
             mark = "ok  " if check.ok else "FAIL"
@@ -166,7 +167,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     engine = open_engine(settings)
     try:
         assert engine.store is not None
-        report = engine.reconcile()
+        report = dict(engine.recovery)  # opening the engine reconciled store and disk
         for root in engine.store.roots():
             engine.open_root(root.spec)
         before = engine.graph.snapshot_bytes()

@@ -94,6 +94,23 @@ def test_writes_in_source_after_snapshot_do_not_reach_it(
         assert sh(fork, "cat f; ls run.sh").output == "1\nrun.sh\n"
 
 
+def test_absolute_symlinks_into_the_sandbox_follow_the_copy(
+    backend: LocalBackend, template: Path
+) -> None:
+    (template / "tlink").symlink_to(template / "src")
+    look = "ls -l --time-style=+%s; readlink abs tlink"
+    with backend.start(RootSpec("t", template=str(template))) as box:
+        sh(box, 'ln -s "$PWD/src" abs && ln -s src rel && touch -h -d 2020-01-01 abs')
+        listing = sh(box, look).output
+        assert listing.endswith("/sandbox/src\n/sandbox/src\n")
+        with backend.fork(box.snapshot("s")) as fork:
+            assert sh(fork, look).output == listing  # same links, same times
+            sh(fork, "echo leak > abs/a; echo leak > tlink/b; echo leak > rel/c")
+            assert sh(fork, "ls src").output == "a\nb\nc\nmain.txt\n"
+        assert sh(box, "ls src").output == "main.txt\n"
+        assert sorted(p.name for p in (template / "src").iterdir()) == ["main.txt"]
+
+
 # ---------------------------------------------------------------------------------- shell state
 
 
