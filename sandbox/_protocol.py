@@ -36,7 +36,10 @@ class Sandbox(Protocol):
     def sandbox_id(self) -> str: ...
 
     def run(self, call: ToolCall, timeout: float | None = None) -> Observation:
-        """Execute ``call``; a timeout ends the command (the observation says so), not the sandbox."""
+        """Execute ``call``; a timeout ends the command (the observation says so).
+
+        The sandbox stays usable after a timeout.
+        """
         ...
 
     def snapshot(self, snapshot_id: str) -> SnapshotHandle:

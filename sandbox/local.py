@@ -177,6 +177,7 @@ class LocalBackend:
         work_dir: Path | None = None,
     ) -> None:
         self.snapshot_dir = Path(snapshot_dir).resolve()
+        self._identities: dict[tuple[str, int], str] = {}
         self.work_dir = (
             Path(work_dir) if work_dir else self.snapshot_dir.parent / "sandboxes"
         ).resolve()
@@ -214,9 +215,18 @@ class LocalBackend:
     def root_identity(self, spec: RootSpec) -> str:
         """sha256 of the template's content (paths, modes, bytes) and the backend name.
 
-        Options are not included: the caller keys roots by the whole spec as well.
+        Options are not included: the caller keys roots by the whole spec as well. The digest
+        is memoised per template under a stat signature (paths, sizes, modes, mtimes), so a
+        template is hashed again only when something in it changed.
         """
-        return f"{BACKEND_NAME}:{sdir.tree_digest(self._template(spec))}"
+        template = self._template(spec)
+        if template is None:
+            return f"{BACKEND_NAME}:{sdir.tree_digest(None)}"
+        signature = (str(template), _stat_signature(template))
+        digest = self._identities.get(signature)
+        if digest is None:
+            digest = self._identities[signature] = sdir.tree_digest(template)
+        return f"{BACKEND_NAME}:{digest}"
 
     def start(self, spec: RootSpec) -> LocalSandbox:
         template, options = self._template(spec), _check_options(spec.options)
@@ -342,3 +352,13 @@ class LocalBackend:
                 "" if writable else "make both directories writable",
             ),
         ]
+
+
+def _stat_signature(template: Path) -> int:
+    """A hash of every entry's path, size, mode and mtime: cheap to compute, changes on edit."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(template):
+        for name in sorted(dirnames + filenames):
+            st = os.lstat(os.path.join(dirpath, name))
+            entries.append((dirpath, name, st.st_size, st.st_mode, st.st_mtime_ns))
+    return hash(tuple(sorted(entries)))

@@ -25,7 +25,9 @@ TOOLS: dict[str, ToolSpec] = {
 }
 
 
-def apply(state: dict[str, int], call: ToolCall, rng: random.Random, counter: itertools.count[int]) -> str:
+def apply(
+    state: dict[str, int], call: ToolCall, rng: random.Random, counter: itertools.count[int]
+) -> str:
     """Execute ``call`` on ``state``; return its output. The reference semantics."""
     k = str(call.args["k"])
     if call.tool == "get":

@@ -47,7 +47,9 @@ class Estimate:
     samples: list[float] = field(default_factory=list)
 
     def add(self, seconds: float) -> None:
-        self.value = seconds if not self.samples else (1 - self.alpha) * self.value + self.alpha * seconds
+        self.value = (
+            seconds if not self.samples else (1 - self.alpha) * self.value + self.alpha * seconds
+        )
         self.samples.append(seconds)
 
 
@@ -139,7 +141,8 @@ class Engine:
                 f"but this engine runs {self.backend.name!r}",
                 f"set RootSpec(backend={self.backend.name!r}) or start an engine with that backend",
             )
-        rid = root_id(spec, self.backend.root_identity(spec))
+        identity = self.backend.root_identity(spec)
+        rid = root_id(spec, identity)
         with self._lock:
             if self.graph.root(rid) is not None:
                 return rid
@@ -147,7 +150,7 @@ class Engine:
         snaps: list[SnapshotRecord] = []
         if self.store is not None:
             now = self._clock()
-            self.store.put_root(RootRecord(rid, spec, self.backend.root_identity(spec), now))
+            self.store.put_root(RootRecord(rid, spec, identity, now))
             records = self.store.load_nodes(rid)
             if not records:
                 self.store.put_node(node_record(Graph(lambda: now).add_root(rid)))
@@ -281,8 +284,13 @@ class Engine:
     def graph_child(
         self, position: Node, key: str, call: ToolCall, observation: Observation, spec: ToolSpec
     ) -> Node:
-        """Make the child durable, then visible: nobody is served what a crash would lose."""
+        """Make the child durable, then visible: nobody is served what a crash would lose.
+
+        A timed-out call left the environment in whatever state the kill caught it in, and its
+        timeout is volatile (not in the key): its node counts as nondeterministic.
+        """
         now = self._clock()
+        nondeterministic = not spec.deterministic or observation.timed_out
         stats = NodeStats(executions=1, exec_seconds=observation.seconds, last_use=now)
         record = NodeRecord(
             node_id=child_id(position.node_id, key),
@@ -292,7 +300,7 @@ class Engine:
             call_key=key,
             call=call,
             observation=observation,
-            nondeterministic=not spec.deterministic,
+            nondeterministic=nondeterministic,
             read_only=False,
             stats=stats,
             created=now,
@@ -308,8 +316,12 @@ class Engine:
                 child = existing
             else:
                 child = self.graph.add_child(
-                    position, key, call, observation,
-                    nondeterministic=not spec.deterministic, created=now,
+                    position,
+                    key,
+                    call,
+                    observation,
+                    nondeterministic=nondeterministic,
+                    created=now,
                 )
             child.stats = stats
             self.counters.calls += 1
@@ -318,7 +330,9 @@ class Engine:
         return child
 
     # ------------------------------------------------------ sandbox placement
-    def place(self, bound: Sandbox | None, bound_node: Node | None, target: Node) -> tuple[Sandbox, Node]:
+    def place(
+        self, bound: Sandbox | None, bound_node: Node | None, target: Node
+    ) -> tuple[Sandbox, Node]:
         """A sandbox in the state of ``target``: the cheapest of catching up or forking.
 
         Returns the sandbox and the node it is at (``target``). The bound sandbox is closed
@@ -331,7 +345,12 @@ class Engine:
                 catch_up = sum(s.observation.seconds for s in steps if s.observation is not None)
         base = target.deepest_snapshot()
         fork_cost = self._fork_cost(base) + replay_seconds(base, target)
-        if bound is not None and bound_node is not None and catch_up is not None and catch_up <= fork_cost:
+        if (
+            bound is not None
+            and bound_node is not None
+            and catch_up is not None
+            and catch_up <= fork_cost
+        ):
             if bound_node is not target:
                 self.counters.catch_ups += 1
                 self.replay(bound, bound_node, target)
@@ -405,7 +424,7 @@ class Engine:
 
     # ------------------------------------------------------------- snapshots
     def maybe_snapshot(self, sandbox: Sandbox, node: Node, moment: Moment) -> None:
-        """Ask the policy; checkpoint ``node`` from ``sandbox`` (which is at ``node``) if it says so."""
+        """Ask the policy; checkpoint ``node`` from ``sandbox`` (which is at ``node``) if so."""
         if node.snapshot is not None or node.node_id in self._snapshotting:
             return
         base = node.parent.deepest_snapshot() if node.parent is not None else node
@@ -430,12 +449,16 @@ class Engine:
             handle = sandbox.snapshot(f"{node.node_id}-{uuid.uuid4().hex[:8]}")
             elapsed = time.perf_counter() - started
             if self.store is not None:
-                self.store.put_snapshot(SnapshotRecord(node.node_id, node.root_id, handle, self._clock()))
+                self.store.put_snapshot(
+                    SnapshotRecord(node.node_id, node.root_id, handle, self._clock())
+                )
             with self._lock:
                 node.snapshot = handle
                 self.snapshot_estimate.add(elapsed)
                 self.counters.snapshots += 1
-                self.counters.snapshot_reasons[reason] = self.counters.snapshot_reasons.get(reason, 0) + 1
+                self.counters.snapshot_reasons[reason] = (
+                    self.counters.snapshot_reasons.get(reason, 0) + 1
+                )
         finally:
             with self._lock:
                 self._snapshotting.discard(node.node_id)
@@ -454,7 +477,8 @@ class Engine:
                     return
                 now = self._clock()
                 candidates = [
-                    n for n in self.graph.snapshotted()
+                    n
+                    for n in self.graph.snapshotted()
                     if n.lock_count == 0 and n.node_id not in skipped
                 ]
                 if not candidates:
@@ -530,4 +554,3 @@ class Engine:
         if self._stats_writer is not None:
             self._stats_writer.close()
             self._stats_writer = None
-

@@ -11,7 +11,9 @@ from sandbox import JSON, RootSpec, ToolSpec
 
 def canonical_json(value: JSON) -> str:
     """Sorted keys, no insignificant whitespace, UTF-8 kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def _digest(text: str) -> str:

@@ -66,7 +66,9 @@ class Session:
     def call(self, tool: str, /, **args: JSON) -> CallResult:
         """Serve one tool call: from the cache when the whole history matches, else run it."""
         if self._closed:
-            raise SessionClosedError("this session is closed", "open a new one with engine.session()")
+            raise SessionClosedError(
+                "this session is closed", "open a new one with engine.session()"
+            )
         spec, key = self.engine.key_of(tool, args)
         child = self.engine.lookup(self.position, key)
         if child is not None:

@@ -84,7 +84,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if not rows:
         print("no roots yet: run some sessions (e.g. `tvcache bench sql --quick --keep`)")
         return 0
-    print(f"{'root':<14}{'task':<28}{'nodes':>7}{'calls':>8}{'hit rate':>10}{'saved s':>10}{'snaps':>7}{'snap bytes':>12}")
+    print(
+        f"{'root':<14}{'task':<28}{'nodes':>7}{'calls':>8}{'hit rate':>10}"
+        f"{'saved s':>10}{'snaps':>7}{'snap bytes':>12}"
+    )
     for r in rows:
         print(
             f"{str(r['root_id'])[:12]:<14}{str(r['task_id'])[:26]:<28}{r['nodes']:>7}{r['calls']:>8}"
@@ -107,7 +110,8 @@ def find_root(store: Store, name: str) -> RootRecord:
 
     if not matches:
         raise RootNotFoundError(
-            f"no root matches {name!r}", "list roots with `tvcache stats` and pass a root id or task id"
+            f"no root matches {name!r}",
+            "list roots with `tvcache stats` and pass a root id or task id",
         )
     raise RootNotFoundError(
         f"{len(matches)} roots match {name!r}", "pass a longer root id prefix (see `tvcache stats`)"
@@ -194,7 +198,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvcache", description=__doc__)
-    parser.add_argument("--home", help="cache directory (default $TVCACHE_HOME or ~/.cache/tvcache)")
+    parser.add_argument(
+        "--home", help="cache directory (default $TVCACHE_HOME or ~/.cache/tvcache)"
+    )
     parser.add_argument("--store-url", help="SQLAlchemy URL of the store (default: SQLite in home)")
     sub = parser.add_subparsers(dest="command", required=True)
 

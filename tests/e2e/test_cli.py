@@ -104,8 +104,15 @@ def test_bench_sql_quick_json(tmp_path: Path) -> None:
     result = json.loads(run(tmp_path, "bench", "sql", "--quick", "--json").stdout)
     assert set(result) == {"no_cache", "naive", "tvcache"}
     for mode in result.values():
-        assert {"calls", "hit_rate", "tool_seconds", "wall_seconds", "hit_p50_ms", "hit_p95_ms",
-                "wrong_observations"} <= set(mode)
+        assert {
+            "calls",
+            "hit_rate",
+            "tool_seconds",
+            "wall_seconds",
+            "hit_p50_ms",
+            "hit_p95_ms",
+            "wrong_observations",
+        } <= set(mode)
     assert result["tvcache"]["wrong_observations"] == 0
     assert result["tvcache"]["hit_rate"] > 0
     assert result["naive"]["wrong_observations"] > 0

@@ -36,7 +36,11 @@ def test_hit_touches_no_sandbox() -> None:
         r2 = second.call("get", k="a")
     assert (r1.hit, r2.hit) == (True, True)
     assert r2.output == "a=1" and r2.seconds_saved == 1.0
-    assert (len(backend_of(e).runs), backend_of(e).starts, backend_of(e).forks) == (runs, starts, forks)
+    assert (len(backend_of(e).runs), backend_of(e).starts, backend_of(e).forks) == (
+        runs,
+        starts,
+        forks,
+    )
     assert e.stats()["hits"] == 2 and e.stats()["seconds_saved"] == 2.0
 
 
@@ -187,7 +191,9 @@ def test_budget_evicts_snapshots_never_nodes() -> None:
     assert e.graph.snapshot_bytes() <= 250
     assert e.stats()["evictions"] > 0
     assert len(e.graph) == 7 and all(n.observation for n in e.graph.nodes() if n.parent)
-    assert set(backend_of(e).snapshots) == {n.snapshot.snapshot_id for n in e.graph.snapshotted() if n.snapshot}
+    assert set(backend_of(e).snapshots) == {
+        n.snapshot.snapshot_id for n in e.graph.snapshotted() if n.snapshot
+    }
     with e.session("t") as b:
         for v in range(6):
             assert b.call("add", k=f"k{v}", v=v).hit
@@ -220,10 +226,12 @@ def test_locked_snapshot_is_not_evicted() -> None:
         ("get", {"k": object()}, "not JSON-serialisable"),
     ],
 )
-def test_bad_calls_raise_clear_errors_and_store_nothing(tool: str, args: dict[str, object], message: str) -> None:
+def test_bad_calls_raise_clear_errors_and_store_nothing(
+    tool: str, args: dict[str, object], message: str
+) -> None:
     e = engine()
     with e.session("t") as s:
-        with pytest.raises(ToolCallError, match="unknown tool|needs argument|JSON") as info:
+        with pytest.raises(ToolCallError) as info:
             s.call(tool, **args)
         assert message in str(info.value)
         assert len(e.graph) == 1 and not backend_of(e).runs

@@ -84,7 +84,10 @@ class Rollouts(RuleBasedStateMachine):
             return
         assert all(node.lock_count == 0 for node in self.engine.graph.nodes())
         locked_or_over = self.engine.stats()["over_budget"]
-        assert self.engine.graph.snapshot_bytes() <= self.engine.settings.snapshot_budget_bytes or locked_or_over
+        assert (
+            self.engine.graph.snapshot_bytes() <= self.engine.settings.snapshot_budget_bytes
+            or locked_or_over
+        )
         fake = self.engine.backend
         assert isinstance(fake, FakeBackend)
         live = {n.snapshot.snapshot_id for n in self.engine.graph.snapshotted() if n.snapshot}

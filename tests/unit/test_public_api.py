@@ -19,4 +19,6 @@ def test_all_names_exist_and_are_unique(package: str) -> None:
 def test_core_surface() -> None:
     import tvcache
 
-    assert {"Engine", "Session", "CallResult", "Settings", "open_engine", "TvcacheError"} <= set(tvcache.__all__)
+    assert {"Engine", "Session", "CallResult", "Settings", "open_engine", "TvcacheError"} <= set(
+        tvcache.__all__
+    )

@@ -243,7 +243,11 @@ def _memory_per_node(home: Path) -> float | None:
         used = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
         engine.close()
-        count = sum(1 for n in engine.graph.nodes() if n.parent is not None and n.root_id != roots[0].root_id)
+        count = sum(
+            1
+            for n in engine.graph.nodes()
+            if n.parent is not None and n.root_id != roots[0].root_id
+        )
         return round(used / count, 1) if count else None
     finally:
         store.close()
@@ -264,7 +268,9 @@ def _table(results: list[ModeResult]) -> str:
     lines = [f"{'':<24}" + "".join(f"{r.name:>14}" for r in results)]
     for label, key, fmt in rows:
         cells = [s.get(key) for s in summaries]
-        lines.append(f"{label:<24}" + "".join(f"{'-' if c is None else fmt.format(c):>14}" for c in cells))
+        lines.append(
+            f"{label:<24}" + "".join(f"{'-' if c is None else fmt.format(c):>14}" for c in cells)
+        )
     base, tv = summaries[0], summaries[-1]
     tool_ratio = float(base["tool_seconds"]) / max(float(tv["tool_seconds"]), 1e-9)  # type: ignore[arg-type]
     lines.append(f"tool seconds, no cache / tvcache: {tool_ratio:.2f}x")
@@ -299,8 +305,13 @@ def run_sql_bench(args: argparse.Namespace) -> int:
         for name in ("no cache", "naive", "tvcache"):
             home = workdir / name.replace(" ", "-")
             home.mkdir()
-            with tqdm(total=work.total_calls, desc=f"{name:>9}", file=sys.stderr,
-                      disable=None, leave=False) as bar:
+            with tqdm(
+                total=work.total_calls,
+                desc=f"{name:>9}",
+                file=sys.stderr,
+                disable=None,
+                leave=False,
+            ) as bar:
                 if truth is None:
                     truth = run_no_cache(work, home, bar)
                     results.append(truth)
@@ -318,4 +329,3 @@ def run_sql_bench(args: argparse.Namespace) -> int:
         _plot(results, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
-
