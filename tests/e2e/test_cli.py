@@ -117,4 +117,4 @@ def test_bench_sql_quick_json(tmp_path: Path) -> None:
     assert result["tvcache"]["hit_rate"] > 0
     assert result["naive"]["wrong_observations"] > 0
     assert result["no_cache"]["hit_rate"] == 0
-    assert result["tvcache"]["tool_seconds"] < result["no_cache"]["tool_seconds"]
+    assert result["tvcache"]["executed_calls"] < result["no_cache"]["executed_calls"]

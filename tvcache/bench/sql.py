@@ -40,6 +40,7 @@ class ModeResult:
     name: str
     calls: int = 0
     hits: int = 0
+    executed_calls: int = 0
     tool_seconds: float = 0.0
     wall_seconds: float = 0.0
     wrong: int = 0
@@ -52,6 +53,7 @@ class ModeResult:
         return {
             "calls": self.calls,
             "hit_rate": round(self.hits / self.calls, 4) if self.calls else 0.0,
+            "executed_calls": self.executed_calls,
             "tool_seconds": round(self.tool_seconds, 4),
             "wall_seconds": round(self.wall_seconds, 4),
             "hit_p50_ms": _ms(self.hit_latencies, 50),
@@ -134,6 +136,7 @@ def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: 
         result.call_latencies.append(time.perf_counter() - t0)
         result.tool_seconds += obs.seconds
         result.calls += 1
+        result.executed_calls += 1
         result.outputs[(g, r, step)] = obs
         if step == len(work.groups[g].rollouts[r].actions) - 1:
             sandboxes.pop((g, r)).close()
@@ -167,6 +170,7 @@ def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeR
                 sandbox = sandboxes[(g, r)] = backend.start(work.specs[g])
             cached = cache[(g, action)] = sandbox.run(_sql(action))
             result.tool_seconds += cached.seconds
+            result.executed_calls += 1
         result.call_latencies.append(time.perf_counter() - t0)
         result.calls += 1
         bar.update()
@@ -210,6 +214,7 @@ def run_tvcache(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> Mod
     engine.close()
     stats = engine.stats()
     result.tool_seconds = float(stats["executed_seconds"]) + float(stats["replayed_seconds"])  # type: ignore[arg-type]
+    result.executed_calls = int(stats["misses"]) + int(stats["replayed_calls"])  # type: ignore[call-overload]
     nodes = store.node_count()
     size = store.size_bytes()
     store.close()
@@ -257,6 +262,7 @@ def _table(results: list[ModeResult]) -> str:
     rows = [
         ("calls", "calls", "{:d}"),
         ("hit rate", "hit_rate", "{:.1%}"),
+        ("calls executed", "executed_calls", "{:d}"),
         ("tool seconds executed", "tool_seconds", "{:.3f}"),
         ("wall seconds", "wall_seconds", "{:.3f}"),
         ("hit latency p50 (ms)", "hit_p50_ms", "{:.4f}"),
