@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 from sandbox import Backend, Observation, RootSpec, Sandbox, ToolCall, ToolCallError, ToolSpec
 from snapshots import SnapshotHandle, TvcacheError
-from tvcache._graph import Clock, Graph, Node, calls_between, replay_seconds
+from tvcache._graph import (
+    Clock,
+    Graph,
+    Node,
+    calls_between,
+    faithful_replay_seconds,
+    replay_seconds,
+)
 from tvcache._keys import call_key, child_id, root_id
 from tvcache._policy import (
     CostAwarePolicy,
@@ -28,6 +35,7 @@ from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
 from tvcache._settings import Settings
 
 if TYPE_CHECKING:
+    from tvcache._pool import SandboxPool
     from tvcache._session import Session
     from tvcache._store import StatsWriter, Store
 
@@ -68,6 +76,7 @@ class Counters:
     starts: int = 0
     forks: int = 0
     catch_ups: int = 0
+    pool_takes: int = 0
     snapshots: int = 0
     snapshot_reasons: dict[str, int] = field(default_factory=dict)
     evictions: int = 0
@@ -107,12 +116,14 @@ class Engine:
         policy: SnapshotPolicy | None = None,
         eviction: EvictionStrategy | None = None,
         clock: Clock | None = None,
+        pool: SandboxPool | None = None,
     ) -> None:
         self.backend = backend
         self.settings = settings or Settings()
         self.store = store
         self.policy: SnapshotPolicy = policy or CostAwarePolicy()
         self.eviction: EvictionStrategy = eviction or SecondsSavedPerByte()
+        self.pool = pool
         self._clock = clock or time.time
         self.graph = Graph(self._clock)
         self.counters = Counters()
@@ -206,7 +217,12 @@ class Engine:
 
         if isinstance(spec, str):
             spec = RootSpec(task_id=spec, backend=self.backend.name, **spec_fields)  # type: ignore[arg-type]
-        return Session(self, self.open_root(spec))
+        rid = self.open_root(spec)
+        if self.pool is not None:
+            root = self.graph.root(rid)
+            assert root is not None
+            self.pool.note_session(root)
+        return Session(self, rid)
 
     def tool_spec(self, tool: str) -> ToolSpec:
         spec = self._tools.get(tool)
@@ -340,11 +356,20 @@ class Engine:
         """
         catch_up: float | None = None
         if bound is not None and bound_node is not None and bound_node.is_ancestor_of(target):
-            steps = calls_between(bound_node, target)
-            if not any(step.nondeterministic for step in steps):
-                catch_up = sum(s.observation.seconds for s in steps if s.observation is not None)
+            catch_up = faithful_replay_seconds(bound_node, target)
         base = target.deepest_snapshot()
         fork_cost = self._fork_cost(base) + replay_seconds(base, target)
+        if self.pool is not None:
+            self.pool.note_miss(target)
+            best = fork_cost if catch_up is None else min(fork_cost, catch_up)
+            pooled = self.pool.take(target, max_replay_seconds=best)
+            if pooled is not None:
+                if bound is not None:
+                    bound.close()
+                sandbox, at = pooled
+                with self._lock:
+                    self.counters.pool_takes += 1
+                return self._replayed(sandbox, at, target), target
         if (
             bound is not None
             and bound_node is not None
@@ -352,18 +377,22 @@ class Engine:
             and catch_up <= fork_cost
         ):
             if bound_node is not target:
-                self.counters.catch_ups += 1
+                with self._lock:
+                    self.counters.catch_ups += 1
                 self.replay(bound, bound_node, target)
             return bound, target
         if bound is not None:
             bound.close()
-        sandbox = self.fork_node(base)
+        return self._replayed(self.fork_node(base), base, target), target
+
+    def _replayed(self, sandbox: Sandbox, start: Node, target: Node) -> Sandbox:
+        """``sandbox`` brought from ``start`` to ``target``; closed if the replay fails."""
         try:
-            self.replay(sandbox, base, target)
+            self.replay(sandbox, start, target)
         except BaseException:
             sandbox.close()
             raise
-        return sandbox, target
+        return sandbox
 
     def _fork_cost(self, base: Node) -> float:
         return (self.start_estimate if base.snapshot is None else self.fork_estimate).value
@@ -531,6 +560,7 @@ class Engine:
                 "starts": c.starts,
                 "forks": c.forks,
                 "catch_ups": c.catch_ups,
+                "pool_takes": c.pool_takes,
                 "snapshots": c.snapshots,
                 "snapshot_reasons": dict(c.snapshot_reasons),
                 "evictions": c.evictions,
@@ -550,7 +580,9 @@ class Engine:
             self._stats_writer.flush()
 
     def close(self) -> None:
-        """Flush counters; the store stays open for its owner to close."""
+        """Close the pool and flush counters; the store stays open for its owner to close."""
+        if self.pool is not None:
+            self.pool.close()
         if self._stats_writer is not None:
             self._stats_writer.close()
             self._stats_writer = None

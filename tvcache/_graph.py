@@ -89,6 +89,15 @@ def replay_seconds(ancestor: Node, node: Node) -> float:
     raise ValueError(f"node {ancestor.node_id} is not an ancestor of {node.node_id}")
 
 
+def faithful_replay_seconds(ancestor: Node, node: Node) -> float | None:
+    """Seconds of replaying ``ancestor`` -> ``node``; None if a step cannot be replayed
+    faithfully (a nondeterministic node would put the sandbox in another state)."""
+    steps = calls_between(ancestor, node)
+    if any(step.nondeterministic for step in steps):
+        return None
+    return sum(step.observation.seconds for step in steps if step.observation is not None)
+
+
 def calls_between(ancestor: Node, node: Node) -> list[Node]:
     """Nodes strictly below ``ancestor`` down to ``node``, in execution order."""
     steps: list[Node] = []
