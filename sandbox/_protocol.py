@@ -42,6 +42,14 @@ class Sandbox(Protocol):
         """
         ...
 
+    def fingerprint(self) -> str | None:
+        """A digest of everything that can change a later observation, or None when the
+        state cannot be captured faithfully (say, a background process is running).
+
+        Equal fingerprints must mean equal futures: tvcache merges states by it.
+        """
+        ...
+
     def snapshot(self, snapshot_id: str) -> SnapshotHandle:
         """Checkpoint the current state consistently; the sandbox keeps running unchanged."""
         ...

@@ -330,12 +330,53 @@ def changed_message(count: int) -> str:
     return f"OK, {count} row{'' if count == 1 else 's'} changed"
 
 
+_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+_READ_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "database_list",
+        "collation_list",
+        "function_list",
+        "compile_options",
+    }
+)
+
+
+class WriteDetector:
+    """An SQLite authorizer that allows everything and remembers whether anything could write.
+
+    SQLite consults it for every action of every statement it prepares, so "no write action
+    seen" is a proof that the call changed nothing. Anything not known to be a read counts as
+    a write (a pragma with a value, a transaction, a temp table): conservative, never wrong.
+    """
+
+    def __init__(self) -> None:
+        self.wrote = False
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        if action in _READ_ACTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _READ_PRAGMAS:
+            return sqlite3.SQLITE_OK
+        self.wrote = True
+        return sqlite3.SQLITE_OK
+
+
 class SqliteTool(LocalTool):
     """``sqlite``: SQL against a database file in the sandbox, in autocommit like the sqlite3 CLI.
 
     Output: one line per result row, each a Python tuple repr; a read with no rows gives ``""``;
     a call whose statements return no result set gives ``OK, N rows changed``. SQL errors give
     ``Error: <message>`` with exit code 1, and statements before the failing one stay applied.
+    The observation is ``read_only`` when the database existed and no statement could write.
     ``db`` is relative to the sandbox root (not to bash's cwd); its default is the root option
     ``sqlite_db``, else ``db.sqlite``.
     """
@@ -356,10 +397,13 @@ class SqliteTool(LocalTool):
         if os.path.isabs(db) or not path.is_relative_to(ctx.root.resolve()):
             return _error(f"database path {db!r} is outside the sandbox; use a relative path")
         deadline = time.monotonic() + timeout
+        existed = path.is_file()
         try:
             conn = sqlite3.connect(path, timeout=min(timeout, 5.0), isolation_level=None)
         except sqlite3.Error as error:
             return _error(f"cannot open database {db!r}: {error}")
+        writes = WriteDetector()
+        conn.set_authorizer(writes)
         conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         buffer = OutputBuffer(ctx.max_output_bytes)
@@ -378,14 +422,20 @@ class SqliteTool(LocalTool):
         except (sqlite3.Error, sqlite3.Warning) as error:
             if time.monotonic() > deadline and "interrupted" in str(error):
                 return timeout_observation(*buffer.finish(ctx), timeout)
+            unchanged = existed and not writes.wrote
             if "file is not a database" in str(error):
-                return _error(f"{db!r} is not a SQLite database (file is not a database)")
-            return _error(ctx.public(str(error)))
+                message = f"{db!r} is not a SQLite database (file is not a database)"
+                return _error(message, read_only=unchanged)
+            return _error(ctx.public(str(error)), read_only=unchanged)
         finally:
             conn.close()
         text, truncated = buffer.finish(ctx)
-        return Observation(output=text.removesuffix("\n"), truncated=truncated)
+        return Observation(
+            output=text.removesuffix("\n"),
+            truncated=truncated,
+            read_only=existed and not writes.wrote,
+        )
 
 
-def _error(message: str) -> Observation:
-    return Observation(output=f"Error: {message}", exit_code=1)
+def _error(message: str, *, read_only: bool = False) -> Observation:
+    return Observation(output=f"Error: {message}", exit_code=1, read_only=read_only)

@@ -46,13 +46,18 @@ def cap_output(text: str, max_bytes: int) -> tuple[str, bool]:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """What a tool call returned. ``seconds`` is wall time of the execution that produced it."""
+    """What a tool call returned. ``seconds`` is wall time of the execution that produced it.
+
+    ``read_only`` is the tool's *proof* that the call changed no state (the ``sqlite`` tool
+    knows it exactly); it is not part of what the agent sees and is never guessed.
+    """
 
     output: str
     exit_code: int = 0
     seconds: float = 0.0
     truncated: bool = False
     timed_out: bool = False
+    read_only: bool = False
 
     def same_as(self, other: Observation) -> bool:
         """Equal as the agent sees it: everything but the time it took."""

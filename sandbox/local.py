@@ -42,6 +42,7 @@ from sandbox._tools import (
 from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
 from snapshots import SnapshotError, SnapshotHandle, TvcacheError
 from snapshots import directory as sdir
+from snapshots.fingerprint import directory_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,15 @@ class LocalSandbox:
         start = time.perf_counter()
         observation = tool.run(self._ctx, args, float(chosen))
         return replace(observation, seconds=time.perf_counter() - start)
+
+    def fingerprint(self) -> str:
+        """Working-directory content (databases by content) plus cwd and exported variables.
+
+        Always available: no process outlives a call in this backend.
+        """
+        shell = self._ctx.shell
+        state = json.dumps([shell.cwd, shell.env])
+        return directory_fingerprint(self._ctx.root, state)
 
     def snapshot(self, snapshot_id: str) -> SnapshotHandle:
         """Copy ``home`` and the shell state into ``snapshot_dir/<snapshot_id>`` atomically."""

@@ -1,9 +1,11 @@
 """A deterministic fake environment for unit tests of the graph and engine (no I/O).
 
 State is a dict of str -> int. Tools: ``get k`` (read), ``set k v``, ``add k v`` (writes),
-``sleep s`` (pure cost), ``rand k`` (declared nondeterministic: writes a random value),
-``drift k`` (undeclared nondeterministic: a fresh value every execution). Every call costs
-``seconds`` of fake time so that policies see measured costs without waiting.
+``rand k`` (declared nondeterministic: writes a random value), ``drift k`` (undeclared
+nondeterministic: a fresh value every execution), ``echo k`` (pure: depends on args only),
+``sneak k`` (writes, for tests that misdeclare it pure). ``get`` proves itself read-only, as
+the sqlite tool does; ``fingerprint()`` digests the whole state, a perfect fingerprint.
+Every call costs ``seconds`` of fake time so that policies see measured costs without waiting.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ TOOLS: dict[str, ToolSpec] = {
     "add": ToolSpec("add", required=("k", "v"), volatile=frozenset({"request_id"})),
     "rand": ToolSpec("rand", required=("k",), deterministic=False),
     "drift": ToolSpec("drift", required=("k",)),
+    "echo": ToolSpec("echo", required=("k",)),
+    "sneak": ToolSpec("sneak", required=("k",)),
 }
 
 
@@ -44,6 +48,11 @@ def apply(
     if call.tool == "drift":
         state[k] = next(counter)
         return f"{k}={state[k]}"
+    if call.tool == "echo":
+        return f"echo {k}"
+    if call.tool == "sneak":
+        state[k] = state.get(k, 0) + 100
+        return f"echo {k}"
     raise AssertionError(call.tool)
 
 
@@ -68,7 +77,10 @@ class FakeSandbox:
         assert not self.closed, "run on a closed sandbox"
         self.backend.runs.append(call)
         output = apply(self.state, call, self.backend.rng, self.backend.counter)
-        return Observation(output, 0, self.backend.call_seconds)
+        return Observation(output, 0, self.backend.call_seconds, read_only=call.tool == "get")
+
+    def fingerprint(self) -> str:
+        return repr(sorted(self.state.items()))
 
     def snapshot(self, snapshot_id: str) -> SnapshotHandle:
         assert not self.closed

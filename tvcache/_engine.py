@@ -37,6 +37,7 @@ from tvcache._settings import Settings
 if TYPE_CHECKING:
     from tvcache._pool import SandboxPool
     from tvcache._session import Session
+    from tvcache._shadow import ShadowVerifier
     from tvcache._store import StatsWriter, Store
 
 log = logging.getLogger("tvcache")
@@ -76,6 +77,14 @@ class Counters:
     starts: int = 0
     forks: int = 0
     catch_ups: int = 0
+    read_only_nodes: int = 0
+    merged_nodes: int = 0
+    misdeclared_pure: int = 0
+    fingerprints: int = 0
+    fingerprint_seconds: float = 0.0
+    shadow_runs: int = 0
+    shadow_mismatches: int = 0
+    shadow_errors: int = 0
     pool_takes: int = 0
     snapshots: int = 0
     snapshot_reasons: dict[str, int] = field(default_factory=dict)
@@ -124,6 +133,11 @@ class Engine:
         self.policy: SnapshotPolicy = policy or CostAwarePolicy()
         self.eviction: EvictionStrategy = eviction or SecondsSavedPerByte()
         self.pool = pool
+        self.shadow: ShadowVerifier | None = None
+        if self.settings.state.shadow_fraction > 0:
+            from tvcache._shadow import ShadowVerifier
+
+            self.shadow = ShadowVerifier(self, self.settings.state.shadow_fraction)
         self._clock = clock or time.time
         self.graph = Graph(self._clock)
         self.counters = Counters()
@@ -205,6 +219,15 @@ class Engine:
             )
             node.read_only = record.read_only
             node.stats = record.stats
+        # merged nodes were leaves when merged; index nodes with children first so that
+        # none of them is re-pointed, then merge fingerprinted leaves into them
+        parents = {r.parent_id for r in records}
+        ordered = sorted(records, key=lambda r: r.node_id not in parents)
+        for record in ordered:
+            held = self.graph.get(record.node_id)
+            if held is not None and record.fingerprint is not None:
+                merge = record.node_id not in parents and record.parent_id is not None
+                self.graph.set_fingerprint(held, record.fingerprint, merge=merge)
         for snap in snaps:
             held = self.graph.get(snap.node_id)
             if held is not None:
@@ -238,14 +261,16 @@ class Engine:
         return spec, call_key(spec, spec.validate(args))
 
     # ---------------------------------------------------------------- serving
-    def lookup(self, position: Node, key: str) -> Node | None:
+    def lookup(self, anchor: Node, key: str) -> Node | None:
         """The hit path: a cached child, with its counters updated. No I/O, no waiting."""
         with self._lock:
-            child = position.children.get(key)
+            child = anchor.children.get(key)
             if child is None or child.observation is None:
                 return None
             self._count_hit(child)
-            return child
+        if self.shadow is not None:
+            self.shadow.maybe_verify(anchor, child)
+        return child
 
     def _count_hit(self, child: Node) -> None:
         assert child.observation is not None
@@ -286,19 +311,84 @@ class Engine:
             self._count_hit(child)
             self.counters.shared_hits += 1
 
+    def anchor(self, position: Node, spec: ToolSpec, key: str) -> Node:
+        """Where a call's observation lives: the root for a pure tool, else the position.
+
+        A call of a "pure" tool that was caught changing the state lives at the position.
+        """
+        if spec.name not in self.settings.state.pure_tools:
+            return position
+        root = self.graph.root(position.root_id)
+        assert root is not None
+        with self._lock:
+            known = root.children.get(key)
+        return position if known is not None and not known.read_only else root
+
     def execute(
-        self, sandbox: Sandbox, position: Node, key: str, call: ToolCall, spec: ToolSpec
+        self,
+        sandbox: Sandbox,
+        position: Node,
+        anchor: Node,
+        key: str,
+        call: ToolCall,
+        spec: ToolSpec,
     ) -> Node:
-        """Run ``call`` on a sandbox that is at ``position``; store the child durably."""
+        """Run ``call`` on a sandbox at ``position``; store the child under ``anchor`` durably.
+
+        Read-only is established, never assumed: from the tool's own proof, or from equal
+        fingerprints before and after. A pure tool that changed the state is a write.
+        """
+        aware = self.settings.state
+        pure = anchor.is_root and spec.name in aware.pure_tools
+        fingerprinting = pure or aware.fingerprints(spec.name)
         if position.children and position.snapshot is None:
             self.maybe_snapshot(sandbox, position, "branch")
+        before = self._state_fingerprint(sandbox, position) if fingerprinting else None
         observation = sandbox.run(call, timeout=self.settings.call_timeout)
-        child = self.graph_child(position, key, call, observation, spec)
-        self.maybe_snapshot(sandbox, child, "after_call")
+        after = self._measured_fingerprint(sandbox) if fingerprinting else None
+        unchanged = before is not None and before == after
+        read_only = (aware.read_only and observation.read_only) or unchanged
+        if pure and before is not None and after is not None and not unchanged:
+            log.warning("tool %r is configured pure but changed the state: a write", spec.name)
+            with self._lock:
+                self.counters.misdeclared_pure += 1
+            anchor = position
+        elif pure:
+            read_only = True
+        child = self.graph_child(anchor, key, call, observation, spec, read_only, after)
+        if not child.read_only:
+            self.maybe_snapshot(sandbox, child.state(), "after_call")
         return child
 
+    def _measured_fingerprint(self, sandbox: Sandbox) -> str | None:
+        started = time.perf_counter()
+        fingerprint = sandbox.fingerprint()
+        with self._lock:
+            self.counters.fingerprints += 1
+            self.counters.fingerprint_seconds += time.perf_counter() - started
+        return fingerprint
+
+    def _state_fingerprint(self, sandbox: Sandbox, position: Node) -> str | None:
+        """The fingerprint of ``position``, measured on ``sandbox`` (which is there) if unknown."""
+        if position.fingerprint is not None:
+            return position.fingerprint
+        fingerprint = self._measured_fingerprint(sandbox)
+        if fingerprint is not None:
+            with self._lock:
+                self.graph.set_fingerprint(position, fingerprint, merge=False)
+            if self.store is not None:
+                self.store.set_flags(position.node_id, fingerprint=fingerprint)
+        return fingerprint
+
     def graph_child(
-        self, position: Node, key: str, call: ToolCall, observation: Observation, spec: ToolSpec
+        self,
+        anchor: Node,
+        key: str,
+        call: ToolCall,
+        observation: Observation,
+        spec: ToolSpec,
+        read_only: bool = False,
+        fingerprint: str | None = None,
     ) -> Node:
         """Make the child durable, then visible: nobody is served what a crash would lose.
 
@@ -307,43 +397,53 @@ class Engine:
         """
         now = self._clock()
         nondeterministic = not spec.deterministic or observation.timed_out
+        with self._lock:
+            existing = anchor.children.get(key)
+        if existing is not None and existing.observation is None:  # withdrawn: serve anew
+            if self.store is not None:
+                self.store.set_observation(existing.node_id, observation)
+            with self._lock:
+                existing.observation = observation
+                existing.stats.executions += 1
+                existing.stats.exec_seconds += observation.seconds
+                self._count_miss(observation)
+            return existing
+        if existing is not None:
+            return existing
         stats = NodeStats(executions=1, exec_seconds=observation.seconds, last_use=now)
         record = NodeRecord(
-            node_id=child_id(position.node_id, key),
-            root_id=position.root_id,
-            parent_id=position.node_id,
-            depth=position.depth + 1,
+            node_id=child_id(anchor.node_id, key),
+            root_id=anchor.root_id,
+            parent_id=anchor.node_id,
+            depth=anchor.depth + 1,
             call_key=key,
             call=call,
             observation=observation,
             nondeterministic=nondeterministic,
-            read_only=False,
+            read_only=read_only,
             stats=stats,
             created=now,
+            fingerprint=fingerprint,
         )
         if self.store is not None:
             self.store.put_node(record)
         with self._lock:
-            existing = position.children.get(key)
-            if existing is not None and existing.observation is not None:
-                return existing
-            if existing is not None:
-                existing.observation = observation
-                child = existing
-            else:
-                child = self.graph.add_child(
-                    position,
-                    key,
-                    call,
-                    observation,
-                    nondeterministic=nondeterministic,
-                    created=now,
-                )
+            child = self.graph.add_child(
+                anchor, key, call, observation, nondeterministic=nondeterministic, created=now
+            )
+            child.read_only = read_only
             child.stats = stats
-            self.counters.calls += 1
-            self.counters.misses += 1
-            self.counters.executed_seconds += observation.seconds
+            if fingerprint is not None:
+                self.graph.set_fingerprint(child, fingerprint, merge=True)
+            self.counters.read_only_nodes += read_only
+            self.counters.merged_nodes += child.alias is not None
+            self._count_miss(observation)
         return child
+
+    def _count_miss(self, observation: Observation) -> None:
+        self.counters.calls += 1
+        self.counters.misses += 1
+        self.counters.executed_seconds += observation.seconds
 
     # ------------------------------------------------------ sandbox placement
     def place(
@@ -440,6 +540,16 @@ class Engine:
                 self.counters.replayed_seconds += fresh.seconds
             if self.settings.verify_replays and not fresh.same_as(step.observation):
                 self.mark_nondeterministic(step)
+
+    def withdraw(self, node: Node) -> None:
+        """Take ``node``'s observation out of service (it failed verification); the next call
+        there re-executes. Its future is kept but tainted: the node is nondeterministic."""
+        with self._lock:
+            node.observation = None
+            node.nondeterministic = True
+        if self.store is not None:
+            self.store.set_observation(node.node_id, None)
+            self.store.set_flags(node.node_id, nondeterministic=True)
 
     def mark_nondeterministic(self, node: Node) -> None:
         with self._lock:
@@ -561,6 +671,14 @@ class Engine:
                 "forks": c.forks,
                 "catch_ups": c.catch_ups,
                 "pool_takes": c.pool_takes,
+                "read_only_nodes": c.read_only_nodes,
+                "merged_nodes": c.merged_nodes,
+                "misdeclared_pure": c.misdeclared_pure,
+                "fingerprints": c.fingerprints,
+                "fingerprint_seconds": c.fingerprint_seconds,
+                "shadow_runs": c.shadow_runs,
+                "shadow_mismatches": c.shadow_mismatches,
+                "shadow_errors": c.shadow_errors,
                 "snapshots": c.snapshots,
                 "snapshot_reasons": dict(c.snapshot_reasons),
                 "evictions": c.evictions,
@@ -583,6 +701,8 @@ class Engine:
         """Close the pool and flush counters; the store stays open for its owner to close."""
         if self.pool is not None:
             self.pool.close()
+        if self.shadow is not None:
+            self.shadow.close()
         if self._stats_writer is not None:
             self._stats_writer.close()
             self._stats_writer = None

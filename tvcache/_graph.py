@@ -35,10 +35,22 @@ class Node:
     read_only: bool = False
     snapshot: SnapshotHandle | None = None
     lock_count: int = 0
+    fingerprint: str | None = None
+    alias: Node | None = None
 
     @property
     def is_root(self) -> bool:
         return self.parent is None
+
+    def state(self) -> Node:
+        """The node whose state this one is in: itself, or for a read-only call its parent,
+        or for a merged node the first node of the root with the same fingerprint.
+
+        Only such state nodes are positions; read-only and merged nodes stay leaves.
+        """
+        if self.read_only and self.parent is not None:
+            return self.parent
+        return self.alias if self.alias is not None else self
 
     def path(self) -> list[Node]:
         """Nodes from the first call to this one (the root's own node excluded)."""
@@ -116,6 +128,7 @@ class Graph:
         self._clock = clock
         self._nodes: dict[str, Node] = {}
         self._roots: dict[str, Node] = {}
+        self._by_fingerprint: dict[tuple[str, str], Node] = {}
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -196,6 +209,20 @@ class Graph:
                 return node, matched
             node = child
         return node, len(keys)
+
+    def set_fingerprint(self, node: Node, fingerprint: str, *, merge: bool) -> None:
+        """Record ``node``'s state digest and index it.
+
+        With ``merge`` (a node just created, still a leaf) the node is merged into the first
+        node of its root with the same digest. A node that may be a session's position is
+        never re-pointed: ``merge=False`` only indexes it if it is the first.
+        """
+        node.fingerprint = fingerprint
+        if node.read_only:
+            return
+        first = self._by_fingerprint.setdefault((node.root_id, fingerprint), node)
+        if merge and first is not node and not node.children:
+            node.alias = first
 
     def touch(self, node: Node) -> None:
         node.stats.last_use = self._clock()

@@ -44,6 +44,7 @@ class NodeRecord:
     read_only: bool
     stats: NodeStats
     created: float
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ class Session:
         self.position: Node = root
         self._sandbox: Sandbox | None = None
         self._sandbox_node: Node | None = None
+        self._history: list[ToolCall] = []
+        self._tainted = False
         self._closed = False
 
     @property
@@ -61,67 +63,76 @@ class Session:
 
     @property
     def history(self) -> list[ToolCall]:
-        return [node.call for node in self.position.path() if node.call is not None]
+        """The calls this session made, in order (read-only ones included)."""
+        return list(self._history)
 
     def call(self, tool: str, /, **args: JSON) -> CallResult:
-        """Serve one tool call: from the cache when the whole history matches, else run it."""
+        """Serve one tool call: from the cache when the history (or, where opted in, the
+        verified state) matches, else run it."""
         if self._closed:
             raise SessionClosedError(
                 "this session is closed", "open a new one with engine.session()"
             )
         spec, key = self.engine.key_of(tool, args)
-        child = self.engine.lookup(self.position, key)
+        call = ToolCall(tool, dict(args))
+        anchor = self.engine.anchor(self.position, spec, key)
+        child = self.engine.lookup(anchor, key)
         if child is not None:
-            return self._hit(child)
+            return self._advance(call, child, hit=True)
         for _attempt in range(3):
-            child, flight, leader = self.engine.join_or_lead(self.position, key)
+            child, flight, leader = self.engine.join_or_lead(anchor, key)
             if child is not None:
-                return self._hit(child)
+                return self._advance(call, child, hit=True)
             if not leader:
                 try:
                     child = flight.result()
                 except TvcacheError:
                     continue  # the leader failed; try to lead ourselves
+                if child.parent is not anchor:
+                    continue  # the leader stored it elsewhere (a pure tool that wrote)
                 self.engine.count_shared(child)
-                return self._hit(child)
+                return self._advance(call, child, hit=True)
             try:
-                child = self._miss(key, ToolCall(tool, dict(args)), spec)
+                child = self._miss(anchor, key, call, spec)
                 flight.set_result(child)
             except BaseException as error:
                 flight.set_exception(error)
                 raise
             finally:
-                self.engine.finish_flight(self.position, key)
-            assert child.observation is not None
-            self.position = child
-            return CallResult(child.observation, False, child.node_id, 0.0, child.tainted())
+                self.engine.finish_flight(anchor, key)
+            return self._advance(call, child, hit=False)
         raise TvcacheError(f"call {tool!r} failed in three other sessions", "see the log for why")
 
     async def acall(self, tool: str, /, **args: JSON) -> CallResult:
         """The async twin of ``call``: hits are served inline, misses in a worker thread."""
         if not self._closed:
-            _spec, key = self.engine.key_of(tool, args)
-            child = self.engine.lookup(self.position, key)
+            spec, key = self.engine.key_of(tool, args)
+            child = self.engine.lookup(self.engine.anchor(self.position, spec, key), key)
             if child is not None:
-                return self._hit(child)
+                return self._advance(ToolCall(tool, dict(args)), child, hit=True)
         return await asyncio.to_thread(self.call, tool, **args)
 
-    def _hit(self, child: Node) -> CallResult:
-        assert child.observation is not None
-        self.position = child
-        return CallResult(
-            child.observation, True, child.node_id, child.observation.seconds, child.tainted()
-        )
+    def _advance(self, call: ToolCall, child: Node, *, hit: bool) -> CallResult:
+        """Move to the state ``child`` leaves the environment in; a read-only call stays."""
+        observation = child.observation
+        assert observation is not None
+        self._history.append(call)
+        self._tainted = self._tainted or child.tainted()
+        if not child.read_only:
+            self.position = child.state()
+        saved = observation.seconds if hit else 0.0
+        return CallResult(observation, hit, child.node_id, saved, self._tainted)
 
-    def _miss(self, key: str, call: ToolCall, spec: ToolSpec) -> Node:
+    def _miss(self, anchor: Node, key: str, call: ToolCall, spec: ToolSpec) -> Node:
         sandbox, at = self.engine.place(self._sandbox, self._sandbox_node, self.position)
         self._sandbox, self._sandbox_node = sandbox, at
         try:
-            child = self.engine.execute(sandbox, at, key, call, spec)
+            child = self.engine.execute(sandbox, at, anchor, key, call, spec)
         except BaseException:
             self._drop_sandbox()
             raise
-        self._sandbox_node = child
+        if not child.read_only:
+            self._sandbox_node = child.state()
         return child
 
     def _drop_sandbox(self) -> None:

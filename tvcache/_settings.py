@@ -15,6 +15,33 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class StateAwareness:
+    """Opt-in relaxations of strict history matching; each one is verified, never assumed.
+
+    - ``read_only``: a call whose tool *proves* it changed nothing (the ``sqlite`` tool does,
+      exactly) does not advance the state: its observation is stored against the state it
+      ran in, and any history reaching that state hits it.
+    - ``fingerprint_tools``: after calls of these tools (``"*"``: all) the sandbox's state is
+      fingerprinted; a call that leaves the fingerprint unchanged is read-only, and nodes of
+      one root with equal fingerprints are merged, so commuting actions share their futures.
+      Fingerprinting costs time (counted in ``stats()['fingerprint_seconds']``).
+    - ``pure_tools``: tools whose output depends on their arguments only; their observations
+      are shared by every state of a root. Where fingerprints are available the claim is
+      checked on execution, and a call that changed the state is treated as a write.
+    - ``shadow_fraction``: this fraction of hits is re-executed in the background on a fork
+      of the state; a mismatch withdraws the observation from service.
+    """
+
+    read_only: bool = False
+    fingerprint_tools: frozenset[str] = frozenset()
+    pure_tools: frozenset[str] = frozenset()
+    shadow_fraction: float = 0.0
+
+    def fingerprints(self, tool: str) -> bool:
+        return tool in self.fingerprint_tools or "*" in self.fingerprint_tools
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Engine settings. ``store_url=None`` means the SQLite file ``home/cache.db``."""
 
@@ -25,6 +52,7 @@ class Settings:
     verify_replays: bool = True
     stats_flush_seconds: float = 0.5
     ema_alpha: float = 0.3
+    state: StateAwareness = field(default_factory=StateAwareness)
 
     @property
     def snapshot_dir(self) -> Path:

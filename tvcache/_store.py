@@ -135,6 +135,7 @@ _nodes = Table(
     Column("timed_out", Boolean),
     Column("nondeterministic", Boolean, nullable=False),
     Column("read_only", Boolean, nullable=False),
+    Column("fingerprint", String),  # state digest after the call; NULL: not fingerprinted
     Column("executions", BigInteger, nullable=False),
     Column("hits", BigInteger, nullable=False),
     Column("exec_seconds", Double, nullable=False),
@@ -317,7 +318,7 @@ def _root_record(row: Row[Any]) -> RootRecord:
 
 
 def _node_row(node: NodeRecord) -> dict[str, Any]:
-    obs, stats = node.observation, node.stats
+    stats = node.stats
     return {
         "node_id": node.node_id,
         "root_id": node.root_id,
@@ -325,19 +326,26 @@ def _node_row(node: NodeRecord) -> dict[str, Any]:
         "depth": node.depth,
         "call_key": node.call_key,
         "call": None if node.call is None else node.call.to_json(),
-        "output": None if obs is None else obs.output,
-        "exit_code": None if obs is None else obs.exit_code,
-        "seconds": None if obs is None else obs.seconds,
-        "truncated": None if obs is None else obs.truncated,
-        "timed_out": None if obs is None else obs.timed_out,
+        **_node_row_observation(node.observation),
         "nondeterministic": node.nondeterministic,
         "read_only": node.read_only,
+        "fingerprint": node.fingerprint,
         "executions": stats.executions,
         "hits": stats.hits,
         "exec_seconds": stats.exec_seconds,
         "seconds_saved": stats.seconds_saved,
         "last_use": stats.last_use,
         "created": node.created,
+    }
+
+
+def _node_row_observation(obs: Observation | None) -> dict[str, Any]:
+    return {
+        "output": None if obs is None else obs.output,
+        "exit_code": None if obs is None else obs.exit_code,
+        "seconds": None if obs is None else obs.seconds,
+        "truncated": None if obs is None else obs.truncated,
+        "timed_out": None if obs is None else obs.timed_out,
     }
 
 
@@ -361,6 +369,7 @@ def _node_record(row: Row[Any]) -> NodeRecord:
         observation=observation,
         nondeterministic=bool(row.nondeterministic),
         read_only=bool(row.read_only),
+        fingerprint=row.fingerprint,
         stats=NodeStats(
             executions=row.executions,
             hits=row.hits,
@@ -624,13 +633,16 @@ class Store:
         *,
         nondeterministic: bool | None = None,
         read_only: bool | None = None,
+        fingerprint: str | None = None,
     ) -> None:
-        """Set the flags given (None leaves a flag as it is)."""
-        values: dict[str, bool] = {}
+        """Set the flags (and the state fingerprint) given; None leaves a field as it is."""
+        values: dict[str, bool | str] = {}
         if nondeterministic is not None:
             values["nondeterministic"] = nondeterministic
         if read_only is not None:
             values["read_only"] = read_only
+        if fingerprint is not None:
+            values["fingerprint"] = fingerprint
         if not values:
             return
         stmt = update(_nodes).where(_nodes.c.node_id == node_id).values(**values)
@@ -639,6 +651,17 @@ class Store:
                 raise StoreError(
                     f"cannot set flags of node {node_id!r}: no such node in {self._shown}",
                     "store the node (put_node) before setting its flags",
+                )
+
+    def set_observation(self, node_id: str, observation: Observation | None) -> None:
+        """Replace a node's observation; None withdraws it from service (a verified mismatch)."""
+        values = _node_row_observation(observation)
+        stmt = update(_nodes).where(_nodes.c.node_id == node_id).values(**values)
+        with self._tx(f"set the observation of node {node_id!r}", write=True) as conn:
+            if conn.execute(stmt).rowcount == 0:
+                raise StoreError(
+                    f"cannot set the observation of node {node_id!r}: not in {self._shown}",
+                    "store the node (put_node) first",
                 )
 
     # --- snapshots ----------------------------------------------------------------------------

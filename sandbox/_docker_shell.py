@@ -1,0 +1,342 @@
+"""The persistent shell of a Docker sandbox and the host side of its protocol.
+
+Why this shape: CRIU checkpoints only the tree of the container's PID 1 (``docker exec``
+processes are not in it), and a call must cost milliseconds, not a ``docker exec`` (~40 ms).
+So PID 1 is a tiny bash *supervisor* whose child, the *session shell*, runs every command with
+``eval`` in the same bash process: ``cd``, ``export``, unexported variables, functions, options
+and background jobs (``cmd &``) persist from call to call, and a ``full`` snapshot catches them.
+
+The two sides talk through a host directory bind-mounted at ``/run/tvcache`` (never committed
+into images, re-bound to a fresh directory in every fork):
+
+- ``cmd``: the command text; ``req``: a FIFO that carries ``<id> <mode>`` (``sh`` runs in the
+  session shell, ``sub`` in a subshell that leaves its state alone, ``ping`` only answers);
+- ``log``: the merged stdout+stderr of the running call (``O_APPEND``; the host truncates it
+  before each call, so output of background jobs lands in the call during which they write);
+- ``status``: a FIFO that answers ``<id> <exit code> <boot id>``. The boot id is drawn once by
+  the supervisor and lives in memory only: a restored checkpoint answers with the old one,
+  which is how a ``full`` fork proves that it restored rather than started cold;
+- ``cur``/``jobs``: the running call and the background jobs that existed before it, so a
+  timeout kills the call's processes and the session shell but spares earlier jobs;
+- ``cwd``/``env``/``functions``: the shell state after each completed call. A session shell
+  that was killed (timeout) or exited (``exit 3``) is restarted by the supervisor from them;
+  ``fs`` snapshots record them. Unexported variables, options, aliases and jobs survive only
+  in the live shell and in ``full`` forks.
+
+Every host-side open uses ``O_NOFOLLOW``: the container may plant symlinks in the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+import stat
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from snapshots import SnapshotError
+
+MOUNT = "/run/tvcache"
+"""Where the protocol directory appears inside the container."""
+
+_SUPERVISOR = """
+exec </dev/null >/dev/null 2>&1
+IFS= read -r B </proc/sys/kernel/random/uuid
+while :; do
+  bash -c 'eval "$(<@@/shell)"' tvcache-shell "$B" &
+  wait "$!"
+  rc=$?
+  if IFS=' ' read -r id rest <@@/cur && [[ -n $id ]]; then
+    : >|@@/cur
+    echo "$id $rc $B" >@@/status
+  fi
+done
+"""
+
+_SAVE = (
+    "builtin printf '%s' \"$PWD\" >|@@/cwd; builtin export -p >|@@/env; "
+    "builtin declare -f >|@@/functions"
+)
+
+_SESSION = f"""
+readonly __tvc_boot=$1
+shift
+if [[ -e @@/env ]]; then
+  IFS= builtin read -r -d '' __tvc_c <@@/cwd
+  builtin cd -- "$__tvc_c" 2>/dev/null
+  for __tvc_v in $(builtin compgen -e); do builtin unset "$__tvc_v" 2>/dev/null; done
+  builtin source @@/env >/dev/null 2>&1
+  builtin source @@/functions >/dev/null 2>&1
+  builtin unset __tvc_c __tvc_v
+fi
+{_SAVE}
+builtin trap '{_SAVE}' EXIT
+exec </dev/null >/dev/null 2>&1
+while :; do
+  IFS=' ' builtin read -r __tvc_id __tvc_mode <@@/req || continue
+  if [[ $__tvc_mode == ping ]]; then
+    builtin echo "$__tvc_id 0 $__tvc_boot" >@@/status
+    continue
+  fi
+  builtin jobs -p >|@@/jobs
+  builtin echo "$__tvc_id $$" >|@@/cur
+  IFS= builtin read -r -d '' __tvc_cmd <@@/cmd
+  if [[ $__tvc_mode == sub ]]; then
+    ( builtin eval "$__tvc_cmd" ) >>@@/log 2>&1 </dev/null
+  else
+    {{ builtin eval "$__tvc_cmd"; }} >>@@/log 2>&1 </dev/null
+  fi
+  __tvc_rc=$?
+  IFS=' ' builtin read -r __tvc_id __tvc_x <@@/cur
+  builtin : >|@@/cur
+  {_SAVE}
+  builtin echo "$__tvc_id $__tvc_rc $__tvc_boot" >@@/status
+done
+"""
+
+
+def container_command() -> list[str]:
+    """The container's ``Cmd``: the supervisor, read from the protocol directory.
+
+    Scripts are read into memory (``eval "$(<file)"``), never kept open: an open file on the
+    bind mount would have to exist, with the same size, in every restored fork.
+    """
+    return ["bash", "-c", f'eval "$(<{MOUNT}/init)"', "tvcache-init"]
+
+
+SCRIPTS = {
+    "init": _SUPERVISOR.replace("@@", MOUNT).encode(),
+    "shell": _SESSION.replace("@@", MOUNT).encode(),
+}
+"""The files :func:`prepare` writes for :func:`container_command`."""
+
+
+class ShellError(SnapshotError):
+    """The shell server of a sandbox does not answer (the container died or was broken)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShellState:
+    """The session shell's state as files: absolute cwd, ``export -p``, ``declare -f``."""
+
+    cwd: str = ""
+    env: str = ""
+    functions: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"cwd": self.cwd, "env": self.env, "functions": self.functions}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ShellState:
+        return cls(*(str(data.get(k, "")) for k in ("cwd", "env", "functions")))
+
+
+@dataclass(frozen=True, slots=True)
+class RawResult:
+    """A call's exit code and the head of its output; ``size`` counts all output bytes."""
+
+    exit_code: int
+    head: bytes
+    size: int
+    timed_out: bool
+
+
+def _open(path: Path, flags: int, mode: int = 0o666) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.fchmod(fd, 0o666)
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
+def read_head(path: Path, limit: int) -> tuple[bytes, int]:
+    """The first ``limit`` bytes of a regular file and its size; (b"", 0) when missing."""
+    try:
+        fd = _open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, OSError):
+        return b"", 0
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return b"", 0
+        return os.pread(fd, min(limit, st.st_size), 0), st.st_size
+    finally:
+        os.close(fd)
+
+
+def prepare(directory: Path, state: ShellState | None, files: Mapping[str, bytes]) -> None:
+    """Lay out a fresh protocol directory; ``state`` is what the session shell starts in."""
+    directory.mkdir(parents=True)
+    directory.chmod(0o777)  # the image's USER may not be root
+    for fifo in ("req", "status"):
+        os.mkfifo(directory / fifo, 0o666)
+        (directory / fifo).chmod(0o666)
+    for name in ("log", "cmd", "cur", "jobs"):
+        write_file(directory / name, b"")
+    if state is not None and state.cwd:
+        for name, text in state.to_dict().items():
+            write_file(directory / name, text.encode("utf-8", "surrogateescape"))
+    for name, data in {**SCRIPTS, **files}.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        write_file(directory / name, data)
+
+
+class ShellChannel:
+    """The host end of one sandbox's protocol directory. Not thread-safe, like the sandbox."""
+
+    def __init__(self, directory: Path, ready_timeout: float = 30.0) -> None:
+        self.directory = directory
+        self.ready_timeout = ready_timeout
+        # O_RDWR: the FIFO always has a writer (us), so it never reports end-of-file.
+        self._status = _open(directory / "status", os.O_RDWR | os.O_NONBLOCK)
+        self._pending = b""
+        self._next_id = 0
+
+    def close(self) -> None:
+        if self._status >= 0:
+            os.close(self._status)
+            self._status = -1
+
+    def ping(self, timeout: float) -> str:
+        """Ask the session shell for its boot id; raise :class:`ShellError` if it is silent."""
+        reply = self._call("ping", timeout)
+        if reply is None:
+            raise ShellError(f"the shell server did not answer within {timeout:g} s")
+        return reply[1]
+
+    def run(
+        self, command: str, mode: str, timeout: float, interrupt: Callable[[], None]
+    ) -> RawResult:
+        """Run ``command``; on timeout ``interrupt()`` kills it and the result says so."""
+        write_file(self.directory / "cmd", command.encode("utf-8", "surrogateescape") + b"\0")
+        self.truncate_log()
+        started = time.monotonic()
+        reply = self._call(mode, timeout)
+        timed_out = reply is None
+        if timed_out:
+            interrupt()
+            remaining = self.ready_timeout - (time.monotonic() - started - timeout)
+            self._await(self._next_id, time.monotonic() + max(1.0, min(remaining, 5.0)))
+        return RawResult(-1 if reply is None else reply[0], b"", 0, timed_out)
+
+    def output(self, limit: int) -> tuple[bytes, int]:
+        """The head of the last call's output and its total size."""
+        return read_head(self.directory / "log", limit)
+
+    def truncate_log(self) -> None:
+        fd = _open(self.directory / "log", os.O_WRONLY | os.O_CREAT)
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+
+    def state(self) -> ShellState:
+        """The shell state saved after the last completed call."""
+        parts = [
+            read_head(self.directory / name, 1 << 26)[0].decode("utf-8", "surrogateescape")
+            for name in ("cwd", "env", "functions")
+        ]
+        return ShellState(*parts)
+
+    def current_call(self) -> tuple[int | None, set[int]]:
+        """Namespace pid of the session shell running a call (None if idle), and kept jobs."""
+        cur = read_head(self.directory / "cur", 4096)[0].split()
+        jobs = read_head(self.directory / "jobs", 1 << 20)[0].split()
+        pid = int(cur[1]) if len(cur) >= 2 and cur[1].isdigit() else None
+        return pid, {int(j) for j in jobs if j.isdigit()}
+
+    # ------------------------------------------------------------------ internals
+    def _call(self, mode: str, timeout: float) -> tuple[int, str] | None:
+        self._next_id += 1
+        deadline = time.monotonic() + timeout
+        self._send(f"{self._next_id} {mode}\n".encode(), min(deadline, time.monotonic() + 30))
+        return self._await(self._next_id, deadline)
+
+    def _send(self, line: bytes, deadline: float) -> None:
+        """Write to the request FIFO once the session shell has it open for reading."""
+        delay = 0.0005
+        while True:
+            try:
+                fd = _open(self.directory / "req", os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as error:  # ENXIO: no reader yet (restarting after exit/kill)
+                if error.errno != errno.ENXIO or time.monotonic() > deadline:
+                    raise ShellError(
+                        f"the shell server of {self.directory.name} takes no requests "
+                        f"({os.strerror(error.errno or 0)})",
+                        "the container may have died; close this sandbox and fork a new one",
+                    ) from error
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+                continue
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+            return
+
+    def _await(self, call_id: int, deadline: float) -> tuple[int, str] | None:
+        """``(exit code, boot id)`` of the reply to ``call_id``; None at the deadline."""
+        while True:
+            while b"\n" in self._pending:
+                line, self._pending = self._pending.split(b"\n", 1)
+                fields = line.split()
+                if len(fields) == 3 and fields[0] == str(call_id).encode():
+                    return int(fields[1]), fields[2].decode()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self._status], [], [], remaining)
+            if ready:
+                with contextlib.suppress(BlockingIOError):
+                    self._pending += os.read(self._status, 65536)
+
+
+def _ns_pid(pid: int) -> int | None:
+    """A host pid's pid inside its innermost pid namespace (the container's)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def kill_call(init_pid: int, shell_pid: int, keep: set[int]) -> int:
+    """SIGKILL the session shell ``shell_pid`` and its descendants, except the subtrees of the
+    background jobs in ``keep`` (namespace pids). Call with the container paused, so nothing
+    forks in between. Returns how many processes were signalled.
+    """
+    try:
+        tree = psutil.Process(init_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    ns = {proc.pid: _ns_pid(proc.pid) for proc in tree}
+    shell = next((proc for proc in tree if ns[proc.pid] == shell_pid), None)
+    if shell is None:
+        return 0
+    victims, stack = [shell], [shell]
+    while stack:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in stack.pop().children():
+                if ns.get(child.pid, _ns_pid(child.pid)) not in keep:
+                    victims.append(child)
+                    stack.append(child)
+    for proc in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    return len(victims)

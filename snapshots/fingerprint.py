@@ -1,0 +1,56 @@
+"""State fingerprints: digests of everything that can change a later observation.
+
+Two environments with equal fingerprints must answer every future call alike, so tvcache
+may merge them. A SQLite database is digested by its logical content (schema, rows in rowid
+order, user_version), not its bytes: the file's change counter and page layout differ between
+histories that leave the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+from snapshots.directory import tree_digest
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def sqlite_content_digest(path: str) -> bytes | None:
+    """The digest of a SQLite file's logical content; None if it is not a readable database."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(16) != SQLITE_MAGIC:
+                return None
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except (OSError, sqlite3.Error):
+        return None
+    digest = hashlib.sha256(b"tvcache-sqlite-v1\0")
+    try:
+        conn.text_factory = bytes
+        digest.update(repr(conn.execute("PRAGMA user_version").fetchone()).encode())
+        schema = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
+        digest.update(repr(schema).encode())
+        for kind, name, _table, sql in schema:
+            if kind != b"table":
+                continue
+            quoted = '"' + name.decode("utf-8", "replace").replace('"', '""') + '"'
+            order = "" if b"WITHOUT ROWID" in (sql or b"").upper() else " ORDER BY rowid"
+            rowid = "" if order == "" else "rowid, "
+            digest.update(b"table\0" + name + b"\0")
+            for row in conn.execute(f"SELECT {rowid}* FROM {quoted}{order}"):
+                digest.update(repr(row).encode() + b"\n")
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return digest.digest()
+
+
+def directory_fingerprint(home: Path, shell_state: str) -> str:
+    """A directory's content (SQLite files by logical content) plus the shell's state."""
+    content = tree_digest(home, sqlite_content_digest)
+    return hashlib.sha256(f"{content}\0{shell_state}".encode()).hexdigest()[:32]
