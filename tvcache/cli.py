@@ -132,6 +132,8 @@ def _label(node: NodeRecord, snapped: set[str], width: int) -> str:
         marks.append("nondeterministic")
     if node.read_only:
         marks.append("read-only")
+    if node.fingerprint is not None:
+        marks.append(f"state {node.fingerprint[:8]}")
     return f"{text}  [{', '.join(marks)}]"
 
 

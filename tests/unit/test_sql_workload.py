@@ -154,7 +154,8 @@ def test_build_groups_defaults_fast_and_sized() -> None:
     kinds = [g.kind for g in built]
     assert kinds.count("recorded") == 60
     assert kinds.count("edit") == 20
-    assert all(len(g.rollouts) == 8 for g in built)
+    assert kinds.count("raw") == 40
+    assert all(len(g.rollouts) == 8 for g in built if g.kind != "raw")
     assert len({g.task_id for g in built}) == len(built)
     assert len({g.db for g in built if g.kind == "recorded"}) == 20
 
@@ -209,7 +210,7 @@ def test_edit_writes_succeed_and_planned_failures_fail(
 def test_history_decides_what_reads_return(seed: int, group_size: int) -> None:
     """The same verification read answers differently after different histories in every group,
     so a cache keyed by the call alone serves wrong observations."""
-    edits = w.build_groups(group_size=group_size, recorded_tasks=0, seed=seed)
+    edits = w.build_groups(group_size=group_size, recorded_tasks=0, raw_tasks=0, seed=seed)
     assert edits and all(g.kind == "edit" for g in edits)
     for group in edits:
         answers: dict[str, set[str]] = {}
@@ -245,3 +246,15 @@ def test_workload_stats_counts_history_and_call_repeats() -> None:
     assert stats.history_repeats == 2  # A, A-B
     assert stats.call_repeats == 3  # A, B, B
     assert stats.history_repeat_fraction == pytest.approx(0.25)
+
+
+def test_raw_groups_are_the_recorded_trajectories_as_they_are() -> None:
+    raw = [
+        g for g in w.build_groups(recorded_tasks=0, edit_tasks=0, raw_tasks=10) if g.kind == "raw"
+    ]
+    assert len(raw) == 10
+    for group in raw:
+        task_id = group.task_id.removeprefix("spider:")
+        recorded = w._recorded_trajectories(task_id, group.db)
+        assert [r.actions for r in group.rollouts] == recorded
+        assert 2 <= len(group.rollouts) <= 3

@@ -250,7 +250,7 @@ class SqlTaskGroup:
 
     task_id: str
     db: str
-    kind: Literal["recorded", "edit"]
+    kind: Literal["recorded", "edit", "raw"]
     instruction: str
     rollouts: tuple[SqlRollout, ...]
 
@@ -539,6 +539,7 @@ def build_groups(
     recorded_tasks: int | None = None,
     edit_tasks: int | None = None,
     seed: int = 0,
+    raw_tasks: int | None = None,
 ) -> list[SqlTaskGroup]:
     """Build the workload: recorded groups first, then edit groups; deterministic given ``seed``.
 
@@ -551,22 +552,31 @@ def build_groups(
     Edit (default 20 tasks, one table and numeric column each): common reads, one or two writes
     drawn from per-task variants (a favourite and others), sometimes preceded by a failing write,
     then the same ``COUNT(*)``/``SUM`` checks, whose answers depend on the history.
+    Raw (default 40 other tasks): one rollout per recorded trajectory of the task, exactly as
+    recorded (2 or 3 per task), with no construction at all: the agents' real overlap.
+
     Fewer groups come back if fewer tasks qualify.
     """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
     recorded_tasks = 60 if recorded_tasks is None else recorded_tasks
     edit_tasks = 20 if edit_tasks is None else edit_tasks
+    raw_tasks = 40 if raw_tasks is None else raw_tasks
     groups: list[SqlTaskGroup] = []
     rng = random.Random(f"tvcache-sql-recorded-{seed}")
-    for index, trajectories in _select_recorded(recorded_tasks, rng):
+    selected = _select_recorded(recorded_tasks + raw_tasks, rng)
+    for position, (index, trajectories) in enumerate(selected):
         task = _tasks()[index]
-        rollouts = tuple(_sample_recorded(trajectories, rng) for _ in range(group_size))
+        if position < recorded_tasks:
+            kind: Literal["recorded", "raw"] = "recorded"
+            rollouts = tuple(_sample_recorded(trajectories, rng) for _ in range(group_size))
+        else:
+            kind, rollouts = "raw", tuple(SqlRollout(actions) for actions in trajectories)
         groups.append(
             SqlTaskGroup(
                 task_id=f"spider:{index}",
                 db=task["db"],
-                kind="recorded",
+                kind=kind,
                 instruction=task["query"],
                 rollouts=rollouts,
             )

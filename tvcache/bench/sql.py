@@ -22,14 +22,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sandbox import Observation, RootSpec, Sandbox, ToolCall
+from sandbox.local import LocalBackend
 from tvcache._engine import Engine
 from tvcache._session import Session
-from tvcache._settings import Settings
+from tvcache._settings import Settings, StateAwareness
 from tvcache._store import Store
 from tvcache.bench._sql_workload import SqlTaskGroup, build_groups, extract_database
 
 DB_FILE = "db.sqlite"
-QUICK = {"recorded_tasks": 12, "edit_tasks": 6}
+QUICK = {"recorded_tasks": 12, "edit_tasks": 6, "raw_tasks": 12}
 Key = tuple[int, int, int]  # (group, rollout, step)
 
 
@@ -112,18 +113,13 @@ def _sql(action: str) -> ToolCall:
     return ToolCall("sqlite", {"sql": action})
 
 
-def _local_backend(home: Path) -> object:
-    from sandbox.local import LocalBackend
-
+def _local_backend(home: Path) -> LocalBackend:
     return LocalBackend(snapshot_dir=home / "snapshots", work_dir=home / "sandboxes")
 
 
 def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
     """Every call executed in a sandbox started fresh for its rollout."""
-    from sandbox.local import LocalBackend
-
     backend = _local_backend(home)
-    assert isinstance(backend, LocalBackend)
     result = ModeResult("no cache")
     sandboxes: dict[tuple[int, int], Sandbox] = {}
     started = time.perf_counter()
@@ -149,10 +145,7 @@ def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: 
 
 def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
     """A cache keyed by (task, call), blind to history: fast, and wrong where history matters."""
-    from sandbox.local import LocalBackend
-
     backend = _local_backend(home)
-    assert isinstance(backend, LocalBackend)
     result = ModeResult("naive")
     cache: dict[tuple[int, str], Observation] = {}
     sandboxes: dict[tuple[int, int], Sandbox] = {}
@@ -180,15 +173,28 @@ def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeR
     return result
 
 
-def run_tvcache(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
-    """tvcache with its default policies and a SQLite store, as a user would run it."""
-    from sandbox.local import LocalBackend
+TVCACHE_MODES = {
+    "tvcache": StateAwareness(),
+    "read-only": StateAwareness(read_only=True),
+    "fingerprint": StateAwareness(read_only=True, fingerprint_tools=frozenset({"sqlite"})),
+}
 
+
+def run_tvcache(
+    name: str,
+    work: Workload,
+    home: Path,
+    truth: ModeResult,
+    bar: tqdm,  # type: ignore[type-arg]
+) -> ModeResult:
+    """tvcache with a SQLite store, as a user would run it: ``tvcache`` is strict prefix
+    matching (the default), ``read-only`` adds the sqlite tool's read-only proofs,
+    ``fingerprint`` also merges states with equal database content."""
     backend = _local_backend(home)
-    assert isinstance(backend, LocalBackend)
     store = Store(f"sqlite:///{home / 'cache.db'}")
-    engine = Engine(backend, store, settings=Settings(home=home))
-    result = ModeResult("tvcache")
+    engine = Engine(backend, store, settings=Settings(home=home, state=TVCACHE_MODES[name]))
+    result = ModeResult(name)
+    hits_by_kind: dict[str, list[int]] = {"recorded": [0, 0], "edit": [0, 0], "raw": [0, 0]}
     sessions: dict[tuple[int, int], Session] = {}
     started = time.perf_counter()
     for g, r, step, action in work.steps():
@@ -200,7 +206,10 @@ def run_tvcache(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> Mod
         elapsed = time.perf_counter() - t0
         result.call_latencies.append(elapsed)
         result.calls += 1
+        kind = hits_by_kind[work.groups[g].kind]
+        kind[1] += 1
         if served.hit:
+            kind[0] += 1
             result.hits += 1
             result.hit_latencies.append(elapsed)
             expected = truth.outputs[(g, r, step)]
@@ -219,6 +228,11 @@ def run_tvcache(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> Mod
     size = store.size_bytes()
     store.close()
     result.extra = {
+        **{
+            f"hit_rate_{kind}": round(hits / calls, 4) if calls else 0.0
+            for kind, (hits, calls) in hits_by_kind.items()
+        },
+        "fingerprint_seconds": round(float(stats["fingerprint_seconds"]), 4),  # type: ignore[arg-type]
         "replayed_calls": stats["replayed_calls"],
         "forks": stats["forks"],
         "starts": stats["starts"],
@@ -258,30 +272,36 @@ def _memory_per_node(home: Path) -> float | None:
         store.close()
 
 
+ROWS = [
+    ("calls", "calls", "{:d}"),
+    ("hit rate", "hit_rate", "{:.1%}"),
+    ("  on recorded groups", "hit_rate_recorded", "{:.1%}"),
+    ("  on edit groups", "hit_rate_edit", "{:.1%}"),
+    ("  on raw recorded groups", "hit_rate_raw", "{:.1%}"),
+    ("calls executed", "executed_calls", "{:d}"),
+    ("tool seconds executed", "tool_seconds", "{:.3f}"),
+    ("wall seconds", "wall_seconds", "{:.3f}"),
+    ("hit latency p50 (ms)", "hit_p50_ms", "{:.4f}"),
+    ("hit latency p95 (ms)", "hit_p95_ms", "{:.4f}"),
+    ("call latency p50 (ms)", "call_p50_ms", "{:.4f}"),
+    ("wrong observations", "wrong_observations", "{:d}"),
+]
+
+
 def _table(results: list[ModeResult]) -> str:
-    rows = [
-        ("calls", "calls", "{:d}"),
-        ("hit rate", "hit_rate", "{:.1%}"),
-        ("calls executed", "executed_calls", "{:d}"),
-        ("tool seconds executed", "tool_seconds", "{:.3f}"),
-        ("wall seconds", "wall_seconds", "{:.3f}"),
-        ("hit latency p50 (ms)", "hit_p50_ms", "{:.4f}"),
-        ("hit latency p95 (ms)", "hit_p95_ms", "{:.4f}"),
-        ("call latency p50 (ms)", "call_p50_ms", "{:.4f}"),
-        ("wrong observations", "wrong_observations", "{:d}"),
-    ]
     summaries = [r.summary() for r in results]
-    lines = [f"{'':<24}" + "".join(f"{r.name:>14}" for r in results)]
-    for label, key, fmt in rows:
+    lines = [f"{'':<24}" + "".join(f"{r.name:>13}" for r in results)]
+    for label, key, fmt in ROWS:
         cells = [s.get(key) for s in summaries]
         lines.append(
-            f"{label:<24}" + "".join(f"{'-' if c is None else fmt.format(c):>14}" for c in cells)
+            f"{label:<24}" + "".join(f"{'-' if c is None else fmt.format(c):>13}" for c in cells)
         )
-    base, tv = summaries[0], summaries[-1]
-    tool_ratio = float(base["tool_seconds"]) / max(float(tv["tool_seconds"]), 1e-9)  # type: ignore[arg-type]
-    lines.append(f"tool seconds, no cache / tvcache: {tool_ratio:.2f}x")
-    extra = {k: v for k, v in tv.items() if k not in dict((k, 0) for _, k, _ in rows)}
-    lines.append("tvcache: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+    base = float(summaries[0]["tool_seconds"])  # type: ignore[arg-type]
+    shown = {key for _, key, _ in ROWS}
+    for result, summary in zip(results[2:], summaries[2:], strict=True):
+        ratio = base / max(float(summary["tool_seconds"]), 1e-9)  # type: ignore[arg-type]
+        extra = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in shown)
+        lines.append(f"{result.name}: tool seconds {ratio:.2f}x fewer than no cache; {extra}")
     return "\n".join(lines)
 
 
@@ -308,7 +328,7 @@ def run_sql_bench(args: argparse.Namespace) -> int:
         work = make_workload(args, workdir)
         results: list[ModeResult] = []
         truth: ModeResult | None = None
-        for name in ("no cache", "naive", "tvcache"):
+        for name in ("no cache", "naive", *TVCACHE_MODES):
             home = workdir / name.replace(" ", "-")
             home.mkdir()
             with tqdm(
@@ -324,12 +344,13 @@ def run_sql_bench(args: argparse.Namespace) -> int:
                 elif name == "naive":
                     results.append(run_naive(work, home, truth, bar))
                 else:
-                    results.append(run_tvcache(work, home, truth, bar))
+                    results.append(run_tvcache(name, work, home, truth, bar))
     if args.json:
         print(json.dumps({r.name.replace(" ", "_"): r.summary() for r in results}))
     else:
         groups = len(work.groups)
-        print(f"{groups} groups x {args.group_size} rollouts, {work.total_calls} calls per mode")
+        rollouts = sum(len(g.rollouts) for g in work.groups)
+        print(f"{groups} groups, {rollouts} rollouts, {work.total_calls} calls per mode")
         print(_table(results))
     if args.plot:
         _plot(results, args.plot)

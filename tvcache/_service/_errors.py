@@ -1,0 +1,69 @@
+"""Errors as HTTP answers: a status, a stable code, and a message that names what to fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox import ToolCallError
+from snapshots import TvcacheError
+from tvcache._engine import RootNotFoundError
+from tvcache._session import SessionClosedError
+
+
+class ApiError(TvcacheError):
+    """An error the service answers with ``status``; ``field`` names the bad request field."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, hint: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.field = field
+
+
+class InvalidRequest(ApiError):
+    status, code = 422, "invalid_request"
+
+
+class BadRoot(ApiError):
+    status, code = 422, "bad_root"
+
+
+class SessionNotFound(ApiError):
+    status, code = 404, "session_not_found"
+
+
+class NodeNotFound(ApiError):
+    status, code = 404, "node_not_found"
+
+
+class OutOfOrder(ApiError):
+    status, code = 409, "out_of_order"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+_BY_TYPE: tuple[tuple[type[TvcacheError], int, str], ...] = (
+    (ToolCallError, 422, "tool_call"),
+    (RootNotFoundError, 404, "root_not_found"),
+    (SessionClosedError, 404, "session_not_found"),
+)
+
+
+def error_body(error: BaseException) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of ``error``; anything unexpected is a 500 that says what."""
+    status, code, field = 500, "internal", None
+    if isinstance(error, ApiError):
+        status, code, field = error.status, error.code, error.field
+    else:
+        for kind, kind_status, kind_code in _BY_TYPE:
+            if isinstance(error, kind):
+                status, code = kind_status, kind_code
+                break
+    if isinstance(error, TvcacheError):
+        message, hint = error.message, error.hint
+    else:
+        message, hint = f"{type(error).__name__}: {error}", "see the server log"
+    return status, {"error": {"code": code, "message": message, "hint": hint, "field": field}}

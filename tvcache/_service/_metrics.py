@@ -1,0 +1,93 @@
+"""``/metrics``: the engine's counters read at scrape time, plus call latency histograms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from tvcache._engine import Engine
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+
+_COUNTERS = {
+    "calls": "tool calls served",
+    "hits": "calls served from the cache (shared single-flight results included)",
+    "shared_hits": "calls that waited for a concurrent identical miss",
+    "misses": "calls executed in a sandbox",
+    "executed_seconds": "seconds spent executing missed calls",
+    "replayed_calls": "calls re-executed to bring a sandbox to a node",
+    "replayed_seconds": "seconds spent replaying",
+    "seconds_saved": "tool seconds the cache saved",
+    "starts": "sandboxes started from a root",
+    "forks": "sandboxes forked from a snapshot",
+    "catch_ups": "bound sandboxes brought forward by replay",
+    "pool_takes": "misses that started on a pre-forked sandbox",
+    "snapshots": "snapshots taken",
+    "evictions": "snapshots evicted by the byte budget",
+    "divergences": "replayed calls whose output differed (nondeterminism)",
+}
+_DURATIONS = {"fork": "fork_samples", "start": "start_samples", "snapshot": "snapshot_samples"}
+
+
+def _histogram(name: str, doc: str, samples: Sequence[float]) -> HistogramMetricFamily:
+    ordered = sorted(samples)
+    buckets, index = [], 0
+    for bound in LATENCY_BUCKETS:
+        while index < len(ordered) and ordered[index] <= bound:
+            index += 1
+        buckets.append((repr(bound), float(index)))
+    buckets.append(("+Inf", float(len(ordered))))
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=sum(ordered))
+
+
+class EngineCollector(Collector):
+    """Reads ``engine.stats()`` on every scrape, so the numbers are never stale."""
+
+    def __init__(self, engine: Engine, gauges: Callable[[], dict[str, float]]) -> None:
+        self.engine = engine
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.engine.stats()
+        for key, doc in _COUNTERS.items():
+            yield CounterMetricFamily(f"tvcache_{key}", doc, value=float(stats[key]))  # type: ignore[arg-type]
+        for key in ("nodes", "snapshot_bytes"):
+            yield GaugeMetricFamily(
+                f"tvcache_{key}", key.replace("_", " "), value=float(stats[key])
+            )  # type: ignore[arg-type]
+        store = self.engine.store
+        size = store.size_bytes() if store is not None else None
+        if size is not None:
+            yield GaugeMetricFamily("tvcache_store_bytes", "size of the store", value=float(size))
+        for key, value in self.gauges().items():
+            yield GaugeMetricFamily(f"tvcache_{key}", key.replace("_", " "), value=value)
+        for kind, key in _DURATIONS.items():
+            samples = stats[key]
+            assert isinstance(samples, list)
+            yield _histogram(f"tvcache_{kind}_seconds", f"duration of a sandbox {kind}", samples)
+
+
+class Metrics:
+    """A registry of its own per app, so that several apps in one process do not collide."""
+
+    def __init__(self, engine: Engine, gauges: Callable[[], dict[str, float]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(EngineCollector(engine, gauges))
+        self.calls = Histogram(
+            "tvcache_call_seconds",
+            "server-side time to answer a call, by result (hit, miss, error)",
+            ["result"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
