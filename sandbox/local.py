@@ -188,6 +188,7 @@ class LocalBackend:
     ) -> None:
         self.snapshot_dir = Path(snapshot_dir).resolve()
         self._identities: dict[tuple[str, int], str] = {}
+        self._settled_env: dict[str, str] = {}
         self.work_dir = (
             Path(work_dir) if work_dir else self.snapshot_dir.parent / "sandboxes"
         ).resolve()
@@ -241,7 +242,8 @@ class LocalBackend:
     def start(self, spec: RootSpec) -> LocalSandbox:
         template, options = self._template(spec), _check_options(spec.options)
         env = options.get("env", {})
-        shell = ShellState(cwd=".", env=initial_env(env if isinstance(env, Mapping) else {}))
+        initial = initial_env(env if isinstance(env, Mapping) else {})
+        shell = ShellState(cwd=".", env=self._settled_env.get(initial, initial))
 
         def fill(home: Path) -> None:
             if template is None:
@@ -250,7 +252,13 @@ class LocalBackend:
                 sdir.copy_tree(template, home)
                 sdir.retarget_symlinks(home, str(template), str(home.resolve()))
 
-        return self._new_sandbox(fill, shell, options)
+        sandbox = self._new_sandbox(fill, shell, options)
+        if initial not in self._settled_env:
+            # bash writes the environment in its own form (declare -x, PWD, OLDPWD, SHLVL);
+            # start every sandbox in that form so a no-op command leaves the state unchanged
+            sandbox.run(ToolCall("bash", {"command": "true"}))
+            self._settled_env[initial] = sandbox.shell.env
+        return sandbox
 
     def fork(self, handle: SnapshotHandle) -> LocalSandbox:
         if handle.backend != BACKEND_NAME:
