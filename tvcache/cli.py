@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from snapshots import TvcacheError
+from tvcache._cli_service import add_bench_options, add_service_commands, run_bench
 from tvcache._records import NodeRecord, RootRecord
 from tvcache._settings import Settings
 from tvcache._store import Store
@@ -193,8 +194,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from tvcache.bench.sql import run_sql_bench
 
-    if args.workload != "sql":
-        raise TvcacheError(f"unknown benchmark {args.workload!r}", "use `tvcache bench sql`")
+    if args.workload == "load" or args.workers:
+        return run_bench(args)
+    if args.workload == "terminal":
+        from tvcache.bench.terminal import run_terminal_bench
+
+        return run_terminal_bench(args)
     return run_sql_bench(args)
 
 
@@ -226,13 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     gc.set_defaults(func=cmd_gc)
 
     bench = sub.add_parser("bench", help="run a benchmark side by side: no cache, naive, tvcache")
-    bench.add_argument("workload", choices=["sql"], help="which workload")
+    bench.add_argument("workload", choices=["sql", "terminal", "load"], help="which workload")
     bench.add_argument("--quick", action="store_true", help="a small run (under a minute)")
     bench.add_argument("--json", action="store_true", help="print one JSON object, no table")
     bench.add_argument("--group-size", type=int, default=8, help="rollouts per task (G)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--plot", help="write a PNG of hit latency and tool seconds per mode")
+    bench.add_argument("--tasks", help="terminal: comma-separated task names (default: all)")
+    bench.add_argument(
+        "--concurrency", type=int, default=0, help="terminal: rollouts in flight (default: G)"
+    )
     bench.set_defaults(func=cmd_bench)
+    add_bench_options(bench)
+    add_service_commands(sub)
     return parser
 
 

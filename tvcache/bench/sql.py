@@ -16,7 +16,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,50 +27,11 @@ from tvcache._engine import Engine
 from tvcache._session import Session
 from tvcache._settings import Settings, StateAwareness
 from tvcache._store import Store
+from tvcache.bench._report import ModeResult, Row, plot, table
 from tvcache.bench._sql_workload import SqlTaskGroup, build_groups, extract_database
 
 DB_FILE = "db.sqlite"
 QUICK = {"recorded_tasks": 12, "edit_tasks": 6, "raw_tasks": 12}
-Key = tuple[int, int, int]  # (group, rollout, step)
-
-
-@dataclass
-class ModeResult:
-    """What one mode measured; latencies are seconds as the rollout saw them."""
-
-    name: str
-    calls: int = 0
-    hits: int = 0
-    executed_calls: int = 0
-    tool_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    wrong: int = 0
-    hit_latencies: list[float] = field(default_factory=list)
-    call_latencies: list[float] = field(default_factory=list)
-    outputs: dict[Key, Observation] = field(default_factory=dict)
-    extra: dict[str, object] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "calls": self.calls,
-            "hit_rate": round(self.hits / self.calls, 4) if self.calls else 0.0,
-            "executed_calls": self.executed_calls,
-            "tool_seconds": round(self.tool_seconds, 4),
-            "wall_seconds": round(self.wall_seconds, 4),
-            "hit_p50_ms": _ms(self.hit_latencies, 50),
-            "hit_p95_ms": _ms(self.hit_latencies, 95),
-            "call_p50_ms": _ms(self.call_latencies, 50),
-            "wrong_observations": self.wrong,
-            **self.extra,
-        }
-
-
-def _ms(samples: list[float], pct: int) -> float | None:
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))
-    return round(ordered[index] * 1000, 4)
 
 
 @dataclass(frozen=True)
@@ -272,7 +233,7 @@ def _memory_per_node(home: Path) -> float | None:
         store.close()
 
 
-ROWS = [
+ROWS: list[Row] = [
     ("calls", "calls", "{:d}"),
     ("hit rate", "hit_rate", "{:.1%}"),
     ("  on recorded groups", "hit_rate_recorded", "{:.1%}"),
@@ -286,40 +247,6 @@ ROWS = [
     ("call latency p50 (ms)", "call_p50_ms", "{:.4f}"),
     ("wrong observations", "wrong_observations", "{:d}"),
 ]
-
-
-def _table(results: list[ModeResult]) -> str:
-    summaries = [r.summary() for r in results]
-    lines = [f"{'':<24}" + "".join(f"{r.name:>13}" for r in results)]
-    for label, key, fmt in ROWS:
-        cells = [s.get(key) for s in summaries]
-        lines.append(
-            f"{label:<24}" + "".join(f"{'-' if c is None else fmt.format(c):>13}" for c in cells)
-        )
-    base = float(summaries[0]["tool_seconds"])  # type: ignore[arg-type]
-    shown = {key for _, key, _ in ROWS}
-    for result, summary in zip(results[2:], summaries[2:], strict=True):
-        ratio = base / max(float(summary["tool_seconds"]), 1e-9)  # type: ignore[arg-type]
-        extra = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in shown)
-        lines.append(f"{result.name}: tool seconds {ratio:.2f}x fewer than no cache; {extra}")
-    return "\n".join(lines)
-
-
-def _plot(results: list[ModeResult], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.boxplot([[x * 1000 for x in r.call_latencies] for r in results], showfliers=False)
-    left.set_xticks(range(1, len(results) + 1), [r.name for r in results])
-    left.set_ylabel("tool-call latency as the rollout sees it (ms)")
-    right.bar([r.name for r in results], [r.tool_seconds for r in results])
-    right.set_ylabel("tool seconds executed")
-    fig.suptitle("tvcache bench sql")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def run_sql_bench(args: argparse.Namespace) -> int:
@@ -351,8 +278,8 @@ def run_sql_bench(args: argparse.Namespace) -> int:
         groups = len(work.groups)
         rollouts = sum(len(g.rollouts) for g in work.groups)
         print(f"{groups} groups, {rollouts} rollouts, {work.total_calls} calls per mode")
-        print(_table(results))
+        print(table(results, ROWS, first_cached=2))
     if args.plot:
-        _plot(results, args.plot)
+        plot(results, args.plot, "tvcache bench sql")
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0

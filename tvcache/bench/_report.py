@@ -1,0 +1,99 @@
+"""What every benchmark reports: per-mode results, percentiles, a table, a plot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sandbox import Observation
+
+Key = tuple[int, int, int]  # (group, rollout, step)
+Row = tuple[str, str, str]  # (label, summary key, format)
+
+
+def percentile_ms(samples: Sequence[float], pct: int) -> float | None:
+    """The ``pct``-th percentile of ``samples`` (seconds), in milliseconds; None when empty."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))
+    return round(ordered[index] * 1000, 4)
+
+
+@dataclass
+class ModeResult:
+    """What one mode measured; latencies are seconds as the rollout saw them."""
+
+    name: str
+    calls: int = 0
+    hits: int = 0
+    executed_calls: int = 0
+    tool_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    wrong: int = 0
+    hit_latencies: list[float] = field(default_factory=list)
+    call_latencies: list[float] = field(default_factory=list)
+    outputs: dict[Key, Observation] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "calls": self.calls,
+            "hit_rate": round(self.hits / self.calls, 4) if self.calls else 0.0,
+            "executed_calls": self.executed_calls,
+            "tool_seconds": round(self.tool_seconds, 4),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "hit_p50_ms": percentile_ms(self.hit_latencies, 50),
+            "hit_p95_ms": percentile_ms(self.hit_latencies, 95),
+            "call_p50_ms": percentile_ms(self.call_latencies, 50),
+            "call_p95_ms": percentile_ms(self.call_latencies, 95),
+            "wrong_observations": self.wrong,
+            **self.extra,
+        }
+
+
+def table(results: Sequence[ModeResult], rows: Sequence[Row], first_cached: int) -> str:
+    """Modes side by side; then, for each cached mode, its ratio to the first (no-cache) mode
+    and whatever else it measured."""
+    summaries = [r.summary() for r in results]
+    width = max(13, *(len(r.name) + 2 for r in results))
+    lines = [f"{'':<26}" + "".join(f"{r.name:>{width}}" for r in results)]
+    for label, key, fmt in rows:
+        cells = [s.get(key) for s in summaries]
+        lines.append(
+            f"{label:<26}"
+            + "".join(f"{'-' if c is None else fmt.format(c):>{width}}" for c in cells)
+        )
+    base = summaries[0]
+    shown = {key for _, key, _ in rows}
+    for result, summary in zip(results[first_cached:], summaries[first_cached:], strict=True):
+        tool = float(base["tool_seconds"]) / max(float(summary["tool_seconds"]), 1e-9)  # type: ignore[arg-type]
+        median = float(base["call_p50_ms"] or 0) / max(float(summary["call_p50_ms"] or 0), 1e-9)  # type: ignore[arg-type]
+        extra = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in shown)
+        lines.append(
+            f"{result.name}: {tool:.2f}x fewer tool seconds, {median:.2f}x lower median call "
+            f"time than {results[0].name}; {extra}"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[ModeResult], path: str, title: str) -> None:
+    """Tool-call time distribution per mode (left) and tool seconds executed (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.boxplot([[x * 1000 for x in r.call_latencies] for r in results], showfliers=False)
+    left.set_xticks(range(1, len(results) + 1), [r.name for r in results])
+    left.set_yscale("symlog", linthresh=0.1)
+    left.set_ylabel("tool-call time as the rollout sees it (ms)")
+    colors = ["tab:red" if r.wrong else "tab:blue" for r in results]
+    right.bar([r.name for r in results], [r.tool_seconds for r in results], color=colors)
+    right.set_ylabel("tool seconds executed (red: served wrong observations)")
+    for axis in (left, right):
+        axis.tick_params(axis="x", rotation=20)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

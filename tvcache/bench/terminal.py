@@ -1,0 +1,286 @@
+"""``tvcache bench terminal``: GRPO groups on the project's terminal tasks, in containers.
+
+Modes, side by side on the same rollouts: (1) no cache, a fresh container per rollout;
+(2) strict prefix cache without snapshots: every miss replays the history in a fresh
+container; (3) tvcache at level ``fs`` (committed images); (4) tvcache at level ``full``
+(images plus CRIU checkpoints of the running processes). The no-cache mode runs first and is
+the reference for wrong observations. At the end of every rollout its checker runs (as one
+more tool call) and the scores must be equal across modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sandbox import Observation, RootSpec, ToolCall
+from sandbox.docker import DockerBackend
+from snapshots import TvcacheError
+from tvcache._engine import Engine
+from tvcache._policy import CostAwarePolicy, NeverSnapshot, SnapshotPolicy
+from tvcache._settings import Settings
+from tvcache._store import Store
+from tvcache.bench._report import ModeResult, Row, percentile_ms, plot, table
+from tvcache.bench._terminal_workload import (
+    TASKS_DIR,
+    TerminalGroup,
+    build_groups,
+    list_tasks,
+    parse_score,
+)
+
+QUICK_TASKS = 4
+QUICK_GROUP = 4
+ROWS: list[Row] = [
+    ("calls", "calls", "{:d}"),
+    ("hit rate", "hit_rate", "{:.1%}"),
+    ("calls executed (+replays)", "executed_calls", "{:d}"),
+    ("call time p50 (ms)", "call_p50_ms", "{:.1f}"),
+    ("call time p95 (ms)", "call_p95_ms", "{:.1f}"),
+    ("environment seconds", "environment_seconds", "{:.1f}"),
+    ("wall seconds", "wall_seconds", "{:.1f}"),
+    ("fork p50 (ms)", "fork_p50_ms", "{:.0f}"),
+    ("fork p95 (ms)", "fork_p95_ms", "{:.0f}"),
+    ("snapshot p50 (ms)", "snapshot_p50_ms", "{:.0f}"),
+    ("snapshot p95 (ms)", "snapshot_p95_ms", "{:.0f}"),
+    ("snapshots", "snapshots", "{:d}"),
+    ("snapshot bytes on disk", "snapshot_bytes", "{:,d}"),
+    ("wrong observations", "wrong_observations", "{:d}"),
+    ("mean checker score", "mean_score", "{:.3f}"),
+]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The rollouts of every group and the root each group runs on."""
+
+    groups: list[TerminalGroup]
+    specs: list[RootSpec]
+
+    @property
+    def total_calls(self) -> int:
+        return sum(len(r) + 1 for g in self.groups for r in g.rollouts)
+
+
+def ensure_images(groups: list[TerminalGroup]) -> None:
+    """Build the task images that are missing (``docker/tasks/build.sh``), showing its output."""
+    missing = []
+    for group in groups:
+        probe = subprocess.run(
+            ["docker", "image", "inspect", group.task.image], capture_output=True, check=False
+        )
+        if probe.returncode != 0:
+            missing.append(group.task.name)
+    if missing:
+        print(f"building task images: {', '.join(missing)}", file=sys.stderr)
+        subprocess.run(["bash", str(TASKS_DIR / "build.sh"), *missing], check=True)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    tasks = list_tasks()
+    if args.tasks:
+        wanted = set(args.tasks.split(","))
+        tasks = [t for t in tasks if t.name in wanted]
+    elif args.quick:
+        tasks = tasks[:QUICK_TASKS]
+    size = QUICK_GROUP if args.quick and args.group_size == 8 else args.group_size
+    groups = build_groups(group_size=size, seed=args.seed, tasks=tasks)
+    specs = [RootSpec(task_id=g.task.name, backend="docker", template=g.task.image) for g in groups]
+    return Plan(groups, specs)
+
+
+def _score(observation: Observation) -> float:
+    try:
+        return parse_score(observation.output)
+    except ValueError:
+        return 0.0
+
+
+class _Recorder:
+    """Thread-safe accumulation of one mode's measurements."""
+
+    def __init__(self, name: str, truth: ModeResult | None, bar: tqdm) -> None:  # type: ignore[type-arg]
+        self.result = ModeResult(name)
+        self.truth = truth
+        self.scores: dict[tuple[int, int], float] = {}
+        self._bar = bar
+        self._lock = threading.Lock()
+
+    def call(self, key: tuple[int, int, int], obs: Observation, seconds: float, hit: bool) -> None:
+        with self._lock:
+            r = self.result
+            r.calls += 1
+            r.call_latencies.append(seconds)
+            if hit:
+                r.hits += 1
+                r.hit_latencies.append(seconds)
+                if self.truth is not None:
+                    r.wrong += not obs.same_as(self.truth.outputs[key])
+            else:
+                r.executed_calls += 1
+                r.tool_seconds += obs.seconds
+            r.outputs[key] = obs
+            self._bar.update()
+
+    def score(self, g: int, i: int, obs: Observation) -> None:
+        with self._lock:
+            self.scores[(g, i)] = _score(obs)
+            self._bar.update()
+
+
+def _run_groups(plan: Plan, rollout: Callable[[int, int], None], workers: int) -> None:
+    """Each group's rollouts run concurrently, as a GRPO group's do; groups one after another."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for g, group in enumerate(plan.groups):
+            futures = [pool.submit(rollout, g, i) for i in range(len(group.rollouts))]
+            for future in futures:
+                future.result()
+
+
+def run_no_cache(plan: Plan, home: Path, workers: int, bar: tqdm) -> tuple[ModeResult, _Recorder]:  # type: ignore[type-arg]
+    backend = DockerBackend(home / "snapshots", "fs", work_dir=home / "sandboxes")
+    rec = _Recorder("no cache", None, bar)
+    starts: list[float] = []
+
+    def rollout(g: int, i: int) -> None:
+        # the container's start counts in the first call's time, as a cache's first miss
+        # counts its fork: both modes pay for their sandbox when the first call needs it
+        t0 = time.perf_counter()
+        sandbox = backend.start(plan.specs[g])
+        starts.append(time.perf_counter() - t0)
+        try:
+            for step, command in enumerate(plan.groups[g].rollouts[i]):
+                t1 = t0 if step == 0 else time.perf_counter()
+                obs = sandbox.run(ToolCall("bash", {"command": command}))
+                rec.call((g, i, step), obs, time.perf_counter() - t1, hit=False)
+            rec.score(
+                g, i, sandbox.run(ToolCall("bash", {"command": plan.groups[g].task.check_command}))
+            )
+        finally:
+            sandbox.close()
+
+    started = time.perf_counter()
+    _run_groups(plan, rollout, workers)
+    rec.result.wall_seconds = time.perf_counter() - started
+    rec.result.extra = {
+        "environment_seconds": round(rec.result.tool_seconds + sum(starts), 2),
+        "fork_p50_ms": percentile_ms(starts, 50),
+        "fork_p95_ms": percentile_ms(starts, 95),
+    }
+    return rec.result, rec
+
+
+def run_cached(
+    name: str,
+    level: str,
+    policy: SnapshotPolicy,
+    plan: Plan,
+    home: Path,
+    truth: ModeResult,
+    workers: int,
+    bar: tqdm,  # type: ignore[type-arg]
+) -> tuple[ModeResult, _Recorder]:
+    backend = DockerBackend(home / "snapshots", level, work_dir=home / "sandboxes")  # type: ignore[arg-type]
+    store = Store(f"sqlite:///{home / 'cache.db'}")
+    engine = Engine(backend, store, settings=Settings(home=home), policy=policy)
+    rec = _Recorder(name, truth, bar)
+
+    def rollout(g: int, i: int) -> None:
+        with engine.session(plan.specs[g]) as session:
+            for step, command in enumerate(plan.groups[g].rollouts[i]):
+                t0 = time.perf_counter()
+                served = session.call("bash", command=command)
+                rec.call((g, i, step), served.observation, time.perf_counter() - t0, served.hit)
+            rec.score(
+                g, i, session.call("bash", command=plan.groups[g].task.check_command).observation
+            )
+
+    started = time.perf_counter()
+    try:
+        _run_groups(plan, rollout, workers)
+        rec.result.wall_seconds = time.perf_counter() - started
+        stats = engine.stats()
+        snapshot_bytes = int(stats["snapshot_bytes"])  # type: ignore[call-overload]
+    finally:
+        engine.close()
+        for node in engine.graph.snapshotted():
+            if node.snapshot is not None:
+                backend.delete_snapshot(node.snapshot)
+        store.close()
+    forks = list(stats["fork_samples"]) + list(stats["start_samples"])  # type: ignore[call-overload]
+    snaps = list(stats["snapshot_samples"])  # type: ignore[call-overload]
+    r = rec.result
+    r.executed_calls = int(stats["misses"]) + int(stats["replayed_calls"])  # type: ignore[call-overload]
+    r.tool_seconds = float(stats["executed_seconds"]) + float(stats["replayed_seconds"])  # type: ignore[arg-type]
+    r.extra = {
+        "environment_seconds": round(r.tool_seconds + sum(forks) + sum(snaps), 2),
+        "fork_p50_ms": percentile_ms(forks, 50),
+        "fork_p95_ms": percentile_ms(forks, 95),
+        "snapshot_p50_ms": percentile_ms(snaps, 50),
+        "snapshot_p95_ms": percentile_ms(snaps, 95),
+        "snapshots": stats["snapshots"],
+        "snapshot_bytes": snapshot_bytes,
+        "replayed_calls": stats["replayed_calls"],
+        "forks": stats["forks"],
+        "starts": stats["starts"],
+        "divergences": stats["divergences"],
+        "restore_fallbacks": backend.counters.get("full_restore_fallbacks", 0),
+        "flattens": backend.counters.get("flattens", 0),
+    }
+    return r, rec
+
+
+def run_terminal_bench(args: argparse.Namespace) -> int:
+    try:
+        plan = make_plan(args)
+    except FileNotFoundError as error:
+        raise TvcacheError(str(error), "run it from a checkout of the repository") from error
+    ensure_images(plan.groups)
+    workers = args.concurrency or max(len(g.rollouts) for g in plan.groups)
+    modes: list[tuple[str, str, SnapshotPolicy]] = [
+        ("strict prefix", "fs", NeverSnapshot()),
+        ("tvcache fs", "fs", CostAwarePolicy()),
+        ("tvcache full", "full", CostAwarePolicy()),
+    ]
+    results: list[ModeResult] = []
+    recorders: list[_Recorder] = []
+    with tempfile.TemporaryDirectory(prefix="tvcache-bench-terminal-") as tmp:
+        for index, name in enumerate(["no cache", *(m[0] for m in modes)]):
+            home = Path(tmp) / f"mode{index}"
+            with tqdm(
+                total=plan.total_calls, desc=f"{name:>13}", file=sys.stderr, leave=False
+            ) as bar:
+                if index == 0:
+                    result, rec = run_no_cache(plan, home, workers, bar)
+                else:
+                    _, level, policy = modes[index - 1]
+                    result, rec = run_cached(
+                        name, level, policy, plan, home, results[0], workers, bar
+                    )
+            results.append(result)
+            recorders.append(rec)
+    reference = recorders[0].scores
+    for result, rec in zip(results, recorders, strict=True):
+        result.extra["mean_score"] = round(sum(rec.scores.values()) / max(len(rec.scores), 1), 3)
+        result.extra["score_mismatches"] = sum(rec.scores[k] != v for k, v in reference.items())
+    if args.json:
+        print(json.dumps({r.name.replace(" ", "_"): r.summary() for r in results}))
+    else:
+        rollouts = sum(len(g.rollouts) for g in plan.groups)
+        print(f"{len(plan.groups)} tasks, {rollouts} rollouts, {plan.total_calls} calls per mode")
+        print(table(results, ROWS, first_cached=1))
+    if args.plot:
+        plot(results, args.plot, "tvcache bench terminal")
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0 if all(r.wrong == 0 for r in results[1:]) else 1
