@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit lint bench clean
+.PHONY: setup setup-docker images demo test test-unit lint bench bench-terminal clean
 
 setup: $(STAMP)
 
@@ -13,6 +13,14 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# The Docker backend: docker.io + dockerd --experimental + CRIU 4 (private prefix), then images.
+setup-docker:
+	@bash scripts/setup-docker.sh
+
+images: setup-docker
+	@bash docker/base/build.sh
+	@bash docker/tasks/build.sh
 
 demo: setup
 	$(BIN)/tvcache bench sql
@@ -30,6 +38,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/tvcache bench sql
+
+bench-terminal: setup images
+	$(BIN)/tvcache bench terminal --plot out/bench-terminal.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
