@@ -32,8 +32,8 @@ test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: setup
-	$(BIN)/ruff check tvcache sandbox snapshots tests
-	$(BIN)/ruff format --check tvcache sandbox snapshots tests
+	$(BIN)/ruff check tvcache sandbox snapshots tests examples
+	$(BIN)/ruff format --check tvcache sandbox snapshots tests examples
 	$(BIN)/mypy
 
 bench: setup

@@ -12,12 +12,16 @@ from sandbox._types import (
     ToolSpec,
     cap_output,
 )
+from sandbox.docker import DockerBackend, DockerBackendError, DockerSandbox
 from sandbox.local import LocalBackend, LocalBackendError, LocalSandbox
 
 __all__ = [
     "JSON",
     "TRUNCATION_MARKER",
     "Backend",
+    "DockerBackend",
+    "DockerBackendError",
+    "DockerSandbox",
     "DoctorCheck",
     "LocalBackend",
     "LocalBackendError",

@@ -10,7 +10,9 @@ The two sides talk through a host directory bind-mounted at ``/run/tvcache`` (ne
 into images, re-bound to a fresh directory in every fork):
 
 - ``cmd``: the command text; ``req``: a FIFO that carries ``<id> <mode>`` (``sh`` runs in the
-  session shell, ``sub`` in a subshell that leaves its state alone, ``ping`` only answers);
+  session shell, ``sub`` in a subshell that leaves its state alone, ``ping`` only answers). The
+  session shell holds it open, so the host's non-blocking open fails (ENXIO) exactly while no
+  shell is listening (a restart after ``exit`` or a timeout);
 - ``log``: the merged stdout+stderr of the running call (``O_APPEND``; the host truncates it
   before each call, so output of background jobs lands in the call during which they write);
 - ``status``: a FIFO that answers ``<id> <exit code> <boot id>``. The boot id is drawn once by
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import select
 import signal
@@ -41,16 +44,20 @@ from pathlib import Path
 
 import psutil
 
-from snapshots import SnapshotError
+from sandbox import _tools, _types
+from sandbox._tools import cap_text, timeout_observation
+from sandbox._types import Observation, ToolCallError
+from snapshots import SnapshotError, _errors, _handle
 
 MOUNT = "/run/tvcache"
 """Where the protocol directory appears inside the container."""
+_LIVENESS_SECONDS = 3.0
 
 _SUPERVISOR = """
 exec </dev/null >/dev/null 2>&1
 IFS= read -r B </proc/sys/kernel/random/uuid
 while :; do
-  bash -c 'eval "$(<@@/shell)"' tvcache-shell "$B" &
+  TVCACHE_BOOT=$B bash -c 'eval "$(<@@/shell)"' tvcache-shell &
   wait "$!"
   rc=$?
   if IFS=' ' read -r id rest <@@/cur && [[ -n $id ]]; then
@@ -61,13 +68,13 @@ done
 """
 
 _SAVE = (
-    "builtin printf '%s' \"$PWD\" >|@@/cwd; builtin export -p >|@@/env; "
+    'builtin printf %s "$PWD" >|@@/cwd; builtin export -p >|@@/env; '
     "builtin declare -f >|@@/functions"
 )
 
 _SESSION = f"""
-readonly __tvc_boot=$1
-shift
+readonly __tvc_boot=$TVCACHE_BOOT
+builtin unset TVCACHE_BOOT
 if [[ -e @@/env ]]; then
   IFS= builtin read -r -d '' __tvc_c <@@/cwd
   builtin cd -- "$__tvc_c" 2>/dev/null
@@ -78,9 +85,9 @@ if [[ -e @@/env ]]; then
 fi
 {_SAVE}
 builtin trap '{_SAVE}' EXIT
-exec </dev/null >/dev/null 2>&1
+exec </dev/null >/dev/null 2>&1 3<>@@/req
 while :; do
-  IFS=' ' builtin read -r __tvc_id __tvc_mode <@@/req || continue
+  IFS=' ' builtin read -r -u 3 __tvc_id __tvc_mode || continue
   if [[ $__tvc_mode == ping ]]; then
     builtin echo "$__tvc_id 0 $__tvc_boot" >@@/status
     continue
@@ -89,9 +96,9 @@ while :; do
   builtin echo "$__tvc_id $$" >|@@/cur
   IFS= builtin read -r -d '' __tvc_cmd <@@/cmd
   if [[ $__tvc_mode == sub ]]; then
-    ( builtin eval "$__tvc_cmd" ) >>@@/log 2>&1 </dev/null
+    ( builtin eval "$__tvc_cmd" ) >>@@/log 2>&1 </dev/null 3<&-
   else
-    {{ builtin eval "$__tvc_cmd"; }} >>@@/log 2>&1 </dev/null
+    {{ builtin eval "$__tvc_cmd"; }} >>@@/log 2>&1 </dev/null 3<&-
   fi
   __tvc_rc=$?
   IFS=' ' builtin read -r __tvc_id __tvc_x <@@/cur
@@ -105,8 +112,8 @@ done
 def container_command() -> list[str]:
     """The container's ``Cmd``: the supervisor, read from the protocol directory.
 
-    Scripts are read into memory (``eval "$(<file)"``), never kept open: an open file on the
-    bind mount would have to exist, with the same size, in every restored fork.
+    Scripts are read into memory (``eval "$(<file)"``), not kept open: a regular file that a
+    checkpointed process holds open must exist with the same size in every restored fork.
     """
     return ["bash", "-c", f'eval "$(<{MOUNT}/init)"', "tvcache-init"]
 
@@ -118,12 +125,52 @@ SCRIPTS = {
 """The files :func:`prepare` writes for :func:`container_command`."""
 
 
+# ------------------------------------------------------------------------------------- sqlite
+
+SQLITE_REQUEST = "sqlite.json"
+SQLITE_GRACE = 10.0
+SQLITE_COMMAND = f"exec python3 -I {MOUNT}/py/tvcache_sqlite.py"
+"""Runs in a subshell (mode ``sub``), so the session shell's state is untouched."""
+
+_SQLITE_SHIM = f'''"""The local backend's sqlite tool, in the container: one code, one format."""
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, "{MOUNT}/py")
+from sandbox._tools import ShellState, SqliteTool, ToolContext  # noqa: E402
+from sandbox._types import ToolCallError  # noqa: E402
+
+
+class Context(ToolContext):
+    def public(self, text):
+        return text  # container paths are the same in every fork: nothing to hide
+
+
+request = json.loads(Path("{MOUNT}/{SQLITE_REQUEST}").read_text())
+ctx = Context(
+    root=Path(request["root"]),
+    private=Path("{MOUNT}"),
+    shell=ShellState(),
+    max_output_bytes=request["max_output_bytes"],
+    options=request["options"],
+)
+try:
+    observation = SqliteTool().run(ctx, request["args"], request["timeout"])
+except ToolCallError as error:
+    print(json.dumps({{"tool_call_error": [error.message, error.hint]}}))
+else:
+    print(json.dumps(dataclasses.asdict(observation)))
+'''
+
+
 class ShellError(SnapshotError):
     """The shell server of a sandbox does not answer (the container died or was broken)."""
 
 
 @dataclass(frozen=True, slots=True)
-class ShellState:
+class SessionState:
     """The session shell's state as files: absolute cwd, ``export -p``, ``declare -f``."""
 
     cwd: str = ""
@@ -134,18 +181,8 @@ class ShellState:
         return {"cwd": self.cwd, "env": self.env, "functions": self.functions}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> ShellState:
+    def from_dict(cls, data: Mapping[str, object]) -> SessionState:
         return cls(*(str(data.get(k, "")) for k in ("cwd", "env", "functions")))
-
-
-@dataclass(frozen=True, slots=True)
-class RawResult:
-    """A call's exit code and the head of its output; ``size`` counts all output bytes."""
-
-    exit_code: int
-    head: bytes
-    size: int
-    timed_out: bool
 
 
 def _open(path: Path, flags: int, mode: int = 0o666) -> int:
@@ -166,7 +203,7 @@ def read_head(path: Path, limit: int) -> tuple[bytes, int]:
     """The first ``limit`` bytes of a regular file and its size; (b"", 0) when missing."""
     try:
         fd = _open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except (FileNotFoundError, OSError):
+    except OSError:
         return b"", 0
     try:
         st = os.fstat(fd)
@@ -177,7 +214,7 @@ def read_head(path: Path, limit: int) -> tuple[bytes, int]:
         os.close(fd)
 
 
-def prepare(directory: Path, state: ShellState | None, files: Mapping[str, bytes]) -> None:
+def prepare(directory: Path, state: SessionState | None, files: Mapping[str, bytes]) -> None:
     """Lay out a fresh protocol directory; ``state`` is what the session shell starts in."""
     directory.mkdir(parents=True)
     directory.chmod(0o777)  # the image's USER may not be root
@@ -195,10 +232,18 @@ def prepare(directory: Path, state: ShellState | None, files: Mapping[str, bytes
 
 
 class ShellChannel:
-    """The host end of one sandbox's protocol directory. Not thread-safe, like the sandbox."""
+    """The host end of one sandbox's protocol directory. Not thread-safe, like the sandbox.
 
-    def __init__(self, directory: Path, ready_timeout: float = 30.0) -> None:
+    ``alive()`` says whether the container still runs; it is asked every few seconds while
+    waiting, so that a dead sandbox raises :class:`ShellError` instead of waiting for a timeout.
+    A shell that takes no request for ``ready_timeout`` seconds is an error too.
+    """
+
+    def __init__(
+        self, directory: Path, alive: Callable[[], bool], ready_timeout: float = 30.0
+    ) -> None:
         self.directory = directory
+        self.alive = alive
         self.ready_timeout = ready_timeout
         # O_RDWR: the FIFO always has a writer (us), so it never reports end-of-file.
         self._status = _open(directory / "status", os.O_RDWR | os.O_NONBLOCK)
@@ -219,22 +264,51 @@ class ShellChannel:
 
     def run(
         self, command: str, mode: str, timeout: float, interrupt: Callable[[], None]
-    ) -> RawResult:
-        """Run ``command``; on timeout ``interrupt()`` kills it and the result says so."""
-        write_file(self.directory / "cmd", command.encode("utf-8", "surrogateescape") + b"\0")
+    ) -> int | None:
+        """Run ``command``; its exit code, or None when it timed out and ``interrupt()`` ran."""
+        write_file(self.directory / "cmd", command.encode("utf-8", "replace") + b"\0")
         self.truncate_log()
-        started = time.monotonic()
         reply = self._call(mode, timeout)
-        timed_out = reply is None
-        if timed_out:
-            interrupt()
-            remaining = self.ready_timeout - (time.monotonic() - started - timeout)
-            self._await(self._next_id, time.monotonic() + max(1.0, min(remaining, 5.0)))
-        return RawResult(-1 if reply is None else reply[0], b"", 0, timed_out)
+        if reply is not None:
+            return reply[0]
+        interrupt()
+        self._await(self._next_id, time.monotonic() + 2.0)  # the supervisor's report of the kill
+        return None
 
-    def output(self, limit: int) -> tuple[bytes, int]:
-        """The head of the last call's output and its total size."""
-        return read_head(self.directory / "log", limit)
+    def bash(
+        self, command: str, timeout: float, max_bytes: int, interrupt: Callable[[], None]
+    ) -> Observation:
+        """``command`` in the session shell, its output capped like the local backend's."""
+        code = self.run(command, "sh", timeout, interrupt)
+        head, size = read_head(self.directory / "log", 4 * max_bytes + 64 * 1024)
+        text, truncated = cap_text(head.decode("utf-8", "replace"), size - len(head), max_bytes)
+        if code is None:
+            return timeout_observation(text, truncated, timeout)
+        return Observation(output=text, exit_code=code, truncated=truncated)
+
+    def sqlite(
+        self, request: Mapping[str, object], timeout: float, interrupt: Callable[[], None]
+    ) -> Observation:
+        """The local ``sqlite`` tool run by python3 in the container (see :func:`helper_files`).
+
+        It stops itself at ``timeout``; ``interrupt`` only comes :data:`SQLITE_GRACE` later.
+        """
+        write_file(self.directory / SQLITE_REQUEST, json.dumps(request).encode())
+        code = self.run(SQLITE_COMMAND, "sub", timeout + SQLITE_GRACE, interrupt)
+        if code is None:
+            return timeout_observation("", False, timeout)
+        head, _ = read_head(self.directory / "log", 1 << 26)
+        try:
+            data = json.loads(head)
+        except ValueError:
+            said = head.decode("utf-8", "replace")[-2000:]
+            return Observation(
+                output=f"Error: the sqlite tool needs python3 >= 3.10 in the image: {said}",
+                exit_code=1,
+            )
+        if "tool_call_error" in data:
+            raise ToolCallError(*data["tool_call_error"])
+        return Observation(**data)
 
     def truncate_log(self) -> None:
         fd = _open(self.directory / "log", os.O_WRONLY | os.O_CREAT)
@@ -243,13 +317,13 @@ class ShellChannel:
         finally:
             os.close(fd)
 
-    def state(self) -> ShellState:
+    def state(self) -> SessionState:
         """The shell state saved after the last completed call."""
         parts = [
             read_head(self.directory / name, 1 << 26)[0].decode("utf-8", "surrogateescape")
             for name in ("cwd", "env", "functions")
         ]
-        return ShellState(*parts)
+        return SessionState(*parts)
 
     def current_call(self) -> tuple[int | None, set[int]]:
         """Namespace pid of the session shell running a call (None if idle), and kept jobs."""
@@ -262,24 +336,28 @@ class ShellChannel:
     def _call(self, mode: str, timeout: float) -> tuple[int, str] | None:
         self._next_id += 1
         deadline = time.monotonic() + timeout
-        self._send(f"{self._next_id} {mode}\n".encode(), min(deadline, time.monotonic() + 30))
+        ready = min(deadline, time.monotonic() + self.ready_timeout)
+        self._send(f"{self._next_id} {mode}\n".encode(), ready)
         return self._await(self._next_id, deadline)
 
     def _send(self, line: bytes, deadline: float) -> None:
-        """Write to the request FIFO once the session shell has it open for reading."""
-        delay = 0.0005
+        """Write to the request FIFO once the session shell has it open (ENXIO until then)."""
+        delay, checked = 0.0, time.monotonic()
         while True:
             try:
                 fd = _open(self.directory / "req", os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as error:  # ENXIO: no reader yet (restarting after exit/kill)
+            except OSError as error:
                 if error.errno != errno.ENXIO or time.monotonic() > deadline:
                     raise ShellError(
-                        f"the shell server of {self.directory.name} takes no requests "
+                        f"the shell of {self.directory.name} takes no requests "
                         f"({os.strerror(error.errno or 0)})",
-                        "the container may have died; close this sandbox and fork a new one",
+                        "close this sandbox and fork a new one",
                     ) from error
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
+                if time.monotonic() - checked > _LIVENESS_SECONDS:
+                    self._check_alive()
+                    checked = time.monotonic()
+                time.sleep(delay)  # 0 first: the shell reopens in microseconds after a reply
+                delay = min(max(delay * 2, 0.0002), 0.02)
                 continue
             try:
                 os.write(fd, line)
@@ -289,19 +367,29 @@ class ShellChannel:
 
     def _await(self, call_id: int, deadline: float) -> tuple[int, str] | None:
         """``(exit code, boot id)`` of the reply to ``call_id``; None at the deadline."""
+        expected = str(call_id).encode()
         while True:
             while b"\n" in self._pending:
                 line, self._pending = self._pending.split(b"\n", 1)
                 fields = line.split()
-                if len(fields) == 3 and fields[0] == str(call_id).encode():
-                    return int(fields[1]), fields[2].decode()
+                if len(fields) == 3 and fields[0] == expected and fields[1].isdigit():
+                    return int(fields[1]), fields[2].decode(errors="replace")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            ready, _, _ = select.select([self._status], [], [], remaining)
+            ready, _, _ = select.select([self._status], [], [], min(remaining, _LIVENESS_SECONDS))
             if ready:
                 with contextlib.suppress(BlockingIOError):
                     self._pending += os.read(self._status, 65536)
+            elif remaining > _LIVENESS_SECONDS:
+                self._check_alive()
+
+    def _check_alive(self) -> None:
+        if not self.alive():
+            raise ShellError(
+                f"the container of {self.directory.name} stopped",
+                "it ran out of memory or was stopped; close this sandbox and fork a new one",
+            )
 
 
 def _ns_pid(pid: int) -> int | None:
@@ -340,3 +428,21 @@ def kill_call(init_pid: int, shell_pid: int, keep: set[int]) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
     return len(victims)
+
+
+def helper_files() -> dict[str, bytes]:
+    """The sqlite helper and the host modules it reuses, as protocol-directory files.
+
+    ``snapshots/__init__`` is replaced by the two imports ``sandbox._types`` needs, so that
+    nothing host-only (psutil, the docker SDK) is imported in the container.
+    """
+    files = {"py/tvcache_sqlite.py": _SQLITE_SHIM.encode(), "py/sandbox/__init__.py": b""}
+    for module in (_tools, _types, _errors, _handle):
+        assert module.__file__ is not None
+        name = module.__name__.replace(".", "/")
+        files[f"py/{name}.py"] = Path(module.__file__).read_bytes()
+    files["py/snapshots/__init__.py"] = (
+        b"from snapshots._errors import SnapshotError, TvcacheError\n"
+        b"from snapshots._handle import SnapshotHandle\n"
+    )
+    return files

@@ -21,6 +21,7 @@ from tvcache._policy import (
 from tvcache._session import CallResult, Session, SessionClosedError
 from tvcache._settings import Settings
 from tvcache._store import Store, StoreError
+from tvcache.pool import PreforkPool
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "LeastRecentlyUsed",
     "NeverSnapshot",
     "Observation",
+    "PreforkPool",
     "RootNotFoundError",
     "RootSpec",
     "SecondsSavedPerByte",

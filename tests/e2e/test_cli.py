@@ -102,7 +102,7 @@ def test_gc_reconciles_and_enforces_budget(populated: Path) -> None:
 @pytest.mark.slow
 def test_bench_sql_quick_json(tmp_path: Path) -> None:
     result = json.loads(run(tmp_path, "bench", "sql", "--quick", "--json").stdout)
-    assert set(result) == {"no_cache", "naive", "tvcache"}
+    assert set(result) == {"no_cache", "naive", "tvcache", "read-only", "fingerprint"}
     for mode in result.values():
         assert {
             "calls",
@@ -113,8 +113,10 @@ def test_bench_sql_quick_json(tmp_path: Path) -> None:
             "hit_p95_ms",
             "wrong_observations",
         } <= set(mode)
-    assert result["tvcache"]["wrong_observations"] == 0
+    for mode in ("tvcache", "read-only", "fingerprint"):
+        assert result[mode]["wrong_observations"] == 0
     assert result["tvcache"]["hit_rate"] > 0
+    assert result["read-only"]["hit_rate"] > result["tvcache"]["hit_rate"]
     assert result["naive"]["wrong_observations"] > 0
     assert result["no_cache"]["hit_rate"] == 0
     assert result["tvcache"]["executed_calls"] < result["no_cache"]["executed_calls"]

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from snapshots import TvcacheError
-from tvcache._service import ServerProcess
 from tvcache._store import Store
 from tvcache.bench._report import percentile_ms
 from tvcache.client import AsyncClient, AsyncRemoteSession, Client
+from tvcache.service import ServerProcess
 
 TASKS, STEPS, BRANCHES, STAY = 4, 8, 3, 0.7  # STAY: probability of the group's usual choice
 QUICK_SECONDS = 20.0
@@ -121,6 +123,25 @@ def _client_process(
     return asyncio.run(_sessions(url, count, seconds, think, templates, seed))
 
 
+def _server_hit_bounds(client: Client) -> dict[str, float | None]:
+    """Upper bounds of the server-side p50 and p99 of hits (time inside the handler), read
+    from the ``tvcache_call_seconds`` histogram: what the service adds, without the network,
+    the HTTP parsing or the clients' own scheduling."""
+    text = client.metrics()
+    buckets = [
+        (float(sample.labels["le"]), sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == "tvcache_call_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket") and sample.labels.get("result") == "hit"
+    ]
+    total = max((count for _bound, count in buckets), default=0.0)
+    return {
+        f"p{q}": next((bound * 1000 for bound, count in buckets if count >= total * q / 100), None)
+        for q in (50, 99)
+    }
+
+
 def _audit(home: Path, answered: dict[str, str]) -> int:
     """Answered nodes missing from the store or stored with another output."""
     with Store(f"sqlite:///{home / 'cache.db'}") as store:
@@ -163,6 +184,7 @@ def run_load_bench(args: argparse.Namespace) -> int:
         sampler.join()
         with Client(server.url) as client:
             stats = client.stats()
+            stats["hit_bounds_ms"] = _server_hit_bounds(client)
         exit_code = server.stop(signal.SIGTERM, timeout=120)
         left = [p.name for p in (home / "sandboxes").iterdir()]
         total = Tally()
@@ -208,5 +230,7 @@ def _report(
         "server_exit_code": exit_code,
         "server_rss_peak_mib": round(max(rss, default=0) / 2**20, 1),
         "server_rss_last_mib": round(rss[-1] / 2**20, 1) if rss else None,
+        "server_hit_p50_ms_at_most": stats["hit_bounds_ms"]["p50"],
+        "server_hit_p99_ms_at_most": stats["hit_bounds_ms"]["p99"],
         "server": {k: stats[k] for k in SERVER_STATS},
     }

@@ -21,10 +21,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sandbox import Observation
-from tvcache._service import ServerProcess
 from tvcache.bench._report import ModeResult, table
 from tvcache.bench.sql import ROWS, Workload, make_workload, run_naive, run_no_cache, run_tvcache
 from tvcache.client import Client, RemoteSession
+from tvcache.service import ServerProcess
 
 Step = tuple[int, int, int, str, str, str, bool]  # group, rollout, step, sql, task, template, last
 Answer = tuple[int, int, int, dict[str, object], bool, bool, float]

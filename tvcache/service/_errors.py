@@ -41,6 +41,10 @@ class OutOfOrder(ApiError):
     status, code = 409, "out_of_order"
 
 
+class SessionConflict(ApiError):
+    status, code = 409, "session_conflict"
+
+
 class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 

@@ -60,12 +60,16 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.engine.stats()
+
+        def number(key: str) -> float:
+            value = stats[key]
+            assert isinstance(value, int | float)
+            return float(value)
+
         for key, doc in _COUNTERS.items():
-            yield CounterMetricFamily(f"tvcache_{key}", doc, value=float(stats[key]))  # type: ignore[arg-type]
+            yield CounterMetricFamily(f"tvcache_{key}", doc, value=number(key))
         for key in ("nodes", "snapshot_bytes"):
-            yield GaugeMetricFamily(
-                f"tvcache_{key}", key.replace("_", " "), value=float(stats[key])
-            )  # type: ignore[arg-type]
+            yield GaugeMetricFamily(f"tvcache_{key}", key.replace("_", " "), value=number(key))
         store = self.engine.store
         size = store.size_bytes() if store is not None else None
         if size is not None:

@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from sandbox import JSON, RootSpec
 from snapshots import TvcacheError
 from tvcache._engine import Engine
-from tvcache._service._errors import BadRoot, NodeNotFound, OutOfOrder, SessionNotFound
 from tvcache._session import CallResult, Session
+from tvcache.service._errors import (
+    BadRoot,
+    NodeNotFound,
+    OutOfOrder,
+    SessionConflict,
+    SessionNotFound,
+)
 
 log = logging.getLogger("tvcache.service")
 
@@ -38,6 +44,21 @@ class Remote:
     @property
     def busy(self) -> bool:
         return self.task is not None and not self.task.done()
+
+
+def _resume(session: Session, node_id: str) -> None:
+    """Put ``session`` at a node this server answered before (a retry after a restart)."""
+    node = session.engine.graph.get(node_id)
+    if node is None or node.root_id != session.root_id or (node.parent and not node.observation):
+        session.close()
+        raise NodeNotFound(
+            f"node {node_id!r} is not a cached node of this root",
+            "pass a node_id this server answered for the same task and template",
+            field="at_node",
+        )
+    # Session has no resume method (yet): its position and taint are set as a call would
+    session.position = node.state()
+    session._tainted = node.tainted()
 
 
 def _retrieve(task: asyncio.Future[CallResult]) -> None:
@@ -67,44 +88,24 @@ class Registry:
         return remote
 
     async def open(self, spec: RootSpec, session_id: str | None, at_node: str | None) -> Remote:
-        """A new session, or the open one named ``session_id`` (so an open can be retried)."""
+        """A new session; an open retried with the same ``session_id`` gets the same one."""
+        try:
+            session = await asyncio.to_thread(self.engine.session, spec)
+        except TvcacheError as error:
+            raise BadRoot(error.message, error.hint, field="template") from error
         existing = self._sessions.get(session_id) if session_id else None
-        if existing is None:
-            try:
-                session = await asyncio.to_thread(self.engine.session, spec)
-            except TvcacheError as error:
-                raise BadRoot(error.message, error.hint, field="template") from error
-            existing = self._sessions.get(session_id) if session_id else None
-            if existing is None:
-                existing = self._add(session, session_id or uuid.uuid4().hex)
-                if at_node is not None:
-                    self._move(existing, at_node)
-                return existing
-            session.close()  # a concurrent open with the same id won
-        if await asyncio.to_thread(self.engine.open_root, spec) != existing.session.root_id:
-            raise OutOfOrder(f"session {session_id!r} is open on another root", field="session_id")
-        return existing
-
-    def _add(self, session: Session, session_id: str) -> Remote:
-        remote = Remote(session_id, session, time.monotonic())
-        self._sessions[session_id] = remote
+        if existing is not None:
+            session.close()  # no sandbox yet: nothing to wait for
+            if existing.session.root_id != session.root_id:
+                raise SessionConflict(
+                    f"session {session_id!r} is open on another root", field="session_id"
+                )
+            return existing
+        if at_node is not None:
+            _resume(session, at_node)
+        remote = Remote(session_id or uuid.uuid4().hex, session, time.monotonic())
+        self._sessions[remote.session_id] = remote
         return remote
-
-    def _move(self, remote: Remote, node_id: str) -> None:
-        node = self.engine.graph.get(node_id)
-        if (
-            node is None
-            or node.root_id != remote.session.root_id
-            or (node.parent is not None and node.observation is None)
-        ):
-            self._sessions.pop(remote.session_id)
-            remote.session.close()
-            raise NodeNotFound(
-                f"node {node_id!r} is not a cached node of this root",
-                "pass a node_id this server answered for the same task and template",
-                field="at_node",
-            )
-        remote.session.position = node
 
     async def call(
         self, session_id: str, seq: int, request_id: str, tool: str, args: dict[str, JSON]

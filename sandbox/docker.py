@@ -1,0 +1,667 @@
+"""The Docker backend: one container per sandbox, snapshots at level ``fs`` or ``full``.
+
+A container runs the persistent shell of :mod:`sandbox._docker_shell` as its PID 1 tree, with no
+network unless asked, memory/pids/CPU limits, and a fixed hostname (an output must not depend on
+which fork produced it). ``fs`` snapshots are ``docker commit`` plus the shell's cwd, exported
+variables and functions (:mod:`snapshots.docker_fs`); ``full`` ones add the processes through
+CRIU (:mod:`snapshots.docker_full`). A ``full`` fork must prove that it restored (its shell
+answers with the boot id it had at checkpoint time); if it cannot, the fork starts in the
+snapshot's ``fs`` state, says why in ``sandbox.restore_fallback`` and is counted in
+``backend.counters``. Its processes are gone then; files, cwd, exported variables and functions are
+as snapshotted, so the caller may replay what needs running processes.
+
+What persists. In a live sandbox: all of the bash session (cwd, variables, functions, options,
+jobs), since every ``bash`` call runs in one shell. After ``exit`` or a timeout the shell restarts
+from the cwd, exported variables and functions saved after the last completed call (a timed-out
+call's own ``cd``/``export`` are lost; its file changes and earlier background processes stay).
+An ``fs`` fork gets files, cwd, exported variables and functions; a ``full`` fork gets all of it.
+
+Containers, images and checkpoint directories carry the owning backend instance, its process and
+its store (``snapshot_dir``) as labels: :meth:`DockerBackend.reconcile` removes what a crashed
+tvcache left behind, and only that. tvcache must run as root on the Docker host: it reads the
+protocol directories, signals container processes on timeouts and installs checkpoints into
+``DockerRootDir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from sandbox import _docker_shell as shell
+from sandbox._protocol import DoctorCheck, ReconcileReport
+from sandbox._tools import BashTool, SqliteTool
+from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
+from snapshots import SnapshotError, SnapshotHandle, TvcacheError, criu, docker_fs, docker_full
+from snapshots import directory as sdir
+from snapshots.docker_fs import (
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_SNAPSHOT,
+    LABEL_STORE,
+    DockerAPI,
+    api_error,
+    is_not_found,
+)
+
+log = logging.getLogger(__name__)
+
+BACKEND_NAME = "docker"
+DEFAULT_IMAGE = "tvcache/base:bookworm"
+Level = Literal["fs", "full"]
+DEFAULT_OPTIONS: dict[str, JSON] = {"memory": "4g", "pids": 4096, "cpus": None, "network": False}
+"""Limits and network of a sandbox unless ``RootSpec.options`` says otherwise."""
+OPTIONS = (*DEFAULT_OPTIONS, "env", "sqlite_db")
+_OPTIONS_HINT = (
+    'e.g. {"memory": "1g", "pids": 512, "cpus": 1.0, "network": false, "env": {"K": "V"}, '
+    '"sqlite_db": "db.sqlite"}; null means no limit'
+)
+
+
+class DockerBackendError(TvcacheError):
+    """The Docker backend was misconfigured or misused (missing image, bad option, closed)."""
+
+
+def _limit(value: JSON, *, integer: bool) -> bool:
+    """None (no limit) or a positive number, an int if ``integer`` (never a bool)."""
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        return False
+    return float(value) > 0
+
+
+def _check_options(options: Mapping[str, JSON]) -> dict[str, JSON]:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise DockerBackendError(
+            f"unknown docker backend option(s) {', '.join(unknown)}", f"known: {', '.join(OPTIONS)}"
+        )
+    merged = {**DEFAULT_OPTIONS, **options}
+    env, db, memory = merged.get("env", {}), merged.get("sqlite_db", "x"), merged["memory"]
+    valid = {
+        "memory": isinstance(memory, str) or _limit(memory, integer=True),
+        "pids": _limit(merged["pids"], integer=True),
+        "cpus": _limit(merged["cpus"], integer=False),
+        "network": isinstance(merged["network"], bool),
+        "env": isinstance(env, Mapping)
+        and all(isinstance(k, str) and "=" not in k and isinstance(v, str) for k, v in env.items()),
+        "sqlite_db": isinstance(db, str) and db != "",
+    }
+    for name, ok in valid.items():
+        if not ok:
+            raise DockerBackendError(f"bad docker option {name}={merged[name]!r}", _OPTIONS_HINT)
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    """What a fork needs beyond the image: the options, and the sqlite tool's root directory."""
+
+    options: dict[str, JSON]
+    root: str
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {"options": self.options, "root": self.root}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> _Config:
+        return cls(options=dict(data["options"]), root=str(data["root"]))
+
+
+class _RestoreFailed(Exception):
+    def __init__(self, category: str, reason: str) -> None:
+        super().__init__(reason)
+        self.category = category
+
+
+class DockerSandbox:
+    """A live container. Not thread-safe: one session drives it at a time.
+
+    ``restore_fallback`` is None unless this is a ``full`` fork that could not restore the
+    processes and started in the snapshot's ``fs`` state instead; it then says why.
+    """
+
+    def __init__(
+        self,
+        backend: DockerBackend,
+        container_id: str,
+        name: str,
+        config: _Config,
+        channel: shell.ShellChannel,
+        boot_id: str,
+    ) -> None:
+        self._backend = backend
+        self.container_id = container_id
+        self._name = name
+        self._config = config
+        self._channel = channel
+        self.boot_id = boot_id
+        self.restore_fallback: str | None = None
+        self._closed = False
+
+    @property
+    def sandbox_id(self) -> str:
+        return self._name
+
+    def run(self, call: ToolCall, timeout: float | None = None) -> Observation:
+        """Run ``call``. Timeout: the call's ``timeout`` arg, else ``timeout``, else default."""
+        self._check_open()
+        specs = self._backend.tool_specs()
+        if call.tool not in specs:
+            raise ToolCallError(f"unknown tool {call.tool!r}", f"known tools: {', '.join(specs)}")
+        args = specs[call.tool].validate(call.args)
+        chosen = args.get("timeout", timeout if timeout is not None else self._backend.timeout)
+        if isinstance(chosen, bool) or not isinstance(chosen, int | float) or not chosen > 0:
+            raise ToolCallError(f"timeout must be a positive number of seconds, got {chosen!r}")
+        started, limit = time.perf_counter(), self._backend.max_output_bytes
+        if call.tool == "bash":
+            command = args["command"]
+            if not isinstance(command, str) or "\0" in command:
+                raise ToolCallError("bash: 'command' must be a string without NUL characters")
+            observation = self._channel.bash(command, float(chosen), limit, self._interrupt)
+        else:
+            request = {
+                "args": dict(args),
+                "root": self._config.root,
+                "max_output_bytes": limit,
+                "options": {"sqlite_db": self._config.options.get("sqlite_db", "db.sqlite")},
+                "timeout": float(chosen),
+            }
+            observation = self._channel.sqlite(request, float(chosen), self._interrupt)
+        return replace(observation, seconds=time.perf_counter() - started)
+
+    def _interrupt(self) -> None:
+        """End the running call: freeze the container, SIGKILL the call's processes, thaw."""
+        self._backend.count("timeouts")
+        api = self._backend.api
+        try:
+            api.pause(self.container_id)
+        except Exception as error:  # the container is gone: nothing left to kill
+            log.warning("timeout in %s: cannot pause: %s", self._name, api_error(error))
+            return
+        try:
+            init_pid = int(api.inspect_container(self.container_id)["State"]["Pid"])
+            shell_pid, keep = self._channel.current_call()
+            if shell_pid is not None:
+                shell.kill_call(init_pid, shell_pid, keep)
+        finally:
+            api.unpause(self.container_id)
+
+    def fingerprint(self) -> str | None:
+        """None: a container's state (files, processes) has no cheap and faithful digest."""
+        return None
+
+    def snapshot(self, snapshot_id: str) -> SnapshotHandle:
+        """Checkpoint at the backend's level; the sandbox keeps running unchanged.
+
+        At ``full``, a checkpoint CRIU refuses gives an ``fs`` handle whose ``full_failure``
+        says why (counted as ``full_snapshot_fallbacks``).
+        """
+        self._check_open()
+        backend = self._backend
+        meta: dict[str, Any] = {
+            "shell": self._channel.state().to_dict(),
+            "config": self._config.to_dict(),
+        }
+        labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
+        api, container, depth = backend.api, self.container_id, backend.flatten_depth
+        try:
+            if backend.level == "fs":
+                handle = docker_fs.take(
+                    api, container, snapshot_id, labels=labels, meta=meta, flatten_depth=depth
+                )
+            else:
+                handle = docker_full.take(
+                    api,
+                    container,
+                    snapshot_id,
+                    store=backend.snapshot_dir,
+                    labels=labels,
+                    meta={**meta, "boot": self.boot_id},
+                    flatten_depth=depth,
+                    while_paused=self._channel.truncate_log,
+                )
+        except TvcacheError:
+            raise
+        except Exception as error:  # the SDK's errors: the container died, the disk is full
+            raise SnapshotError(
+                f"snapshot {snapshot_id} of {self._name} failed: {api_error(error)}",
+                "check that the container still runs (else fork a new sandbox) and disk space",
+            ) from error
+        if "full_failure" in handle.meta:
+            log.warning("snapshot %s is fs only: %s", snapshot_id, handle.meta["full_failure"])
+            backend.count("full_snapshot_fallbacks")
+        backend.count("snapshots")
+        if handle.meta.get("flattened"):
+            backend.count("flattens")
+        return handle
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DockerBackendError(f"sandbox {self._name} is closed", "fork or start a new one")
+
+    def close(self) -> None:
+        """Remove the container and its protocol directory. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._channel.close()
+            self._backend.discard(self.container_id, self._channel.directory)
+
+    def __enter__(self) -> DockerSandbox:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class DockerBackend:
+    """Sandboxes as containers; snapshots as committed images, plus CRIU checkpoints at ``full``.
+
+    ``snapshot_dir`` holds the checkpoint directories (on the mount of DockerRootDir, forks
+    hard-link them instead of copying) and names this store in every label. ``work_dir`` holds
+    the live sandboxes' protocol directories (default ``snapshot_dir/../sandboxes``). Images
+    deeper than ``flatten_depth`` layers are flattened. ``counters`` counts starts, forks,
+    snapshots, flattens, timeouts, full restores and fallbacks; ``fallback_reasons`` the kinds
+    of restore fallbacks. ``api`` is a ``docker.APIClient`` (default: from the environment).
+    """
+
+    def __init__(
+        self,
+        snapshot_dir: Path,
+        level: Level = "fs",
+        *,
+        work_dir: Path | None = None,
+        max_output_bytes: int = 64 * 1024,
+        default_timeout: float = 60.0,
+        flatten_depth: int = docker_fs.FLATTEN_DEPTH,
+        ready_timeout: float = 30.0,
+        api: DockerAPI | None = None,
+    ) -> None:
+        if level not in ("fs", "full"):
+            raise DockerBackendError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
+        if not 1 <= flatten_depth <= 120:
+            raise DockerBackendError(
+                f"flatten_depth {flatten_depth} is out of range",
+                "use 1..120: Docker fails at 125 layers",
+            )
+        self.level: Level = level
+        self.snapshot_dir = Path(snapshot_dir).resolve()
+        self.work_dir = Path(work_dir or self.snapshot_dir.parent / "sandboxes").resolve()
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.max_output_bytes = max_output_bytes
+        self.timeout = default_timeout
+        self.flatten_depth = flatten_depth
+        self.ready_timeout = ready_timeout
+        self.api: DockerAPI = api if api is not None else docker_fs.connect()
+        self.instance = uuid.uuid4().hex[:16]
+        names = (
+            "starts",
+            "forks",
+            "snapshots",
+            "flattens",
+            "timeouts",
+            "full_restores",
+            "full_restore_fallbacks",
+            "full_snapshot_fallbacks",
+        )
+        self.counters: dict[str, int] = dict.fromkeys(names, 0)
+        self.fallback_reasons: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._doomed: set[str] = set()
+        self._docker_root: Path | None = None
+        self._files = shell.helper_files()
+        self._process = docker_fs.process_labels()
+
+    @property
+    def name(self) -> str:
+        return BACKEND_NAME
+
+    def tool_specs(self) -> Mapping[str, ToolSpec]:
+        """The local backend's ``bash`` and ``sqlite`` specs: same names, versions, volatiles."""
+        return {"bash": BashTool.spec, "sqlite": SqliteTool.spec}
+
+    def _image(self, spec: RootSpec) -> tuple[str, dict[str, Any]]:
+        if spec.backend != BACKEND_NAME:
+            raise DockerBackendError(f"root {spec.task_id!r} is for backend {spec.backend!r}")
+        image = spec.template or DEFAULT_IMAGE
+        try:
+            return image, docker_fs.inspect_image(self.api, image)
+        except Exception as error:
+            if not is_not_found(error):
+                raise DockerBackendError(f"inspecting image {image}: {api_error(error)}") from error
+        hint = "build or import it first (no registry pull is attempted)"
+        if image == DEFAULT_IMAGE:
+            hint = "build it: bash docker/base/build.sh"
+        raise DockerBackendError(f"image {image!r} of task {spec.task_id!r} does not exist", hint)
+
+    def root_identity(self, spec: RootSpec) -> str:
+        """The image id (a content digest) of ``spec.template``, with the backend's name."""
+        return f"{BACKEND_NAME}:{self._image(spec)[1]['Id']}"
+
+    def start(self, spec: RootSpec) -> DockerSandbox:
+        image, info = self._image(spec)
+        options = _check_options(spec.options)
+        config = _Config(options, (info.get("Config") or {}).get("WorkingDir") or "/")
+        env = options.get("env") or {}
+        assert isinstance(env, Mapping)
+        sandbox = self._launch(image, config, None, [f"{k}={v}" for k, v in env.items()])
+        self.count("starts")
+        return sandbox
+
+    def fork(self, handle: SnapshotHandle) -> DockerSandbox:
+        """A new sandbox in the state of ``handle``; see ``restore_fallback`` for ``full``."""
+        if handle.backend != BACKEND_NAME:
+            raise SnapshotError(f"snapshot {handle.snapshot_id} belongs to {handle.backend!r}")
+        config = _Config.from_dict(handle.meta["config"])
+        state = shell.SessionState.from_dict(handle.meta["shell"])
+        try:
+            docker_fs.inspect_image(self.api, handle.location)
+        except Exception as error:
+            raise SnapshotError(
+                f"image {handle.location} of snapshot {handle.snapshot_id} is gone: "
+                f"{api_error(error)}",
+                "drop the record (reconcile reports these as missing)",
+            ) from error
+        reason: str | None = None
+        if handle.level == "full":
+            try:
+                sandbox = self._restore(handle, config, state)
+            except _RestoreFailed as failure:
+                reason = str(failure)
+                log.warning("full restore of %s fell back to fs: %s", handle.snapshot_id, reason)
+                self.count("full_restore_fallbacks")
+                self.count(failure.category, self.fallback_reasons)
+            else:
+                self.count("full_restores")
+                self.count("forks")
+                return sandbox
+        sandbox = self._launch(handle.location, config, state)
+        sandbox.restore_fallback = reason
+        self.count("forks")
+        return sandbox
+
+    def delete_snapshot(self, handle: SnapshotHandle) -> None:
+        """Remove the checkpoint and the image (later, while a container still uses it)."""
+        if handle.backend != BACKEND_NAME:
+            return
+        docker_full.delete(handle)
+        if not docker_fs.remove_image(self.api, handle.location):
+            with self._lock:
+                self._doomed.add(handle.location)
+
+    # --------------------------------------------------------------- containers
+    def labels(self, kind: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The labels of everything this backend instance creates."""
+        return {
+            LABEL_MANAGED: "true",
+            LABEL_OWNER: self.instance,
+            LABEL_STORE: str(self.snapshot_dir),
+            LABEL_KIND: kind,
+            **self._process,
+            **(extra or {}),
+        }
+
+    def count(self, name: str, counters: dict[str, int] | None = None) -> None:
+        with self._lock:
+            target = self.counters if counters is None else counters
+            target[name] = target.get(name, 0) + 1
+
+    def _create(
+        self, image: str, config: _Config, state: shell.SessionState | None, env: list[str]
+    ) -> tuple[str, str, Path]:
+        """A created (not started) container and its protocol directory."""
+        name = f"tvcache-{uuid.uuid4().hex[:16]}"
+        directory = self.work_dir / name
+        shell.prepare(directory, state, self._files)
+        options, cpus = config.options, config.options.get("cpus")
+        host_config = self.api.create_host_config(
+            binds={str(directory): {"bind": shell.MOUNT, "mode": "rw"}},
+            network_mode="bridge" if options.get("network") else "none",
+            mem_limit=options.get("memory"),
+            pids_limit=options.get("pids"),
+            nano_cpus=int(float(cpus) * 1e9) if isinstance(cpus, int | float) else None,
+        )
+        try:
+            created = self.api.create_container(
+                image,
+                command=shell.container_command(),
+                entrypoint=[""],
+                name=name,
+                hostname="sandbox",
+                labels=self.labels("sandbox"),
+                environment=env or None,
+                host_config=host_config,
+            )
+        except Exception as error:
+            sdir.delete_tree(directory)
+            raise DockerBackendError(
+                f"creating a container from {image} failed: {api_error(error)}",
+                "check `docker info`",
+            ) from error
+        return str(created["Id"]), name, directory
+
+    def _launch(
+        self,
+        image: str,
+        config: _Config,
+        state: shell.SessionState | None,
+        env: list[str] | None = None,
+    ) -> DockerSandbox:
+        """A container started cold; its shell starts in ``state`` (or the image's defaults)."""
+        container, name, directory = self._create(image, config, state, env or [])
+        channel: shell.ShellChannel | None = None
+        try:
+            self.api.start(container)
+            channel = shell.ShellChannel(directory, self._alive(container), self.ready_timeout)
+            boot = channel.ping(self.ready_timeout)
+        except BaseException as error:
+            self.discard(container, directory, channel)
+            if isinstance(error, TvcacheError) or not isinstance(error, Exception):
+                raise
+            raise DockerBackendError(
+                f"starting a sandbox from {image} failed: {api_error(error)}",
+                "the image needs bash",
+            ) from error
+        return DockerSandbox(self, container, name, config, channel, boot)
+
+    def _restore(
+        self, handle: SnapshotHandle, config: _Config, state: shell.SessionState
+    ) -> DockerSandbox:
+        """A container restored from the checkpoint of ``handle``, proven by its boot id."""
+        # ``state`` is also written for the restored shell: a restart after a timeout needs it.
+        container, name, directory = self._create(handle.location, config, state, [])
+        channel: shell.ShellChannel | None = None
+        try:
+            source = Path(str(handle.meta.get("checkpoint", ""))) / docker_full.CHECKPOINT
+            try:
+                docker_full.install(source, self.docker_root(), container)
+                docker_full.start(self.api, container)
+            except (SnapshotError, OSError) as error:
+                raise _RestoreFailed("restore_failed", str(error)) from error
+            channel = shell.ShellChannel(directory, self._alive(container), self.ready_timeout)
+            try:
+                boot = channel.ping(min(self.ready_timeout, 10.0))
+            except shell.ShellError as error:
+                raise _RestoreFailed("shell_silent", f"restored shell is silent: {error}") from None
+            if boot != handle.meta.get("boot"):
+                raise _RestoreFailed(
+                    "not_restored",
+                    f"the shell answers with boot id {boot}, "
+                    f"the checkpoint had {handle.meta.get('boot')}: its "
+                    "processes were not restored",
+                )
+        except BaseException:
+            self.discard(container, directory, channel)
+            raise
+        return DockerSandbox(self, container, name, config, channel, boot)
+
+    def discard(
+        self, container: str, directory: Path, channel: shell.ShellChannel | None = None
+    ) -> None:
+        """Remove a container and its protocol directory; retry deferred image removals."""
+        if channel is not None:
+            channel.close()
+        try:
+            self.api.remove_container(container, force=True, v=True)
+        except Exception as error:
+            if not is_not_found(error) and "in progress" not in api_error(error):
+                raise DockerBackendError(
+                    f"removing container {container[:12]}: {api_error(error)}"
+                ) from error
+        sdir.delete_tree(directory)
+        with self._lock:
+            doomed = list(self._doomed)
+        for ref in doomed:
+            if docker_fs.remove_image(self.api, ref):
+                with self._lock:
+                    self._doomed.discard(ref)
+
+    def _alive(self, container: str) -> Callable[[], bool]:
+        def alive() -> bool:
+            try:
+                return bool(self.api.inspect_container(container)["State"]["Running"])
+            except Exception as error:
+                if is_not_found(error):
+                    return False
+                raise
+
+        return alive
+
+    def docker_root(self) -> Path:
+        if self._docker_root is None:
+            self._docker_root = Path(self.api.info()["DockerRootDir"])
+        return self._docker_root
+
+    # -------------------------------------------------------------- maintenance
+    def _orphaned(self, labels: Mapping[str, str], *, own: bool) -> bool:
+        """Left behind: made by a dead process, or (``own``) by this instance and unrecorded."""
+        if labels.get(LABEL_OWNER) == self.instance:
+            return own
+        return not docker_fs.creator_alive(labels)
+
+    def reconcile(self, known: Mapping[str, SnapshotHandle]) -> ReconcileReport:
+        """Remove what tvcache left behind in this store; report records whose image is gone.
+
+        Removed (reported as ``container:<name>``, ``image:<snapshot id>``,
+        ``checkpoint:<dir>``, ``dir:<name>``): containers of dead processes; snapshot images
+        and checkpoint directories no handle in ``known`` names, unless a live other tvcache
+        process made them; protocol directories without a container. Other stores' objects and
+        anything unlabelled are never touched. Call it at start-up: a snapshot this instance
+        is taking right now counts as an orphan.
+        """
+        mine = {h.snapshot_id: h for h in known.values() if h.backend == BACKEND_NAME}
+        report = ReconcileReport()
+        label = f"{LABEL_STORE}={self.snapshot_dir}"
+        for container in self.api.containers(all=True, filters={"label": label}):
+            if self._orphaned(container.get("Labels") or {}, own=False):
+                name = container["Names"][0].lstrip("/")
+                self.discard(container["Id"], self.work_dir / name)
+                report.orphans_removed.append(f"container:{name}")
+        removed, present = docker_fs.sweep_images(
+            self.api, str(self.snapshot_dir), mine, lambda labels: self._orphaned(labels, own=True)
+        )
+        report.orphans_removed.extend(f"image:{sid}" for sid in removed)
+        removed = docker_full.sweep(
+            self.snapshot_dir, mine, lambda labels: self._orphaned(labels, own=True)
+        )
+        report.orphans_removed.extend(f"checkpoint:{name}" for name in removed)
+        managed = self.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+        live = {container["Names"][0].lstrip("/") for container in managed}
+        for entry in sorted(self.work_dir.iterdir()):
+            created_now = time.time() - entry.lstat().st_ctime < 60  # its container may follow
+            if entry.name.startswith("tvcache-") and entry.name not in live and not created_now:
+                sdir.delete_tree(entry)
+                report.orphans_removed.append(f"dir:{entry.name}")
+        report.missing = sorted(
+            sid
+            for sid, handle in mine.items()
+            if handle.location not in present and handle.meta.get("image") not in present
+        )
+        return report
+
+    def doctor(self) -> list[DoctorCheck]:
+        """Daemon, experimental mode, CRIU, base image, checkpoint links, and both levels."""
+        try:
+            info = self.api.info()
+        except Exception as error:
+            return [
+                DoctorCheck(
+                    "docker: engine",
+                    False,
+                    f"no daemon answers: {api_error(error)}",
+                    "run scripts/setup-docker.sh",
+                )
+            ]
+        experimental = bool(info.get("ExperimentalBuild"))
+        status = criu.check(criu.dockerd_criu())
+        checks = [
+            DoctorCheck(
+                "docker: engine",
+                True,
+                f"{info.get('ServerVersion')} "
+                f"storage={info.get('Driver')} root={info.get('DockerRootDir')}",
+            ),
+            DoctorCheck(
+                "docker: experimental",
+                experimental,
+                "on" if experimental else "off: level full cannot checkpoint",
+                "" if experimental else "restart dockerd: scripts/setup-docker.sh",
+            ),
+            DoctorCheck("docker: criu (dockerd's)", status.ok, status.detail, status.hint),
+        ]
+        try:
+            docker_fs.inspect_image(self.api, DEFAULT_IMAGE)
+        except Exception:
+            fix = "build it: bash docker/base/build.sh"
+            return [*checks, DoctorCheck("docker: base image", False, "missing", fix)]
+        checks.append(DoctorCheck("docker: base image", True, DEFAULT_IMAGE))
+        linked = docker_full.can_link(self.snapshot_dir, self.docker_root())
+        checks.append(
+            DoctorCheck(
+                "docker: checkpoint store",
+                True,
+                f"{self.snapshot_dir}: forks {'hard-link' if linked else 'copy (another mount)'}",
+                "" if linked else f"put the snapshot dir on the mount of {self.docker_root()}",
+            )
+        )
+        return [*checks, self._smoke("fs"), self._smoke("full")]
+
+    def _smoke(self, level: Level) -> DoctorCheck:
+        """Change files, cwd, env and start a process; snapshot; fork; check the fork."""
+        name = f"docker: level {level}"
+        backend = DockerBackend(self.snapshot_dir, level, work_dir=self.work_dir, api=self.api)
+        command = "cd /tmp && export V=1 && echo ok > f && { sleep 600 & echo $! > pid; }"
+        probe = "cat f; pwd; echo $V; grep -qs sleep /proc/$(cat pid)/cmdline && echo alive"
+        try:
+            with backend.start(RootSpec("tvcache-doctor", backend=BACKEND_NAME)) as source:
+                source.run(ToolCall("bash", {"command": command}))
+                handle = source.snapshot(f"doctor-{uuid.uuid4().hex[:12]}")
+            try:
+                with backend.fork(handle) as fork:
+                    output = fork.run(ToolCall("bash", {"command": probe})).output
+                    failure = fork.restore_fallback or handle.meta.get("full_failure")
+            finally:
+                backend.delete_snapshot(handle)
+        except TvcacheError as error:
+            return DoctorCheck(name, False, str(error), error.hint or "see the error")
+        if failure or output != "ok\n/tmp\n1\n" + ("alive\n" if level == "full" else ""):
+            return DoctorCheck(
+                name, False, f"fork is wrong: {failure or repr(output)}", "see the checks above"
+            )
+        kept = "files, cwd, env" + (" and processes" if level == "full" else "")
+        return DoctorCheck(name, True, f"a fork kept {kept}")

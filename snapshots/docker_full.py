@@ -1,0 +1,200 @@
+"""``full`` snapshots of Docker containers: the file system plus the processes, through the Engine
+API's checkpoint endpoints (which run CRIU), captured at one instant and forkable many times.
+
+Capture: pause → checkpoint (``Exit: false``, images into the snapshot store, where they outlive
+the source container) → commit without pausing again → unpause. File system and memory are
+frozen together, so they agree. When CRIU fails, the commit still happens and the handle says
+``fs`` (and why): never a snapshot that claims processes it does not hold.
+
+Fork: a container from the committed image, the checkpoint hard-linked (copied across mounts)
+into ``<DockerRootDir>/containers/<id>/checkpoints/<name>/`` (Docker refuses custom directories
+on start), a file unique to the fork written into the copy (identical copies restored at the
+same time collide in containerd's content store), then ``start?checkpoint=<name>``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from snapshots import directory as sdir
+from snapshots import docker_fs
+from snapshots._errors import SnapshotError
+from snapshots._handle import SnapshotHandle
+from snapshots.criu import explain
+from snapshots.docker_fs import DockerAPI
+
+CHECKPOINT = "tvcache"
+"""The checkpoint's name, inside the snapshot directory and inside each fork's container."""
+MARKER = "tvcache-fork-id"
+RECORD = "snapshot.json"
+"""Beside the checkpoint: the labels of the snapshot, so that reconcile can judge the directory."""
+
+
+def snapshot_path(store: Path, snapshot_id: str) -> Path:
+    return store / docker_fs.image_tag(snapshot_id)
+
+
+def _checkpoint(api: DockerAPI, container: str, directory: Path) -> None:
+    response = api._post_json(
+        api._url("/containers/{0}/checkpoints", container),
+        data={"CheckpointID": CHECKPOINT, "Exit": False, "CheckpointDir": str(directory)},
+    )
+    if response.status_code >= 300:
+        message = _message(response)
+        reason, hint = explain(message)
+        raise SnapshotError(f"checkpoint of {container[:12]} failed: {reason}", hint)
+
+
+def _message(response: Any) -> str:
+    try:
+        return str(response.json().get("message", response.text))
+    except ValueError:
+        return str(response.text)
+
+
+def take(
+    api: DockerAPI,
+    container: str,
+    snapshot_id: str,
+    *,
+    store: Path,
+    labels: Mapping[str, str],
+    meta: Mapping[str, Any],
+    while_paused: Callable[[], None],
+    flatten_depth: int = docker_fs.FLATTEN_DEPTH,
+) -> SnapshotHandle:
+    """A ``full`` snapshot, or an ``fs`` one whose ``full_failure`` says why CRIU could not.
+
+    ``while_paused`` runs with every process frozen, just before the dump (the caller empties
+    files that checkpointed processes hold open, so forks can match their size).
+    """
+    final = snapshot_path(store, snapshot_id)
+    if final.exists():
+        raise SnapshotError(f"snapshot {snapshot_id} already exists in {store}", "use a new id")
+    ref = docker_fs.image_ref(snapshot_id)
+    parent = str(api.inspect_container(container)["Image"])
+    temp = store / sdir.temp_name(final.name)
+    temp.mkdir(parents=True)
+    failure: str | None = None
+    try:
+        api.pause(container)
+        try:
+            while_paused()
+            try:
+                _checkpoint(api, container, temp)
+            except SnapshotError as error:
+                failure = str(error)
+            image = docker_fs.commit(api, container, ref, labels, pause=False)
+        finally:
+            api.unpause(container)
+        layer = docker_fs.finish(api, image, parent, ref, labels, flatten_depth)
+        if failure is not None:
+            sdir.delete_tree(temp)
+            return docker_fs.handle(
+                snapshot_id, "fs", ref, layer, {**meta, "full_failure": failure}
+            )
+        (temp / RECORD).write_text(json.dumps({"labels": dict(labels)}, sort_keys=True))
+        os.rename(temp, final)
+    except BaseException:
+        sdir.delete_tree(temp)
+        raise
+    checkpoint_bytes = sdir.size_on_disk(final)
+    full_meta = {**meta, "checkpoint": str(final), "checkpoint_bytes": checkpoint_bytes}
+    return docker_fs.handle(snapshot_id, "full", ref, layer, full_meta, checkpoint_bytes)
+
+
+def install(source: Path, docker_root: Path, container: str) -> None:
+    """Put a private copy of the checkpoint ``source`` where Docker restores it from.
+
+    Hard links when the store shares a mount with ``docker_root`` (restore only reads the
+    images), else copies.
+    """
+    target = docker_root / "containers" / container / "checkpoints" / CHECKPOINT
+    if not (source / "inventory.img").is_file():
+        raise SnapshotError(
+            f"checkpoint files are missing from {source}",
+            "the snapshot was damaged; its forks start from its fs state",
+        )
+    linked = True
+    for dirpath, _, filenames in os.walk(source):
+        out = target / os.path.relpath(dirpath, source)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            if linked:
+                try:
+                    os.link(os.path.join(dirpath, name), out / name)
+                    continue
+                except OSError as error:
+                    if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                        raise
+                    linked = False
+            shutil.copy2(os.path.join(dirpath, name), out / name)
+    (target / MARKER).write_text(f"{container} {uuid.uuid4().hex}\n")
+
+
+def start(api: DockerAPI, container: str) -> None:
+    """Start ``container`` from its installed checkpoint; raise with CRIU's reason on failure."""
+    response = api._post(
+        api._url("/containers/{0}/start", container), params={"checkpoint": CHECKPOINT}
+    )
+    if response.status_code >= 300:
+        reason, hint = explain(_message(response))
+        raise SnapshotError(f"restore into {container[:12]} failed: {reason}", hint)
+
+
+def delete(handle: SnapshotHandle) -> None:
+    """Remove the checkpoint directory of a ``full`` handle. Idempotent."""
+    checkpoint = handle.meta.get("checkpoint")
+    if checkpoint:
+        sdir.delete_tree(Path(checkpoint))
+
+
+def sweep(
+    store: Path, known: Collection[str], orphaned: Callable[[Mapping[str, str]], bool]
+) -> list[str]:
+    """Remove checkpoint directories of ``store`` that no snapshot id in ``known`` names and
+    ``orphaned`` accepts by their labels, and temp entries of dead processes. Directories
+    without a tvcache record are left alone. Returns the removed names.
+    """
+    names = {snapshot_path(store, snapshot_id).name for snapshot_id in known}
+    removed = []
+    for entry in sorted(store.iterdir()):
+        if entry.name.startswith(sdir.TMP_PREFIX):
+            pid = sdir.temp_owner_pid(entry.name)
+            doomed = pid is None or (pid != os.getpid() and not psutil.pid_exists(pid))
+        elif entry.name in names:
+            continue
+        else:
+            try:
+                labels = json.loads((entry / RECORD).read_text())["labels"]
+            except (OSError, ValueError, KeyError):
+                continue
+            doomed = orphaned(labels)
+        if doomed:
+            sdir.delete_tree(entry)
+            removed.append(entry.name)
+    return removed
+
+
+def can_link(store: Path, docker_root: Path) -> bool:
+    """Whether checkpoints in ``store`` can be hard-linked into ``docker_root`` (same mount)."""
+    probe = store / sdir.temp_name("link-probe")
+    target = docker_root / f".tvcache-link-probe-{uuid.uuid4().hex}"
+    try:
+        probe.write_bytes(b"")
+        os.link(probe, target)
+        return True
+    except OSError:
+        return False
+    finally:
+        for path in (probe, target):
+            path.unlink(missing_ok=True)

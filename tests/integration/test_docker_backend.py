@@ -1,0 +1,457 @@
+"""The Docker backend end to end: a real daemon, real CRIU, the tvcache base image.
+
+Without a daemon (or the base image) these tests skip, except under CI (``$CI`` set), where they
+fail: CI must never pass by skipping. Every test works in its own store (``snapshot_dir``), and a
+fixture removes whatever carries that store's label afterwards, then checks that nothing is left.
+Measurements print with ``pytest -s -k measurements``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from sandbox import Backend, LocalBackend, Observation, RootSpec, Sandbox, ToolCall
+from sandbox.docker import DEFAULT_IMAGE, DockerBackend, DockerBackendError, DockerSandbox, Level
+from snapshots import SnapshotHandle, docker_fs, docker_full
+from snapshots.docker_fs import LABEL_STORE
+
+pytestmark = pytest.mark.docker
+
+BackendFactory = Callable[..., DockerBackend]
+
+
+def _unavailable(reason: str) -> None:
+    message = f"Docker backend tests need {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def api() -> Any:
+    try:
+        client = docker_fs.connect(timeout=60)
+        client.ping()
+    except Exception as error:
+        _unavailable(f"a Docker daemon ({error}); run scripts/setup-docker.sh")
+    try:
+        client.inspect_image(DEFAULT_IMAGE)
+    except Exception:
+        _unavailable(f"the image {DEFAULT_IMAGE}; build it with bash docker/base/build.sh")
+    return client
+
+
+@pytest.fixture
+def store(tmp_path: Path, api: Any) -> Iterator[Path]:
+    """A fresh snapshot dir. Afterwards: every sandbox must have been closed, and whatever is
+    labelled with this store (snapshot images a test kept) is removed, then checked gone.
+    """
+    snapshot_dir = (tmp_path / "snapshots").resolve()
+    yield snapshot_dir
+    label = f"{LABEL_STORE}={snapshot_dir}"
+    leaked = api.containers(all=True, filters={"label": label})
+    for container in leaked:
+        api.remove_container(container["Id"], force=True)
+    for _ in range(5):  # children before parents: a parent with children cannot go
+        for image in api.images(all=True, filters={"label": label}):
+            try:
+                api.remove_image(image["Id"], force=True)
+            except Exception as error:
+                if "child" not in str(error) and not docker_fs.is_not_found(error):
+                    raise
+    assert api.containers(all=True, filters={"label": label}) == []
+    assert api.images(all=True, filters={"label": label}) == []
+    assert [c["Names"] for c in leaked] == [], "sandboxes left running"
+
+
+@pytest.fixture
+def make_backend(store: Path, api: Any) -> BackendFactory:
+    def make(level: Level = "fs", **kwargs: Any) -> DockerBackend:
+        kwargs.setdefault("default_timeout", 30)
+        return DockerBackend(store, level, api=api, **kwargs)
+
+    return make
+
+
+@pytest.fixture(params=["fs", "full"])
+def level(request: pytest.FixtureRequest) -> Level:
+    return cast(Level, request.param)
+
+
+def sh(sandbox: Sandbox, command: str, **args: Any) -> Observation:
+    return sandbox.run(ToolCall("bash", {"command": command, **args}))
+
+
+def start(backend: DockerBackend, **options: Any) -> DockerSandbox:
+    return backend.start(RootSpec("task", backend="docker", options=options))
+
+
+# ------------------------------------------------------------------------------------- basics
+
+
+def test_implements_the_protocols_and_local_tool_specs(make_backend: BackendFactory) -> None:
+    backend = make_backend()
+    local = LocalBackend(backend.snapshot_dir.parent / "local" / "snapshots")
+    assert isinstance(backend, Backend) and backend.name == "docker"
+    assert dict(backend.tool_specs()) == dict(local.tool_specs())
+    with start(backend) as box:
+        assert isinstance(box, Sandbox) and box.fingerprint() is None
+        out = sh(box, "echo out; echo err >&2; hostname; exit 3")
+        assert (out.output, out.exit_code) == ("out\nerr\nsandbox\n", 3)
+        assert sh(box, "cat /sys/class/net/*/address 2>/dev/null | wc -l").output == "1\n"
+
+
+def test_root_identity_is_the_image_id(make_backend: BackendFactory, api: Any) -> None:
+    backend = make_backend()
+    image_id = api.inspect_image(DEFAULT_IMAGE)["Id"]
+    assert backend.root_identity(RootSpec("t", backend="docker")) == f"docker:{image_id}"
+    with pytest.raises(DockerBackendError, match=r"does not exist.*build or import"):
+        backend.root_identity(RootSpec("t", backend="docker", template="tvcache/nope:0"))
+    with pytest.raises(DockerBackendError, match="unknown docker backend option"):
+        start(backend, gpus=1)
+
+
+def test_options_set_limits_and_env(make_backend: BackendFactory, api: Any) -> None:
+    with start(make_backend(), memory="256m", pids=64, cpus=0.5, env={"GREETING": "hi"}) as box:
+        host = api.inspect_container(box.container_id)["HostConfig"]
+        assert (host["Memory"], host["PidsLimit"], host["NanoCpus"]) == (256 << 20, 64, 5 * 10**8)
+        assert host["NetworkMode"] == "none"
+        assert sh(box, "echo $GREETING").output == "hi\n"
+
+
+def test_sqlite_matches_the_local_backend(make_backend: BackendFactory, tmp_path: Path) -> None:
+    local = LocalBackend(tmp_path / "local" / "snapshots", max_output_bytes=300)
+    script = [
+        "CREATE TABLE t(x, y); INSERT INTO t VALUES (1, 'a'), (2, NULL)",
+        "SELECT * FROM t ORDER BY x",
+        "SELECT * FROM t WHERE x > 5",
+        "SELECT * FROM missing",
+        "UPDATE t SET y = 'b'; SELECT count(*) FROM t",
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT 200) SELECT * FROM c",
+    ]
+    with (
+        start(make_backend(max_output_bytes=300)) as box,
+        local.start(RootSpec("t")) as here,
+    ):
+        for sql in script:
+            call = ToolCall("sqlite", {"sql": sql})
+            ours, theirs = box.run(call), here.run(call)
+            assert ours.same_as(theirs), sql
+            assert ours.read_only == theirs.read_only, sql
+        other = ToolCall("sqlite", {"sql": "SELECT 1", "db": "sub/other.db"})
+        assert box.run(other).same_as(here.run(other))
+
+
+def test_output_is_capped_with_a_marker(make_backend: BackendFactory) -> None:
+    with start(make_backend(max_output_bytes=2000)) as box:
+        out = sh(box, "head -c 100000 /dev/zero | tr '\\0' a")
+        assert out.truncated and out.output.startswith("a" * 2000)
+        assert "[tvcache: output truncated to 2000 of 100000 bytes]" in out.output
+
+
+# ------------------------------------------------------------------------------ shell state
+
+
+def test_shell_state_persists_between_calls(make_backend: BackendFactory) -> None:
+    with start(make_backend()) as box:
+        sh(box, "mkdir -p /w/a && cd /w/a && export G='hi there' && U=local && f() { echo f$1; }")
+        assert sh(box, 'pwd; echo "$G" $U; f 1').output == "/w/a\nhi there local\nf1\n"
+        assert sh(box, "cd /tmp; export X=1; exit 7").exit_code == 7
+        assert sh(box, "pwd; echo $X; f 2").output == "/tmp\n1\nf2\n"  # restarted from state
+
+
+def test_cd_export_and_functions_survive_a_snapshot(
+    make_backend: BackendFactory, level: Level
+) -> None:
+    backend = make_backend(level)
+    with start(backend) as box:
+        sh(box, "mkdir -p /w/b && cd /w/b && export G='a b' && U=u && f() { echo f$1; }")
+        snap = box.snapshot(f"s-{level}")
+        assert snap.level == level and snap.size_bytes > 0
+        with backend.fork(snap) as fork:
+            assert fork.restore_fallback is None
+            unexported = "u" if level == "full" else ""  # lives in the shell's memory only
+            out = sh(fork, 'pwd; echo "$G"; echo "$U"; f 3; cd - >/dev/null; pwd')
+            assert out.output == f"/w/b\na b\n{unexported}\nf3\n/work\n"
+
+
+def test_forks_are_independent(make_backend: BackendFactory, level: Level) -> None:
+    backend = make_backend(level)
+    with start(backend) as box:
+        sh(box, "echo base > /work/f; sleep 600 &")
+        snap = box.snapshot("s1")
+        with backend.fork(snap) as a, backend.fork(snap) as b:
+            sh(a, "echo A >> /work/f; touch /work/only-a; rm /etc/issue")
+            assert sh(b, "cat /work/f; ls /work /etc/issue").output == (
+                "base\n/etc/issue\n\n/work:\nf\n"
+            )
+            assert sh(a, "cat /work/f").output == "base\nA\n"
+            sh(b, "echo B > /work/f")
+            with backend.fork(snap) as c:
+                assert sh(c, "cat /work/f; ls /work").output == "base\nf\n"
+        sh(box, "echo after >> /work/f")
+        assert sh(box, "cat /work/f; ls /work").output == "base\nafter\nf\n"
+        with backend.fork(snap) as d:
+            assert sh(d, "cat /work/f").output == "base\n"
+
+
+# --------------------------------------------------------------------------------- processes
+
+
+def test_processes_keep_running_in_a_full_fork(make_backend: BackendFactory) -> None:
+    backend = make_backend("full")
+    with start(backend) as box:
+        sh(box, "(i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done) &")
+        sh(box, "cd /srv 2>/dev/null || mkdir -p /srv && cd /srv && echo page > index.html")
+        sh(box, "python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &")
+        assert "page" in sh(box, "sleep 0.5; curl -s --retry 20 --retry-connrefused "
+                                 "--retry-delay 0 localhost:8000/index.html").output  # fmt: skip
+        at_snapshot = int(sh(box, "cat /tmp/n").output)
+        snap = box.snapshot("s")
+        assert snap.level == "full", snap.meta.get("full_failure")  # CRIU < 4.2: sockets fail
+        with backend.fork(snap) as fork:
+            assert fork.restore_fallback is None and fork.boot_id == box.boot_id
+            first = int(sh(fork, "cat /tmp/n").output)
+            later = int(sh(fork, "sleep 0.3; cat /tmp/n").output)
+            assert at_snapshot <= first < later  # continues, never restarts from 1
+            assert sh(fork, "curl -s localhost:8000/index.html").output == "page\n"
+            assert "python3 -m http.server" in sh(fork, "jobs").output
+        assert sh(box, "curl -s localhost:8000/index.html").output == "page\n"
+
+
+def test_concurrent_forks_of_one_checkpoint(make_backend: BackendFactory) -> None:
+    backend = make_backend("full")
+    with start(backend) as box:
+        sh(box, "sleep 600 &")
+        snap = box.snapshot("s")
+    with ThreadPoolExecutor(3) as pool:
+        forks = list(pool.map(lambda _: backend.fork(snap), range(3)))
+    try:
+        assert [f.restore_fallback for f in forks] == [None, None, None]
+        assert all("sleep 600" in sh(f, "jobs").output for f in forks)
+    finally:
+        for fork in forks:
+            fork.close()
+
+
+def test_forks_of_forks(make_backend: BackendFactory, level: Level) -> None:
+    backend = make_backend(level)
+    box = start(backend)
+    sh(box, "(i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done) &")
+    handles: list[SnapshotHandle] = []
+    for generation in range(11):
+        sh(box, f"mkdir -p /g/{generation} && cd /g/{generation} && echo {generation} >> /g/log")
+        sh(box, f"export GEN={generation}")
+        handles.append(box.snapshot(f"gen-{generation}"))
+        box.close()
+        box = backend.fork(handles[-1])
+        assert box.restore_fallback is None
+    with box:
+        out = sh(box, "pwd; echo $GEN; paste -sd, /g/log")
+        assert out.output == "/g/10\n10\n" + ",".join(map(str, range(11))) + "\n"
+        alive = sh(box, "a=$(cat /tmp/n); sleep 0.3; b=$(cat /tmp/n); [ $b -gt $a ] && echo on")
+        assert alive.output == ("on\n" if level == "full" else "")
+        assert handles[-1].meta["depth"] == handles[0].meta["depth"] + 10
+    for handle in handles:
+        backend.delete_snapshot(handle)
+
+
+def test_trajectory_of_200_calls_flattens_images(
+    make_backend: BackendFactory, store: Path, api: Any
+) -> None:
+    """A commit at every call and a fork after two calls of three: 134 forks stack 134 layers
+    (Docker fails at 125) unless flattened; ``flatten_depth=60`` makes the chain cross it twice.
+    The container forked from a snapshot at depth 60 flattens each of its commits (two here).
+    """
+    backend = make_backend("fs", flatten_depth=60)
+    box, previous = start(backend), None
+    started = time.perf_counter()
+    for step in range(200):
+        sh(box, f"echo {step} >> /work/log")
+        handle = box.snapshot(f"step-{step}")
+        assert handle.meta["depth"] <= backend.flatten_depth
+        if previous is not None:
+            backend.delete_snapshot(previous)  # the chain's images stay while children need them
+        previous = handle
+        if step % 3 != 2:
+            box.close()
+            box = backend.fork(handle)
+    with box:
+        assert sh(box, "wc -l < /work/log; tail -1 /work/log").output == "200\n199\n"
+    assert previous is not None
+    backend.delete_snapshot(previous)  # the last one: Docker prunes the untagged chain with it
+    assert api.images(all=True, filters={"label": f"{LABEL_STORE}={store}"}) == []
+    assert (backend.counters["forks"], backend.counters["flattens"]) == (134, 4)
+    print(f"\n200 calls, 200 snapshots, 134 forks: {time.perf_counter() - started:.1f} s")
+
+
+# ----------------------------------------------------------------------------------- timeouts
+
+
+def test_timeout_ends_the_command_not_the_sandbox(make_backend: BackendFactory) -> None:
+    with start(make_backend()) as box:
+        sh(box, "cd /tmp; export KEEP=1; sleep 600 &")
+        started = time.perf_counter()
+        out = sh(box, "cd /; export LOST=1; echo before; sleep 30", timeout=2)
+        assert 2 <= time.perf_counter() - started < 3.5
+        assert out.timed_out and out.exit_code == 124 and out.output.startswith("before\n")
+        after = sh(box, "pwd; echo $KEEP ${LOST-unset}; pgrep -fc 'sleep 600'; pgrep -c -x sleep")
+        assert after.output == "/tmp\n1 unset\n1\n1\n"  # the earlier job survives, sleep 30 not
+        spin = sh(box, "while :; do :; done", timeout=1)  # a builtin loop: the shell itself
+        assert spin.timed_out and sh(box, "echo ok").output == "ok\n"
+        assert box._backend.counters["timeouts"] == 2
+
+
+# ---------------------------------------------------------------------------- restore proofs
+
+
+def test_a_restore_that_cannot_prove_itself_falls_back(make_backend: BackendFactory) -> None:
+    backend = make_backend("full")
+    with start(backend) as box:
+        sh(box, "cd /tmp; export K=v; echo data > /tmp/f; sleep 600 &")
+        snap = box.snapshot("s")
+    tampered = replace(snap, meta={**snap.meta, "boot": "not-the-boot-id"})
+    with backend.fork(tampered) as fork:
+        assert fork.restore_fallback is not None and "not restored" in fork.restore_fallback
+        assert sh(fork, "pwd; echo $K; cat f; jobs | wc -l").output == "/tmp\nv\ndata\n0\n"
+    checkpoint = Path(snap.meta["checkpoint"]) / docker_full.CHECKPOINT
+    for image in checkpoint.glob("pages-*.img"):
+        image.unlink()
+    with backend.fork(snap) as fork:
+        assert fork.restore_fallback is not None and "restore" in fork.restore_fallback
+        assert sh(fork, "pwd; echo $K; cat f").output == "/tmp\nv\ndata\n"
+    assert backend.counters["full_restore_fallbacks"] == 2
+    assert backend.fallback_reasons == {"not_restored": 1, "restore_failed": 1}
+    backend.delete_snapshot(snap)
+
+
+def test_a_checkpoint_criu_refuses_gives_an_honest_fs_snapshot(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend("full")
+    with start(backend) as box:
+        sh(box, "python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & sleep 0.5")
+        sh(box, "exec 5<>/dev/tcp/127.0.0.1/8000; echo data > f")  # an open TCP connection
+        snap = box.snapshot("s")
+        assert snap.level == "fs" and "established TCP" in snap.meta["full_failure"]
+        assert backend.counters["full_snapshot_fallbacks"] == 1
+        assert sh(box, "cat f; jobs | wc -l").output == "data\n1\n"  # the source is untouched
+    with backend.fork(snap) as fork:
+        assert fork.restore_fallback is None and sh(fork, "cat f").output == "data\n"
+    backend.delete_snapshot(snap)
+
+
+# ------------------------------------------------------------------------------------ orphans
+
+_CRASHER = """
+import sys, time
+from pathlib import Path
+from sandbox import RootSpec, ToolCall
+from sandbox.docker import DockerBackend
+backend = DockerBackend(Path(sys.argv[1]), "full")
+box = backend.start(RootSpec("t", backend="docker"))
+box.run(ToolCall("bash", {"command": "echo x > /work/x; sleep 600 &"}))
+handle = box.snapshot("orphan")
+print(box.sandbox_id, handle.location, flush=True)
+time.sleep(600)
+"""
+
+
+def test_reconcile_removes_what_a_killed_process_left(
+    make_backend: BackendFactory, store: Path, api: Any
+) -> None:
+    crasher = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_CRASHER), str(store)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert crasher.stdout is not None
+    name, ref = crasher.stdout.readline().split()
+    os.kill(crasher.pid, signal.SIGKILL)
+    crasher.wait()
+    survivor = make_backend()
+    mine = start(survivor)  # a live sandbox of a live owner: kept
+    foreign = api.create_container(DEFAULT_IMAGE, ["true"])["Id"]  # no labels: never touched
+    try:
+        assert api.inspect_container(name)["State"]["Running"]
+        report = make_backend().reconcile({})
+        assert sorted(report.orphans_removed) == [
+            "checkpoint:orphan",
+            f"container:{name}",  # with its protocol directory
+            "image:orphan",
+        ]
+        assert not (survivor.work_dir / name).exists()
+        assert api.containers(all=True, filters={"name": name}) == []
+        assert not api.images(name=ref) and not (store / "orphan").exists()
+        assert api.inspect_container(mine.container_id)["State"]["Running"]
+        assert api.inspect_container(foreign)["Id"] == foreign
+    finally:
+        mine.close()
+        api.remove_container(foreign, force=True)
+
+
+def test_reconcile_reports_missing_and_keeps_known(make_backend: BackendFactory) -> None:
+    backend = make_backend("full")
+    with start(backend) as box:
+        kept, gone = box.snapshot("kept"), box.snapshot("gone")
+    backend.delete_snapshot(gone)
+    report = make_backend().reconcile({"a": kept, "b": gone})
+    assert report.orphans_removed == [] and report.missing == ["gone"]
+    with backend.fork(kept) as fork:
+        assert fork.restore_fallback is None
+    backend.delete_snapshot(kept)
+
+
+def test_doctor_finds_everything_working(make_backend: BackendFactory) -> None:
+    checks = make_backend().doctor()
+    assert [c.name for c in checks if not c.ok] == [], checks
+
+
+# ------------------------------------------------------------------------------- measurements
+
+
+def test_measurements(make_backend: BackendFactory) -> None:
+    """Snapshot and fork p50 at each level (10 samples), per-call overhead of ``bash true``."""
+    lines = []
+    for level in ("fs", "full"):
+        backend = make_backend(level)
+        with start(backend) as box:
+            sh(box, "echo data > /work/f; sleep 600 &")
+            snaps, forks = [], []
+            for index in range(10):
+                started = time.perf_counter()
+                handle = box.snapshot(f"m-{level}-{index}")
+                snaps.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                fork = backend.fork(handle)
+                forks.append(time.perf_counter() - started)
+                assert fork.restore_fallback is None
+                fork.close()
+                backend.delete_snapshot(handle)
+            calls = []
+            for _ in range(100):
+                started = time.perf_counter()
+                sh(box, "true")
+                calls.append(time.perf_counter() - started)
+            lines.append(
+                f"{level:4}: snapshot p50 {statistics.median(snaps) * 1000:4.0f} ms, "
+                f"fork p50 {statistics.median(forks) * 1000:4.0f} ms, "
+                f"size {handle.size_bytes / 1e3:.0f} kB; "
+                f"bash true p50 {statistics.median(calls) * 1000:.2f} ms"
+            )
+            assert statistics.median(snaps) < 2 and statistics.median(forks) < 3
+            assert statistics.median(calls) < 0.05
+    print("\n" + "\n".join(lines))

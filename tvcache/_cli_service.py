@@ -1,0 +1,220 @@
+"""The ``tvcache`` subcommands of the service issue: serve, restore, replay, bench --workers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from sandbox import ToolCall
+from snapshots import TvcacheError
+
+
+def _backends() -> list[str]:
+    """``local``, and ``docker`` once its backend module exists."""
+    return ["local"] + (["docker"] if importlib.util.find_spec("sandbox.docker") else [])
+
+
+def add_service_commands(sub: Any) -> None:
+    """Register ``serve``, ``restore`` and ``replay`` on the ``tvcache`` subparsers."""
+    serve = sub.add_parser("serve", help=cmd_serve.__doc__)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument("--port", type=int, default=8710, help="port (0: any free port)")
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("TVCACHE_TOKEN"),
+        help="bearer token every request "
+        "must carry (default $TVCACHE_TOKEN); required when not bound to loopback",
+    )
+    serve.add_argument("--backend", choices=_backends(), default="local")
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        help="close sessions idle this many seconds (default 600)",
+    )
+    serve.add_argument(
+        "--pool-size", type=int, default=8, help="pre-forked sandboxes kept at most (0: no pool)"
+    )
+    serve.add_argument("--threads", type=int, default=64, help="threads running misses")
+    serve.add_argument(
+        "--grace", type=float, default=60.0, help="on shutdown, seconds to let running calls finish"
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.set_defaults(func=cmd_serve)
+
+    restore = sub.add_parser("restore", help=cmd_restore.__doc__)
+    restore.add_argument("root", nargs="?", help="root id, unique id prefix, or task id")
+    where = restore.add_mutually_exclusive_group()
+    where.add_argument("--node", help="node id (or unique prefix) to restore")
+    where.add_argument("--path", help="JSON or JSONL file: the tool calls from the root")
+    where.add_argument("--list", action="store_true", help="list restored sandboxes")
+    where.add_argument("--remove", metavar="NAME", help="delete a restored sandbox ('all': all)")
+    restore.add_argument("--json", action="store_true")
+    restore.set_defaults(func=cmd_restore)
+
+    replay = sub.add_parser("replay", help=cmd_replay.__doc__)
+    replay.add_argument("trajectories", help="JSONL file, one trajectory per line")
+    replay.add_argument("--json", action="store_true", help="print one JSON report")
+    replay.set_defaults(func=cmd_replay)
+
+
+def add_bench_options(bench: argparse.ArgumentParser) -> None:
+    """``--workers N``: run the workload through ``tvcache serve`` from N client processes."""
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="client processes talking to a `tvcache serve` (load: default 8)",
+    )
+    bench.add_argument("--sessions", type=int, default=64, help="load: concurrent sessions")
+    bench.add_argument("--duration", type=float, default=300.0, help="load: seconds to run")
+    bench.add_argument(
+        "--think-ms",
+        type=float,
+        default=1000.0,
+        help="load: mean pause between a session's calls, the LLM's turn (default 1000)",
+    )
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``bench load`` or ``bench sql --workers N`` (the in-process benchmark otherwise)."""
+    if args.workload == "load":
+        from tvcache.bench.load import run_load_bench
+
+        return run_load_bench(args)
+    if args.workload != "sql":
+        raise TvcacheError(f"--workers is not supported by `bench {args.workload}` yet", "use sql")
+    from tvcache.bench.sql_service import run_sql_workers
+
+    return run_sql_workers(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the cache over HTTP to many rollout workers (one engine, shared by all)."""
+    from tvcache.cli import _settings
+    from tvcache.service import ServeOptions, serve
+
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token or None,
+        backend=args.backend,
+        idle_seconds=args.idle_timeout,
+        pool_size=args.pool_size,
+        threads=args.threads,
+        grace=args.grace,
+        log_level=args.log_level,
+    )
+    return serve(_settings(args), options)
+
+
+def _read_calls(path: Path) -> list[ToolCall]:
+    """A JSON list of ``{tool, args}`` or one per line (JSONL)."""
+    text = path.read_text()
+    try:
+        stripped = text.strip()
+        items = (
+            json.loads(stripped)
+            if stripped.startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
+        return [ToolCall(str(item["tool"]), dict(item.get("args") or {})) for item in items]
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise TvcacheError(
+            f"{path} is not a list of tool calls: {error}",
+            'write a JSON list (or one per line) of {"tool": "bash", "args": {"command": "..."}}',
+        ) from error
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """A live sandbox in the state of any node of a recorded trajectory (snapshot + replay)."""
+    from tvcache._restore import find_node, list_restored, remove_restored, restore, walk
+    from tvcache._store import Store
+    from tvcache.cli import _settings, find_root
+    from tvcache.service._server import engine_for
+
+    settings = _settings(args)
+    if args.list or args.remove:
+        home = settings.home
+        names = (
+            [p.name for p in list_restored(home)]
+            if args.list
+            else remove_restored(home, args.remove)
+        )
+        print(json.dumps(names) if args.json else "\n".join(names))
+        return 0
+    if not args.root or not (args.node or args.path):
+        raise TvcacheError("restore needs ROOT and --node ID or --path FILE", "see --help")
+    with Store(settings.resolved_store_url()) as store:
+        spec = find_root(store, args.root).spec
+    calls = _read_calls(Path(args.path)) if args.path else []
+    engine = engine_for(settings, spec.backend)
+    try:
+        rid = engine.open_root(spec)
+        root = engine.graph.root(rid)
+        assert root is not None
+        answered = walk(engine, rid, calls)
+        target = find_node(engine, rid, args.node) if args.node else (answered or [root])[-1]
+        done = restore(engine, rid, target, calls[len(answered) :])
+    finally:
+        engine.close()
+        if engine.store is not None:
+            engine.store.close()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(done)))
+        return 0
+    print(done.location)
+    print(
+        f"node {done.node_id[:12]}: forked {done.forked_from[:12]}, replayed {done.replayed} "
+        f"call(s), then ran {done.executed} call(s) not in the cache",
+        file=sys.stderr,
+    )
+    if spec.backend == "local":
+        print(f"open it with: bash --rcfile {Path(done.location).parent}/shell.sh", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-execute recorded trajectories in fresh sandboxes; exit 1 if any output diverges."""
+    from tvcache._engine import Engine
+    from tvcache._replay import load, replay
+    from tvcache.cli import _settings
+    from tvcache.service._server import engine_for
+
+    settings = _settings(args)
+    trajectories = load(Path(args.trajectories))
+    engines: dict[str, Engine] = {}
+
+    def engine_of(backend: str) -> Engine:
+        if backend not in engines:
+            engines[backend] = engine_for(settings, backend)
+        return engines[backend]
+
+    try:
+        report = replay(trajectories, engine_of)
+    finally:
+        for engine in engines.values():
+            engine.close()
+            if engine.store is not None:
+                engine.store.close()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        for d in report.divergences:
+            note = " (nondeterministic node: not a failure)" if d.nondeterministic else ""
+            call = json.dumps(d.tool_call, ensure_ascii=False)
+            print(
+                f"trajectory {d.trajectory}, call {d.call}: {call} differs from {d.against}{note}"
+            )
+            print(d.diff)
+        print(
+            f"{report.trajectories} trajectories, {report.calls} calls, {report.compared} "
+            f"compared, {len(report.divergences)} divergence(s)"
+        )
+    return 1 if report.failed else 0

@@ -1,0 +1,438 @@
+"""Clients of ``tvcache serve``: remote sessions with the in-process session API.
+
+``Client(url).session(task_id, template=...)`` returns a session whose ``call(tool, **args)``
+returns the same :class:`~tvcache.CallResult` an in-process session does. Every call carries
+a ``request_id`` and a ``seq``; a retry after a timeout or a dropped connection resends both,
+and the server answers it from the first try, so no call ever executes twice. When the server
+forgot the session (restarted, or reaped it while idle), the session reopens at the last node
+it was answered and goes on: answered calls are durable, so nothing is lost.
+
+:class:`CachedExecutor` wraps a session as a sandbox with ``execute(command) -> str``, so an
+agent loop written against such a sandbox changes one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol, Self
+
+import httpx
+
+from sandbox import JSON, Observation, ToolCallError
+from snapshots import TvcacheError
+from tvcache._engine import RootNotFoundError
+from tvcache._session import CallResult, SessionClosedError
+
+DEFAULT_URL = "http://127.0.0.1:8710"
+_RETRY_STATUS = frozenset({502, 503, 504})
+_LOST = frozenset({"session_not_found", "unreachable"})
+
+
+class ServiceError(TvcacheError):
+    """The service refused a request or could not be reached (``status`` 0, ``unreachable``)."""
+
+    def __init__(
+        self, message: str, hint: str | None, *, status: int, code: str, field: str | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.status, self.code, self.field = status, code, field
+
+
+class ToolSession(Protocol):
+    """What an agent loop needs of a session, in-process or remote."""
+
+    def call(self, tool: str, /, **args: JSON) -> CallResult: ...
+
+    def close(self) -> None: ...
+
+
+def _error(response: httpx.Response) -> TvcacheError:
+    """The exception an in-process session would have raised, where there is one."""
+    try:
+        body = response.json()["error"]
+        message, hint, code, field = body["message"], body["hint"], body["code"], body["field"]
+    except (ValueError, KeyError, TypeError):
+        message, hint, code, field = response.text[:500], None, "http", None
+    if code == "tool_call":
+        return ToolCallError(message, hint)
+    if code == "root_not_found":
+        return RootNotFoundError(message, hint)
+    return ServiceError(message, hint, status=response.status_code, code=code, field=field)
+
+
+def _unreachable(url: str, error: httpx.TransportError, tries: int) -> ServiceError:
+    return ServiceError(
+        f"tvcache service at {url} did not answer after {tries} tries: {error!r}",
+        "is `tvcache serve` running there? (the session resumes on its next call)",
+        status=0,
+        code="unreachable",
+    )
+
+
+def _http_args(url: str, token: str | None, timeout: float | None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    limits = httpx.Timeout(timeout, connect=None if timeout is None else min(timeout, 10.0))
+    return {"base_url": url, "headers": headers, "timeout": limits}
+
+
+def _answer(response: httpx.Response | None, attempt: int, retries: int) -> Any:
+    """The JSON of a final answer; None when the request should be retried."""
+    if response is None or (response.status_code in _RETRY_STATUS and attempt < retries):
+        return None
+    if response.is_error:
+        raise _error(response)
+    return response.json()
+
+
+class _State:
+    """Root spec, position and call counter of a remote session (shared by both twins)."""
+
+    def __init__(
+        self, task_id: str, template: str | None, options: Mapping[str, JSON], backend: str | None
+    ) -> None:
+        self.spec: dict[str, JSON] = {"task_id": task_id, "template": template}
+        self.spec["options"] = dict(options)
+        if backend is not None:
+            self.spec["backend"] = backend
+        self.session_id = ""
+        self.root_id = ""
+        self.node_id: str | None = None
+        self.seq = 0
+        self.lost = True  # not opened yet, or the server may have forgotten it
+        self.closed = False
+
+    def open_body(self) -> dict[str, JSON]:
+        """A fresh session id, at the last node answered (the root on the first open)."""
+        return {**self.spec, "session_id": uuid.uuid4().hex, "at_node": self.node_id}
+
+    def opened(self, data: Mapping[str, Any]) -> None:
+        self.session_id, self.root_id = str(data["session_id"]), str(data["root_id"])
+        self.node_id, self.seq, self.lost = str(data["node_id"]), int(data["seq"]), False
+
+    @property
+    def calls_path(self) -> str:
+        return f"/v1/sessions/{self.session_id}/calls"
+
+    def next_call(self, tool: str, args: Mapping[str, JSON]) -> dict[str, JSON]:
+        if self.closed:
+            raise SessionClosedError("this session is closed", "open a new one")
+        self.seq += 1
+        return {"tool": tool, "args": dict(args), "request_id": uuid.uuid4().hex, "seq": self.seq}
+
+    def failed(self, error: ServiceError) -> None:
+        """Re-raise ``error`` unless the server forgot the session (then: reopen, resend).
+
+        Either way an answer, if there was one, was never seen: the session resumes at the
+        last node it was answered.
+        """
+        if error.code not in _LOST:
+            raise error
+        self.lost = True
+        if error.code == "unreachable":
+            raise error
+
+    def resend(self, body: dict[str, JSON]) -> dict[str, JSON]:
+        """The same call (same request id) as the first call of the reopened session."""
+        self.seq = 1
+        return {**body, "seq": 1}
+
+    def answered(self, data: Mapping[str, Any]) -> CallResult:
+        result = CallResult(
+            Observation.from_dict(data["observation"]),
+            bool(data["hit"]),
+            str(data["node_id"]),
+            float(data["seconds_saved"]),
+            bool(data["tainted"]),
+        )
+        self.node_id = result.node_id
+        return result
+
+    def closing(self) -> str | None:
+        """The path to DELETE, or None when there is nothing to close on the server."""
+        was_open = not self.closed and not self.lost
+        self.closed = True
+        return f"/v1/sessions/{self.session_id}" if was_open else None
+
+
+class Client:
+    """A synchronous client. ``timeout`` bounds one HTTP request (a call that runs longer is
+    retried, and the retry waits for the same execution); ``retries`` counts retries."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float | None = 660.0,
+        retries: int = 5,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url, self.retries, self.backoff = url, retries, backoff
+        self._http = httpx.Client(**_http_args(url, token, timeout), transport=transport)
+
+    def request(self, method: str, path: str, body: Mapping[str, JSON] | None = None) -> Any:
+        """One request, retried on transport errors and 502/503/504; the JSON answer."""
+        for attempt in range(self.retries + 1):
+            try:
+                response: httpx.Response | None = self._http.request(method, path, json=body)
+            except httpx.TransportError as error:
+                if attempt == self.retries:
+                    raise _unreachable(self.url, error, attempt + 1) from error
+                response = None
+            data = _answer(response, attempt, self.retries)
+            if data is not None:
+                return data
+            time.sleep(min(self.backoff * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    def session(
+        self,
+        task_id: str,
+        /,
+        *,
+        template: str | None = None,
+        options: Mapping[str, JSON] | None = None,
+        backend: str | None = None,
+    ) -> RemoteSession:
+        """A session on the root (``template`` is a path or image on the server's side)."""
+        session = RemoteSession(self, _State(task_id, template, options or {}, backend))
+        session.reopen()
+        return session
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/health"))
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/stats"))
+
+    def tree(self, root_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/roots/{root_id}/tree"))
+
+    def metrics(self) -> str:
+        """The Prometheus text of ``/metrics``."""
+        response = self._http.get("/metrics")
+        if response.is_error:
+            raise _error(response)
+        return response.text
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RemoteSession:
+    """A session on the server, with the in-process session's API. One thread at a time."""
+
+    def __init__(self, client: Client, state: _State) -> None:
+        self._client = client
+        self._state = state
+
+    @property
+    def session_id(self) -> str:
+        return self._state.session_id
+
+    @property
+    def root_id(self) -> str:
+        return self._state.root_id
+
+    @property
+    def node_id(self) -> str | None:
+        return self._state.node_id
+
+    def reopen(self) -> None:
+        """Open on the server, at the last node this session was answered."""
+        self._state.opened(self._client.request("POST", "/v1/sessions", self._state.open_body()))
+
+    def call(self, tool: str, /, **args: JSON) -> CallResult:
+        """Serve one tool call (see :meth:`tvcache.Session.call`); never executed twice."""
+        if self._state.lost:
+            self.reopen()
+        body = self._state.next_call(tool, args)
+        try:
+            data = self._client.request("POST", self._state.calls_path, body)
+        except ServiceError as error:
+            self._state.failed(error)
+            self.reopen()
+            data = self._client.request("POST", self._state.calls_path, self._state.resend(body))
+        return self._state.answered(data)
+
+    async def acall(self, tool: str, /, **args: JSON) -> CallResult:
+        """:meth:`call` in a worker thread (asyncio code may prefer :class:`AsyncClient`)."""
+        return await asyncio.to_thread(self.call, tool, **args)
+
+    def close(self) -> None:
+        """Close on the server, destroying its sandbox. Idempotent."""
+        path = self._state.closing()
+        if path is not None:
+            try:
+                self._client.request("DELETE", path)
+            except ServiceError as error:
+                if error.code not in _LOST:
+                    raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asyncio twin of :class:`Client`; its sessions have ``acall`` and ``aclose``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float | None = 660.0,
+        retries: int = 5,
+        backoff: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url, self.retries, self.backoff = url, retries, backoff
+        self._http = httpx.AsyncClient(**_http_args(url, token, timeout), transport=transport)
+
+    async def request(self, method: str, path: str, body: Mapping[str, JSON] | None = None) -> Any:
+        """See :meth:`Client.request`."""
+        for attempt in range(self.retries + 1):
+            try:
+                response: httpx.Response | None = await self._http.request(method, path, json=body)
+            except httpx.TransportError as error:
+                if attempt == self.retries:
+                    raise _unreachable(self.url, error, attempt + 1) from error
+                response = None
+            data = _answer(response, attempt, self.retries)
+            if data is not None:
+                return data
+            await asyncio.sleep(min(self.backoff * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    async def session(
+        self,
+        task_id: str,
+        /,
+        *,
+        template: str | None = None,
+        options: Mapping[str, JSON] | None = None,
+        backend: str | None = None,
+    ) -> AsyncRemoteSession:
+        session = AsyncRemoteSession(self, _State(task_id, template, options or {}, backend))
+        await session.reopen()
+        return session
+
+    async def stats(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/v1/stats"))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class AsyncRemoteSession:
+    """A remote session for asyncio code: ``await session.acall(tool, **args)``."""
+
+    def __init__(self, client: AsyncClient, state: _State) -> None:
+        self._client = client
+        self._state = state
+
+    @property
+    def session_id(self) -> str:
+        return self._state.session_id
+
+    @property
+    def root_id(self) -> str:
+        return self._state.root_id
+
+    @property
+    def node_id(self) -> str | None:
+        return self._state.node_id
+
+    async def reopen(self) -> None:
+        body = self._state.open_body()
+        self._state.opened(await self._client.request("POST", "/v1/sessions", body))
+
+    async def acall(self, tool: str, /, **args: JSON) -> CallResult:
+        """See :meth:`RemoteSession.call`."""
+        if self._state.lost:
+            await self.reopen()
+        body = self._state.next_call(tool, args)
+        try:
+            data = await self._client.request("POST", self._state.calls_path, body)
+        except ServiceError as error:
+            self._state.failed(error)
+            await self.reopen()
+            body = self._state.resend(body)
+            data = await self._client.request("POST", self._state.calls_path, body)
+        return self._state.answered(data)
+
+    async def aclose(self) -> None:
+        path = self._state.closing()
+        if path is not None:
+            try:
+                await self._client.request("DELETE", path)
+            except ServiceError as error:
+                if error.code not in _LOST:
+                    raise
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class ExecOutput(str):
+    """What ``execute`` returns: the output text (stdout and stderr merged, as the ``bash``
+    tool gives it) as a ``str``, with ``exit_code``, ``hit`` and the whole ``result``."""
+
+    exit_code: int
+    hit: bool
+    result: CallResult
+
+    def __new__(cls, result: CallResult) -> Self:
+        text = super().__new__(cls, result.output)
+        text.exit_code, text.hit, text.result = result.exit_code, result.hit, result
+        return text
+
+
+class CachedExecutor:
+    """A sandbox with ``execute(command) -> str`` whose commands go through the cache.
+
+    Replace ``sandbox = MySandbox(...)`` with ``sandbox = CachedExecutor(client.session(task,
+    template=...))`` (an in-process session works too); ``sandbox.execute("ls")`` returns an
+    :class:`ExecOutput`.
+    """
+
+    def __init__(self, session: ToolSession, *, tool: str = "bash") -> None:
+        self.session = session
+        self.tool = tool
+
+    def execute(self, command: str, timeout: float | None = None) -> ExecOutput:
+        args: dict[str, JSON] = {"command": command}
+        if timeout is not None:
+            args["timeout"] = timeout
+        return ExecOutput(self.session.call(self.tool, **args))
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

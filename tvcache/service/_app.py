@@ -1,0 +1,238 @@
+"""The HTTP API (``/v1``): sessions, calls, trees, stats, health; ``/metrics``.
+
+One engine per server process, shared by every worker's sessions: that is what makes single
+flight hold across workers. Hits are answered on the event loop (no I/O, no thread hop);
+misses and anything else that touches a sandbox or the store run in a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import tvcache
+from sandbox import RootSpec
+from snapshots import TvcacheError
+from tvcache._engine import Engine, RootNotFoundError
+from tvcache._session import CallResult
+from tvcache.pool import PreforkPool
+from tvcache.service._errors import InvalidRequest, Unauthorized, error_body
+from tvcache.service._metrics import Metrics
+from tvcache.service._models import CallRequest, OpenSession
+from tvcache.service._sessions import Registry
+
+log = logging.getLogger("tvcache.service")
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data), status_code=status, media_type="application/json")
+
+
+def _error(error: BaseException) -> Response:
+    status, body = error_body(error)
+    if status >= 500:
+        log.error("internal error", exc_info=error)
+    return _json(body, status)
+
+
+def _validation_error(_request: Request, error: Exception) -> Response:
+    """FastAPI's 422, reworded: which field, what was wrong, and no echo of the input."""
+    assert isinstance(error, RequestValidationError)
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"] if p != "body") or "body"
+        if item["type"] == "json_invalid":
+            where = "body"
+        problems.append((where, item["msg"]))
+    field = problems[0][0]
+    text = "; ".join(f"field {f!r}: {m}" for f, m in problems)
+    hint = "see docs/service.md for the request bodies"
+    return _error(InvalidRequest(f"invalid request: {text}", hint, field=field))
+
+
+class TokenAuth:
+    """Every request must carry ``Authorization: Bearer <token>`` (compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                error = Unauthorized(
+                    "missing or wrong token", "send the header 'Authorization: Bearer <token>'"
+                )
+                await _error(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _call_result(result: CallResult, seq: int) -> dict[str, Any]:
+    return {
+        "observation": result.observation.to_dict(),
+        "hit": result.hit,
+        "node_id": result.node_id,
+        "seconds_saved": result.seconds_saved,
+        "tainted": result.tainted,
+        "seq": seq,
+    }
+
+
+def _tree(engine: Engine, root_id: str) -> dict[str, Any]:
+    """The root's nodes as stored (hit counters are written behind, within a second)."""
+    store = engine.store
+    assert store is not None
+    root = store.get_root(root_id)
+    if root is None:
+        raise RootNotFoundError(f"no root with id {root_id!r}", "list roots with GET /v1/roots")
+    snapped = {s.node_id for s in store.snapshots(root_id)}
+    nodes = [
+        {
+            "node_id": n.node_id,
+            "parent_id": n.parent_id,
+            "depth": n.depth,
+            "call": None if n.call is None else {"tool": n.call.tool, "args": dict(n.call.args)},
+            "observation": None if n.observation is None else n.observation.to_dict(),
+            "executions": n.stats.executions,
+            "hits": n.stats.hits,
+            "seconds_saved": n.stats.seconds_saved,
+            "nondeterministic": n.nondeterministic,
+            "snapshot": n.node_id in snapped,
+        }
+        for n in store.load_nodes(root_id)
+    ]
+    return {"root_id": root_id, "spec": root.spec.to_dict(), "nodes": nodes}
+
+
+def create_app(
+    engine: Engine,
+    *,
+    token: str | None = None,
+    idle_seconds: float = 600.0,
+    grace: float = 60.0,
+    threads: int = 64,
+) -> FastAPI:
+    """The service on ``engine`` (which needs a store). Shutting the app down closes every
+    session; the engine, its pool and its store stay open for their owner to close."""
+    sessions = Registry(engine, idle_seconds)
+
+    def pool_stats() -> dict[str, int] | None:
+        return engine.pool.stats() if isinstance(engine.pool, PreforkPool) else None
+
+    def gauges() -> dict[str, float]:
+        ready = (pool_stats() or {}).get("ready", 0)
+        return {"sessions_open": float(len(sessions)), "pool_ready": float(ready)}
+
+    metrics = Metrics(engine, gauges)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="tvcache-call"))
+        reaper = asyncio.create_task(sessions.reap_forever())
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            await sessions.close_all(grace)
+            engine.flush()
+
+    app = FastAPI(title="tvcache", version=tvcache.__version__, lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(TvcacheError, lambda _r, e: _error(e))
+    app.add_exception_handler(Exception, lambda _r, e: _error(e))  # logged, then re-raised
+    if token:
+        app.add_middleware(TokenAuth, token=token)
+
+    @app.get("/v1/health")
+    async def health() -> Response:
+        return _json(
+            {
+                "status": "ok",
+                "version": tvcache.__version__,
+                "backend": engine.backend.name,
+                "sessions": len(sessions),
+            }
+        )
+
+    @app.post("/v1/sessions", status_code=201)
+    async def open_session(body: OpenSession) -> Response:
+        backend = body.backend or engine.backend.name
+        if backend != engine.backend.name:
+            raise InvalidRequest(
+                f"this server runs backend {engine.backend.name!r}, not {backend!r}",
+                "leave 'backend' out, or send the request to a server of that backend",
+                field="backend",
+            )
+        spec = RootSpec(body.task_id, backend, body.template, body.options)
+        remote = await sessions.open(spec, body.session_id, body.at_node)
+        position = remote.session.position
+        return _json(
+            {
+                "session_id": remote.session_id,
+                "root_id": remote.session.root_id,
+                "node_id": position.node_id,
+                "seq": remote.seq,
+            },
+            201,
+        )
+
+    @app.post("/v1/sessions/{session_id}/calls")
+    async def call(session_id: str, body: CallRequest) -> Response:
+        started = time.perf_counter()
+        try:
+            result = await sessions.call(
+                session_id, body.seq, body.request_id, body.tool, body.args
+            )
+        except Exception:
+            metrics.calls.labels("error").observe(time.perf_counter() - started)
+            raise
+        metrics.calls.labels("hit" if result.hit else "miss").observe(time.perf_counter() - started)
+        return _json(_call_result(result, body.seq))
+
+    @app.delete("/v1/sessions/{session_id}")
+    async def close_session(session_id: str) -> Response:
+        await sessions.close(session_id)
+        return _json({"closed": session_id})
+
+    @app.get("/v1/roots")
+    async def roots() -> Response:
+        store = engine.store
+        assert store is not None
+        records = await asyncio.to_thread(store.roots)
+        return _json([{"root_id": r.root_id, **r.spec.to_dict()} for r in records])
+
+    @app.get("/v1/roots/{root_id}/tree")
+    async def tree(root_id: str) -> Response:
+        return _json(await asyncio.to_thread(_tree, engine, root_id))
+
+    @app.get("/v1/stats")
+    async def stats() -> Response:
+        data = engine.stats()
+        for key in ("fork_samples", "start_samples", "snapshot_samples"):
+            data.pop(key)
+        data["pool"] = pool_stats()
+        data["sessions_open"] = len(sessions)
+        return _json(data)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        body = await asyncio.to_thread(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app

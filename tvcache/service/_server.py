@@ -1,0 +1,126 @@
+"""``tvcache serve``: one engine, one uvicorn process, loopback unless a token guards it.
+
+Shutdown on SIGTERM or SIGINT: uvicorn stops accepting and finishes the requests in flight,
+the app closes every session (destroying its sandbox), then the pool (and any fork in flight)
+is closed, counters are flushed and the store is closed. Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from snapshots import TvcacheError
+from tvcache._engine import Engine
+from tvcache._factory import open_engine
+from tvcache._settings import Settings
+from tvcache.pool import PreforkPool
+from tvcache.service._app import create_app
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8710
+    token: str | None = None
+    backend: str = "local"
+    idle_seconds: float = 600.0
+    pool_size: int = 8
+    threads: int = 64
+    grace: float = 60.0
+    log_level: str = "info"
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback address."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise TvcacheError(f"cannot resolve host {host!r}: {error}", "pass an address") from error
+    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: any free port), bound before the engine is opened."""
+    family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise TvcacheError(
+            f"cannot listen on {host}:{port}: {error.strerror}", "choose another --port"
+        ) from error
+    sock.listen(2048)
+    return sock
+
+
+@contextlib.contextmanager
+def _signals_as_shutdown_only() -> Iterator[None]:
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; make that a no-op so the
+    engine and store are closed afterwards instead of the process dying first."""
+    saved = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def engine_for(settings: Settings, backend: str) -> Engine:
+    """``open_engine`` with its "unknown backend" turned into an error the CLI reports."""
+    try:
+        return open_engine(settings, backend=backend)
+    except ValueError as error:
+        raise TvcacheError(
+            str(error), "see `tvcache doctor` for the backends that work here"
+        ) from error
+
+
+def serve(settings: Settings, options: ServeOptions) -> int:
+    """Serve until SIGTERM/SIGINT; print the URL (one line on stdout) once listening."""
+    if not options.token and not is_loopback(options.host):
+        raise TvcacheError(
+            f"refusing to serve on {options.host} without a token: anyone who can reach it "
+            "could run commands",
+            "pass --token SECRET (or set TVCACHE_TOKEN), or bind 127.0.0.1",
+        )
+    sock = bind(options.host, options.port)
+    try:
+        engine = engine_for(settings, options.backend)
+    except BaseException:
+        sock.close()
+        raise
+    if options.pool_size > 0:
+        engine.pool = PreforkPool(engine, max_size=options.pool_size)
+    try:
+        app = create_app(
+            engine,
+            token=options.token,
+            idle_seconds=options.idle_seconds,
+            grace=options.grace,
+            threads=options.threads,
+        )
+        config = uvicorn.Config(
+            app, log_level=options.log_level, access_log=False, lifespan="on", timeout_keep_alive=30
+        )
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"tvcache serve: listening on http://{shown}:{port}", flush=True)
+        with _signals_as_shutdown_only():
+            uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        engine.close()
+        if engine.store is not None:
+            engine.store.close()
+    print("tvcache serve: stopped", file=sys.stderr, flush=True)
+    return 0
