@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Make a CRIU >= 4 usable by Docker's checkpoint API (dockerd -> containerd -> runc -> criu).
+# Make a CRIU >= 4.2 usable by Docker's checkpoint API (dockerd -> containerd -> runc -> criu).
 #
-# If the system has a `criu` whose `criu check` passes, nothing is done. Otherwise CRIU 4.x and the
-# libraries it needs are taken from Debian trixie (same mirror as this system's apt configuration),
+# CRIU 3.x fails on kernels >= 6 (vDSO); CRIU 4.1 cannot dump a process that holds a network
+# socket on recent kernels ("Can't get 1:16 opt", CRIU issues 2705/2718); 4.2 can.
+# If the system has a `criu` >= 4.2 whose `criu check` passes, nothing is done. Otherwise CRIU and the
+# libraries it needs are taken from Debian forky (same mirror as this system's apt configuration),
 # through a PRIVATE apt sources list and state directory, unpacked with `dpkg-deb -x` into
 # $TVCACHE_CRIU_PREFIX (default /opt/tvcache/criu) and run through that prefix's own dynamic loader.
 # The system's libc, dpkg database and apt configuration are left untouched.
@@ -11,12 +13,12 @@
 # Idempotent: a second run prints nothing. Environment:
 #   TVCACHE_CRIU_PREFIX    install prefix (default /opt/tvcache/criu)
 #   TVCACHE_DEBIAN_MIRROR  Debian mirror URI to use instead of the one read from /etc/apt
-#   TVCACHE_CRIU_SUITE     Debian suite to take CRIU from (default trixie)
+#   TVCACHE_CRIU_SUITE     Debian suite to take CRIU from (default forky)
 #   TVCACHE_CRIU_FORCE=1   install the private CRIU even if a system criu passes `criu check`
 set -euo pipefail
 
 PREFIX=${TVCACHE_CRIU_PREFIX:-/opt/tvcache/criu}
-SUITE=${TVCACHE_CRIU_SUITE:-trixie}
+SUITE=${TVCACHE_CRIU_SUITE:-forky}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 WRAPPER=$PREFIX/bin/criu
 ROOT=$PREFIX/root
@@ -30,8 +32,12 @@ die() { echo "setup-criu: ERROR: $*" >&2; exit 1; }
 # `criu check` prints "Looks good." (exit 0) when everything needed for dump/restore is there.
 # Warnings about optional features (e.g. soft-dirty memory tracking, which only incremental
 # pre-dumps need; Docker never uses them) make it print "Looks good but ..." and still exit 0.
-criu_ok() { # $1 = criu executable
-    "$1" --version >/dev/null 2>&1 && "$1" check >/dev/null 2>&1
+criu_ok() { # $1 = criu executable: version >= 4.2 and `criu check` passes
+    local v major minor
+    v=$("$1" --version 2>/dev/null | sed -n 's/^Version: *\([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | head -n1)
+    read -r major minor <<<"${v:-0 0}"
+    [ "$major" -gt 4 ] || { [ "$major" -eq 4 ] && [ "$minor" -ge 2 ]; } || return 1
+    "$1" check >/dev/null 2>&1
 }
 criu_major() { "$1" --version 2>/dev/null | sed -n 's/^Version: *\([0-9]*\).*/\1/p' | head -n1; }
 

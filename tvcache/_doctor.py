@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 
 from sandbox import DoctorCheck
@@ -17,71 +15,45 @@ def _store_check(settings: Settings) -> DoctorCheck:
     try:
         Store(url).close()
     except Exception as error:  # any failure is the answer here
-        return DoctorCheck(
-            "store", False, f"{url}: {error}", "set TVCACHE_STORE_URL or --store-url"
-        )
+        fix = "set TVCACHE_STORE_URL or --store-url"
+        return DoctorCheck("store", False, f"{url}: {error}", fix)
     return DoctorCheck("store", True, url)
 
 
-def _docker_check() -> DoctorCheck:
+def _docker_checks(settings: Settings) -> list[DoctorCheck]:
+    """The Docker backend's own checks (daemon, CRIU, images, a real fork at each level)."""
     try:
-        import importlib
+        from sandbox.docker import DockerBackend
 
-        docker = importlib.import_module("docker")  # the SDK, not this repo's docker/ folder
-        client = docker.from_env(timeout=5)
-        info = client.info()
-    except Exception as error:
-        return DoctorCheck(
-            "docker engine",
-            False,
-            f"no Docker daemon answers ({type(error).__name__})",
-            "run `scripts/setup-docker.sh` (installs docker.io, starts dockerd --experimental)",
-        )
-    experimental = bool(info.get("ExperimentalBuild"))
-    detail = f"{info.get('ServerVersion')} storage={info.get('Driver')} experimental={experimental}"
-    return DoctorCheck(
-        "docker engine",
-        experimental,
-        detail,
-        "" if experimental else "restart dockerd with --experimental (checkpoints need it)",
-    )
-
-
-def _criu_check() -> DoctorCheck:
-    candidates = [shutil.which("criu"), "/opt/tvcache/criu/bin/criu"]
-    binary = next((c for c in candidates if c and shutil.which(c)), None)
-    if binary is None:
-        return DoctorCheck(
-            "criu", False, "no criu binary", "run `scripts/setup-criu.sh` (CRIU 4.x)"
-        )
-    result = subprocess.run([binary, "check"], capture_output=True, text=True, timeout=60)
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
-    detail = f"{binary}: {version.stdout.strip().splitlines()[0] if version.stdout else '?'}"
-    if result.returncode != 0:
-        reason = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["unknown"]
-        return DoctorCheck(
-            "criu",
-            False,
-            f"{detail}; `criu check` failed: {reason[0]}",
-            "install CRIU 4.x: `scripts/setup-criu.sh`",
-        )
-    return DoctorCheck("criu", True, detail)
+        backend = DockerBackend(settings.snapshot_dir, "fs", work_dir=settings.sandbox_dir)
+    except Exception as error:  # no SDK, no daemon: the answer, not a crash
+        return [
+            DoctorCheck(
+                "docker: engine",
+                False,
+                f"no Docker daemon answers ({type(error).__name__}: {error})",
+                "run `bash scripts/setup-docker.sh` (installs docker.io, CRIU, starts dockerd)",
+            )
+        ]
+    return backend.doctor()
 
 
 def run_doctor(settings: Settings) -> list[DoctorCheck]:
-    """Every check, in the order a user would fix them."""
+    """Every check, in the order a user would fix them; the last lines sum up each level."""
     from sandbox.local import LocalBackend
 
     checks = [
         DoctorCheck(
             "python", sys.version_info >= (3, 11), sys.version.split()[0], "use Python >= 3.11"
-        )
+        ),
+        _store_check(settings),
     ]
-    checks.append(_store_check(settings))
     local = LocalBackend(snapshot_dir=settings.snapshot_dir, work_dir=settings.sandbox_dir)
-    local_checks = [DoctorCheck(f"local: {c.name}", c.ok, c.detail, c.fix) for c in local.doctor()]
-    checks.extend(local_checks)
+    local_checks = local.doctor()
+    docker_checks = _docker_checks(settings)
+    checks += local_checks + docker_checks
     local_ok = all(c.ok for c in local_checks)
+    by_name = {c.name: c for c in docker_checks}
     checks.append(
         DoctorCheck(
             "level fs (local backend)",
@@ -90,16 +62,14 @@ def run_doctor(settings: Settings) -> list[DoctorCheck]:
             "see the local checks above",
         )
     )
-    docker_check = _docker_check()
-    checks.append(docker_check)
-    criu_check = _criu_check()
-    checks.append(criu_check)
-    checks.append(
-        DoctorCheck(
-            "level full (docker backend)",
-            False,
-            "the Docker backend is not part of this build yet",
-            "use the local backend (level fs); container forking is tracked as its own issue",
+    for level in ("fs", "full"):
+        found = by_name.get(f"docker: level {level}")
+        checks.append(
+            DoctorCheck(
+                f"level {level} (docker backend)",
+                found is not None and found.ok,
+                found.detail if found is not None else "the Docker checks stopped earlier",
+                "see the docker checks above",
+            )
         )
-    )
     return checks

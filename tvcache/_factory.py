@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from sandbox import Backend
+from snapshots import TvcacheError
 from tvcache._engine import Engine
 from tvcache._policy import EvictionStrategy, SnapshotPolicy
+from tvcache._pool import SandboxPool
 from tvcache._settings import Settings
 from tvcache._store import Store
+
+BACKENDS = ("local", "docker")
+
+
+def make_backend(settings: Settings, backend: str = "local", *, level: str = "fs") -> Backend:
+    """The backend named ``backend``; ``level`` is the Docker backend's snapshot level."""
+    if backend == "local":
+        from sandbox.local import LocalBackend
+
+        return LocalBackend(snapshot_dir=settings.snapshot_dir, work_dir=settings.sandbox_dir)
+    if backend == "docker":
+        from sandbox.docker import DockerBackend
+
+        if level not in ("fs", "full"):
+            raise TvcacheError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
+        return DockerBackend(settings.snapshot_dir, level, work_dir=settings.sandbox_dir)  # type: ignore[arg-type]
+    raise TvcacheError(f"unknown backend {backend!r}", f"use one of: {', '.join(BACKENDS)}")
 
 
 def open_engine(
@@ -15,17 +37,20 @@ def open_engine(
     policy: SnapshotPolicy | None = None,
     eviction: EvictionStrategy | None = None,
     persist: bool = True,
+    level: str = "fs",
+    pool: Callable[[Engine], SandboxPool] | None = None,
 ) -> Engine:
     """An engine on ``backend`` with its store at ``settings.resolved_store_url()``.
 
-    ``persist=False`` keeps the graph in memory only (benchmarks, throwaway runs).
+    ``persist=False`` keeps the graph in memory only (benchmarks, throwaway runs); ``level``
+    is the Docker backend's snapshot level (``fs`` or ``full``); ``pool`` makes the engine's
+    pool of pre-forked sandboxes, e.g. ``lambda e: PreforkPool(e, max_size=8)``.
     """
     settings = settings or Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    if backend != "local":
-        raise ValueError(f"unknown backend {backend!r}; this build has: local")
-    from sandbox.local import LocalBackend
-
-    local = LocalBackend(snapshot_dir=settings.snapshot_dir, work_dir=settings.sandbox_dir)
+    chosen = make_backend(settings, backend, level=level)
     store = Store(settings.resolved_store_url()) if persist else None
-    return Engine(local, store, settings=settings, policy=policy, eviction=eviction)
+    engine = Engine(chosen, store, settings=settings, policy=policy, eviction=eviction)
+    if pool is not None:
+        engine.pool = pool(engine)
+    return engine

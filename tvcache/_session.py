@@ -135,6 +135,18 @@ class Session:
             self._sandbox_node = child.state()
         return child
 
+    def resume(self, node: Node) -> None:
+        """Continue from ``node`` (a node of this root), e.g. a remote worker's session after a
+        server restart. The history before it is the node's path; the sandbox is dropped."""
+        if node.root_id != self.root_id:
+            raise TvcacheError(
+                f"node {node.node_id} belongs to another root", "resume at a node of this root"
+            )
+        self._drop_sandbox()
+        self.position = node.state()
+        self._history = [n.call for n in self.position.path() if n.call is not None]
+        self._tainted = node.tainted()
+
     def _drop_sandbox(self) -> None:
         if self._sandbox is not None:
             self._sandbox.close()

@@ -218,8 +218,8 @@ def run_cached(
             if node.snapshot is not None:
                 backend.delete_snapshot(node.snapshot)
         store.close()
-    forks = list(stats["fork_samples"]) + list(stats["start_samples"])  # type: ignore[call-overload]
-    snaps = list(stats["snapshot_samples"])  # type: ignore[call-overload]
+    timings = engine.timings()
+    forks, snaps = timings["fork"] + timings["start"], timings["snapshot"]
     r = rec.result
     r.executed_calls = int(stats["misses"]) + int(stats["replayed_calls"])  # type: ignore[call-overload]
     r.tool_seconds = float(stats["executed_seconds"]) + float(stats["replayed_seconds"])  # type: ignore[arg-type]

@@ -224,8 +224,6 @@ def create_app(
     @app.get("/v1/stats")
     async def stats() -> Response:
         data = engine.stats()
-        for key in ("fork_samples", "start_samples", "snapshot_samples"):
-            data.pop(key)
         data["pool"] = pool_stats()
         data["sessions_open"] = len(sessions)
         return _json(data)

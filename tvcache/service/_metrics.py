@@ -37,7 +37,6 @@ _COUNTERS = {
     "evictions": "snapshots evicted by the byte budget",
     "divergences": "replayed calls whose output differed (nondeterminism)",
 }
-_DURATIONS = {"fork": "fork_samples", "start": "start_samples", "snapshot": "snapshot_samples"}
 
 
 def _histogram(name: str, doc: str, samples: Sequence[float]) -> HistogramMetricFamily:
@@ -76,9 +75,7 @@ class EngineCollector(Collector):
             yield GaugeMetricFamily("tvcache_store_bytes", "size of the store", value=float(size))
         for key, value in self.gauges().items():
             yield GaugeMetricFamily(f"tvcache_{key}", key.replace("_", " "), value=value)
-        for kind, key in _DURATIONS.items():
-            samples = stats[key]
-            assert isinstance(samples, list)
+        for kind, samples in self.engine.timings().items():
             yield _histogram(f"tvcache_{kind}_seconds", f"duration of a sandbox {kind}", samples)
 
 

@@ -76,13 +76,8 @@ def _signals_as_shutdown_only() -> Iterator[None]:
 
 
 def engine_for(settings: Settings, backend: str) -> Engine:
-    """``open_engine`` with its "unknown backend" turned into an error the CLI reports."""
-    try:
-        return open_engine(settings, backend=backend)
-    except ValueError as error:
-        raise TvcacheError(
-            str(error), "see `tvcache doctor` for the backends that work here"
-        ) from error
+    """``open_engine``; an unknown backend is a TvcacheError the CLI reports."""
+    return open_engine(settings, backend=backend)
 
 
 def serve(settings: Settings, options: ServeOptions) -> int:

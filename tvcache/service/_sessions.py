@@ -56,9 +56,7 @@ def _resume(session: Session, node_id: str) -> None:
             "pass a node_id this server answered for the same task and template",
             field="at_node",
         )
-    # Session has no resume method (yet): its position and taint are set as a call would
-    session.position = node.state()
-    session._tainted = node.tainted()
+    session.resume(node)
 
 
 def _retrieve(task: asyncio.Future[CallResult]) -> None:
