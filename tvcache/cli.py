@@ -239,7 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", help="write a PNG of hit latency and tool seconds per mode")
     bench.add_argument("--tasks", help="terminal: comma-separated task names (default: all)")
     bench.add_argument(
-        "--concurrency", type=int, default=0, help="terminal: rollouts in flight (default: G)"
+        "--concurrency",
+        type=int,
+        default=1,
+        help="terminal: rollouts in flight; 1 (default) interleaves them call by call",
     )
     bench.set_defaults(func=cmd_bench)
     add_bench_options(bench)

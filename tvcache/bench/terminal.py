@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,10 +114,20 @@ class _Recorder:
         self.result = ModeResult(name)
         self.truth = truth
         self.scores: dict[tuple[int, int], float] = {}
+        self.tainted_differences = 0
         self._bar = bar
         self._lock = threading.Lock()
 
-    def call(self, key: tuple[int, int, int], obs: Observation, seconds: float, hit: bool) -> None:
+    def call(
+        self,
+        key: tuple[int, int, int],
+        obs: Observation,
+        seconds: float,
+        hit: bool,
+        tainted: bool = False,
+    ) -> None:
+        """Record one call; a hit that differs from the no-cache run, and is not marked
+        ``tainted``, is a wrong observation (printed, so the task can be fixed)."""
         with self._lock:
             r = self.result
             r.calls += 1
@@ -125,8 +135,16 @@ class _Recorder:
             if hit:
                 r.hits += 1
                 r.hit_latencies.append(seconds)
-                if self.truth is not None:
-                    r.wrong += not obs.same_as(self.truth.outputs[key])
+                expected = self.truth.outputs[key] if self.truth is not None else obs
+                if not obs.same_as(expected):
+                    self.tainted_differences += tainted
+                    if not tainted:
+                        r.wrong += 1
+                        print(
+                            f"wrong observation at {key}: {obs.output[:200]!r} != "
+                            f"{expected.output[:200]!r}",
+                            file=sys.stderr,
+                        )
             else:
                 r.executed_calls += 1
                 r.tool_seconds += obs.seconds
@@ -139,12 +157,25 @@ class _Recorder:
             self._bar.update()
 
 
-def _run_groups(plan: Plan, rollout: Callable[[int, int], None], workers: int) -> None:
-    """Each group's rollouts run concurrently, as a GRPO group's do; groups one after another."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for g, group in enumerate(plan.groups):
-            futures = [pool.submit(rollout, g, i) for i in range(len(group.rollouts))]
-            for future in futures:
+Rollout = Callable[[int, int], Iterator[None]]
+
+
+def _run_groups(plan: Plan, rollout: Rollout, workers: int) -> None:
+    """Run every group's rollouts; groups one after another.
+
+    ``workers == 1``: round-robin, one call of each rollout in turn, the order in which a
+    group's rollouts reach the sandbox when their policy steps take similar time (what the SQL
+    benchmark does). ``workers > 1``: rollouts in threads, arriving at the same call at the
+    same instant, so single flight makes the later ones wait for the first.
+    """
+    for g, group in enumerate(plan.groups):
+        steps = [rollout(g, i) for i in range(len(group.rollouts))]
+        if workers == 1:
+            while steps:
+                steps = [s for s in steps if next(s, StopIteration) is not StopIteration]
+            continue
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(list, s) for s in steps]:
                 future.result()
 
 
@@ -153,7 +184,7 @@ def run_no_cache(plan: Plan, home: Path, workers: int, bar: tqdm) -> tuple[ModeR
     rec = _Recorder("no cache", None, bar)
     starts: list[float] = []
 
-    def rollout(g: int, i: int) -> None:
+    def rollout(g: int, i: int) -> Iterator[None]:
         # the container's start counts in the first call's time, as a cache's first miss
         # counts its fork: both modes pay for their sandbox when the first call needs it
         t0 = time.perf_counter()
@@ -164,6 +195,7 @@ def run_no_cache(plan: Plan, home: Path, workers: int, bar: tqdm) -> tuple[ModeR
                 t1 = t0 if step == 0 else time.perf_counter()
                 obs = sandbox.run(ToolCall("bash", {"command": command}))
                 rec.call((g, i, step), obs, time.perf_counter() - t1, hit=False)
+                yield
             rec.score(
                 g, i, sandbox.run(ToolCall("bash", {"command": plan.groups[g].task.check_command}))
             )
@@ -196,12 +228,14 @@ def run_cached(
     engine = Engine(backend, store, settings=Settings(home=home), policy=policy)
     rec = _Recorder(name, truth, bar)
 
-    def rollout(g: int, i: int) -> None:
+    def rollout(g: int, i: int) -> Iterator[None]:
         with engine.session(plan.specs[g]) as session:
             for step, command in enumerate(plan.groups[g].rollouts[i]):
                 t0 = time.perf_counter()
                 served = session.call("bash", command=command)
-                rec.call((g, i, step), served.observation, time.perf_counter() - t0, served.hit)
+                elapsed = time.perf_counter() - t0
+                rec.call((g, i, step), served.observation, elapsed, served.hit, served.tainted)
+                yield
             rec.score(
                 g, i, session.call("bash", command=plan.groups[g].task.check_command).observation
             )
@@ -247,7 +281,7 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         raise TvcacheError(str(error), "run it from a checkout of the repository") from error
     ensure_images(plan.groups)
-    workers = args.concurrency or max(len(g.rollouts) for g in plan.groups)
+    workers = max(args.concurrency, 1)
     modes: list[tuple[str, str, SnapshotPolicy]] = [
         ("strict prefix", "fs", NeverSnapshot()),
         ("tvcache fs", "fs", CostAwarePolicy()),
@@ -273,6 +307,7 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
     reference = recorders[0].scores
     for result, rec in zip(results, recorders, strict=True):
         result.extra["mean_score"] = round(sum(rec.scores.values()) / max(len(rec.scores), 1), 3)
+        result.extra["tainted_differences"] = rec.tainted_differences
         result.extra["score_mismatches"] = sum(rec.scores[k] != v for k, v in reference.items())
     if args.json:
         print(json.dumps({r.name.replace(" ", "_"): r.summary() for r in results}))
