@@ -39,7 +39,15 @@ from sandbox import _docker_shell as shell
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import BashTool, SqliteTool
 from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
-from snapshots import SnapshotError, SnapshotHandle, TvcacheError, criu, docker_fs, docker_full
+from snapshots import (
+    SnapshotError,
+    SnapshotHandle,
+    SnapshotRefusedError,
+    TvcacheError,
+    criu,
+    docker_fs,
+    docker_full,
+)
 from snapshots import directory as sdir
 from snapshots.docker_fs import (
     LABEL_KIND,
@@ -196,6 +204,11 @@ class DockerSandbox:
         finally:
             api.unpause(self.container_id)
 
+    def background_processes(self) -> int:
+        """Processes besides the supervisor (PID 1) and the session shell."""
+        top = self._backend.api.top(self.container_id)
+        return max(0, len(top.get("Processes") or []) - 2)
+
     def fingerprint(self) -> str | None:
         """None: a container's state (files, processes) has no cheap and faithful digest."""
         return None
@@ -208,9 +221,16 @@ class DockerSandbox:
         """
         self._check_open()
         backend = self._backend
+        running = self.background_processes()
+        if running and backend.level == "fs":
+            raise SnapshotRefusedError(
+                f"{running} background process(es) run in {self._name}: level fs keeps files only",
+                "use level full to checkpoint processes; tvcache replays from an earlier snapshot",
+            )
         meta: dict[str, Any] = {
             "shell": self._channel.state().to_dict(),
             "config": self._config.to_dict(),
+            "processes": running,
         }
         labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
         api, container, depth = backend.api, self.container_id, backend.flatten_depth
@@ -240,6 +260,13 @@ class DockerSandbox:
         if "full_failure" in handle.meta:
             log.warning("snapshot %s is fs only: %s", snapshot_id, handle.meta["full_failure"])
             backend.count("full_snapshot_fallbacks")
+            if running:
+                backend.delete_snapshot(handle)
+                raise SnapshotRefusedError(
+                    f"CRIU refused {self._name} ({handle.meta['full_failure']}) while "
+                    f"{running} background process(es) run: an fs snapshot would lose them",
+                    "tvcache replays from an earlier snapshot instead",
+                )
         backend.count("snapshots")
         if handle.meta.get("flattened"):
             backend.count("flattens")
@@ -386,6 +413,13 @@ class DockerBackend:
                 log.warning("full restore of %s fell back to fs: %s", handle.snapshot_id, reason)
                 self.count("full_restore_fallbacks")
                 self.count(failure.category, self.fallback_reasons)
+                running = int(handle.meta.get("processes", 0))
+                if running:
+                    raise SnapshotError(
+                        f"restore of {handle.snapshot_id} failed ({reason}) and its "
+                        f"{running} background process(es) cannot come back at level fs",
+                        "tvcache forks an earlier snapshot and replays instead",
+                    ) from failure
             else:
                 self.count("full_restores")
                 self.count("forks")
@@ -645,8 +679,11 @@ class DockerBackend:
         """Change files, cwd, env and start a process; snapshot; fork; check the fork."""
         name = f"docker: level {level}"
         backend = DockerBackend(self.snapshot_dir, level, work_dir=self.work_dir, api=self.api)
-        command = "cd /tmp && export V=1 && echo ok > f && { sleep 600 & echo $! > pid; }"
-        probe = "cat f; pwd; echo $V; grep -qs sleep /proc/$(cat pid)/cmdline && echo alive"
+        command = "cd /tmp && export V=1 && echo ok > f"
+        probe = "cat f; pwd; echo $V"
+        if level == "full":  # level fs refuses to snapshot running processes
+            command += " && { sleep 600 & echo $! > pid; }"
+            probe += "; grep -qs sleep /proc/$(cat pid)/cmdline && echo alive"
         try:
             with backend.start(RootSpec("tvcache-doctor", backend=BACKEND_NAME)) as source:
                 source.run(ToolCall("bash", {"command": command}))

@@ -18,3 +18,8 @@ class TvcacheError(Exception):
 
 class SnapshotError(TvcacheError):
     """A snapshot could not be taken, restored, forked or deleted."""
+
+
+class SnapshotRefusedError(SnapshotError):
+    """This state cannot be captured faithfully at this level (say, processes are running
+    and the level keeps only files): no snapshot is better than a wrong one."""

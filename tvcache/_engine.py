@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sandbox import Backend, Observation, RootSpec, Sandbox, ToolCall, ToolCallError, ToolSpec
-from snapshots import SnapshotHandle, TvcacheError
+from snapshots import SnapshotError, SnapshotHandle, SnapshotRefusedError, TvcacheError
 from tvcache._graph import (
     Clock,
     Graph,
@@ -81,6 +81,8 @@ class Counters:
     read_only_nodes: int = 0
     merged_nodes: int = 0
     misdeclared_pure: int = 0
+    snapshots_refused: int = 0
+    fork_failures: int = 0
     fingerprints: int = 0
     fingerprint_seconds: float = 0.0
     shadow_runs: int = 0
@@ -484,7 +486,32 @@ class Engine:
             return bound, target
         if bound is not None:
             bound.close()
-        return self._replayed(self.fork_node(base), base, target), target
+        sandbox, base = self.fork_nearest(target)
+        return self._replayed(sandbox, base, target), target
+
+    def fork_nearest(self, target: Node) -> tuple[Sandbox, Node]:
+        """A sandbox forked from the deepest snapshot on ``target``'s path that forks.
+
+        A snapshot whose fork fails (its image is gone, a restore that cannot prove itself
+        and cannot fall back faithfully) is dropped, and the next one up is tried.
+        """
+        while True:
+            base = target.deepest_snapshot()
+            try:
+                return self.fork_node(base), base
+            except SnapshotError as error:
+                if base.snapshot is None:
+                    raise
+                log.warning(
+                    "fork of node %s failed, dropping its snapshot: %s", base.node_id, error
+                )
+                with self._lock:
+                    handle, base.snapshot = base.snapshot, None
+                    self.counters.fork_failures += 1
+                if self.store is not None:
+                    self.store.delete_snapshot(base.node_id)
+                if handle is not None:
+                    self.backend.delete_snapshot(handle)
 
     def _replayed(self, sandbox: Sandbox, start: Node, target: Node) -> Sandbox:
         """``sandbox`` brought from ``start`` to ``target``; closed if the replay fails."""
@@ -586,7 +613,13 @@ class Engine:
             self._snapshotting.add(node.node_id)
         try:
             started = time.perf_counter()
-            handle = sandbox.snapshot(f"{node.node_id}-{uuid.uuid4().hex[:8]}")
+            try:
+                handle = sandbox.snapshot(f"{node.node_id}-{uuid.uuid4().hex[:8]}")
+            except SnapshotRefusedError as refused:
+                log.info("no snapshot of node %s: %s", node.node_id, refused)
+                with self._lock:
+                    self.counters.snapshots_refused += 1
+                return None
             elapsed = time.perf_counter() - started
             if self.store is not None:
                 self.store.put_snapshot(
@@ -675,6 +708,8 @@ class Engine:
                 "read_only_nodes": c.read_only_nodes,
                 "merged_nodes": c.merged_nodes,
                 "misdeclared_pure": c.misdeclared_pure,
+                "snapshots_refused": c.snapshots_refused,
+                "fork_failures": c.fork_failures,
                 "fingerprints": c.fingerprints,
                 "fingerprint_seconds": c.fingerprint_seconds,
                 "shadow_runs": c.shadow_runs,

@@ -66,8 +66,7 @@ def find_node(engine: Engine, root_id: str, name: str) -> Node:
 def restore(engine: Engine, root_id: str, target: Node, tail: Sequence[ToolCall]) -> Restored:
     """A sandbox at ``target`` (then ``tail`` executed in it, uncached), kept alive."""
     state = target.state()
-    base = state.deepest_snapshot()
-    sandbox = engine.fork_node(base)
+    sandbox, base = engine.fork_nearest(state)
     try:
         engine.replay(sandbox, base, state)
         for call in tail:

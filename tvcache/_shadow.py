@@ -41,8 +41,8 @@ class ShadowVerifier:
         if served is None or call is None:
             return
         try:
-            base = anchor.deepest_snapshot()
-            sandbox = engine._replayed(engine.fork_node(base), base, anchor)
+            forked, base = engine.fork_nearest(anchor)
+            sandbox = engine._replayed(forked, base, anchor)
             try:
                 fresh = sandbox.run(call, timeout=engine.settings.call_timeout)
             finally:

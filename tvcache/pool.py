@@ -149,10 +149,9 @@ class PreforkPool:
                 entry.sandbox.close()
 
     def _make(self, node: Node) -> _Entry | None:
-        base = node.deepest_snapshot()
-        if faithful_replay_seconds(base, node) is None:
+        if faithful_replay_seconds(node.deepest_snapshot(), node) is None:
             return None
-        sandbox = self.engine.fork_node(base)
+        sandbox, base = self.engine.fork_nearest(node)
         try:
             self.engine.replay(sandbox, base, node)
         except BaseException:

@@ -254,3 +254,50 @@ def test_fresh_output_reference_matches_engine_on_long_history() -> None:
             call = ToolCall("add", {"k": "x", "v": i % 4})
             history.append(call)
             assert s.call("add", k="x", v=i % 4).output == fresh_output(history)
+
+
+def test_refused_snapshot_is_skipped_and_counted() -> None:
+    from snapshots import SnapshotRefusedError
+
+    e = engine(AlwaysSnapshot())
+    original = FakeSandbox.snapshot
+
+    def refuse_with_proc(self: FakeSandbox, snapshot_id: str) -> object:
+        if "proc" in self.state:
+            raise SnapshotRefusedError("a process runs", "replay instead")
+        return original(self, snapshot_id)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FakeSandbox, "snapshot", refuse_with_proc)
+        with e.session("t") as a:
+            first = a.call("set", k="x", v=1)
+            started = a.call("set", k="proc", v=1)
+    assert e.graph.get(first.node_id).snapshot is not None  # type: ignore[union-attr]
+    assert e.graph.get(started.node_id).snapshot is None  # type: ignore[union-attr]
+    assert e.stats()["snapshots_refused"] == 1
+
+
+def test_failed_fork_drops_that_snapshot_and_forks_an_earlier_one() -> None:
+    from snapshots import SnapshotError
+
+    e = engine(AlwaysSnapshot())
+    with e.session("t") as a:
+        first = a.call("add", k="x", v=1)
+        second = a.call("add", k="x", v=2)
+    broken = e.graph.get(second.node_id)
+    assert broken is not None and broken.snapshot is not None
+    original = FakeBackend.fork
+
+    def fail_on_broken(self: FakeBackend, handle: object) -> FakeSandbox:
+        if handle is broken.snapshot:  # type: ignore[union-attr]
+            raise SnapshotError("restore cannot prove itself")
+        return original(self, handle)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FakeBackend, "fork", fail_on_broken)
+        with e.session("t") as b:
+            b.call("add", k="x", v=1)
+            b.call("add", k="x", v=2)
+            assert b.call("get", k="x").output == "x=3"
+    assert broken.snapshot is None and e.stats()["fork_failures"] == 1
+    assert e.graph.get(first.node_id).snapshot is not None  # type: ignore[union-attr]

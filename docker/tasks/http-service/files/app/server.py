@@ -100,8 +100,8 @@ def main() -> None:
     Handler.catalogue = Catalogue(data)
     host, port = cfg.get("host", "127.0.0.1"), cfg.getint("port")
     server = ThreadingHTTPServer((host, port), Handler)
-    print(f"loaded {len(Handler.catalogue.by_id)} items in {Handler.catalogue.load_seconds:.2f}s;"
-          f" serving on http://{host}:{port}", flush=True)
+    print(f"loaded {len(Handler.catalogue.by_id)} items; serving on http://{host}:{port}",
+          flush=True)
     server.serve_forever()
 
 
