@@ -65,31 +65,8 @@ if [ -x "$WRAPPER" ] && criu_ok "$WRAPPER" && [ "$(criu_major "$WRAPPER")" -ge 4
     exit 0
 fi
 
-# The Debian mirror serving this system's own release (read from apt's configuration at run time).
-find_mirror() {
-    local codename
-    # shellcheck disable=SC1091
-    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-    [ -n "$codename" ] || return 1
-    {
-        # one-line format: deb [opts] URI suite comps...
-        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-            [ -r "$f" ] || continue
-            sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" |
-                awk -v s="$codename" '$1=="deb" && $3==s {print $2}'
-        done
-        # deb822 format: stanzas with URIs: and Suites:
-        for f in /etc/apt/sources.list.d/*.sources; do
-            [ -r "$f" ] || continue
-            sed -e 's/#.*//' "$f" | awk -v s="$codename" '
-                function flush() { if (ok && uris != "") { n = split(uris, u, " "); for (i = 1; i <= n; i++) print u[i] } ok = 0; uris = "" }
-                /^[ \t]*$/ { flush(); next }
-                tolower($1) == "uris:" { $1 = ""; uris = $0 }
-                tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == s) ok = 1 }
-                END { flush() }'
-        done
-    } | sed 's:/*$::' | head -n1 | grep .
-}
+# shellcheck source-path=SCRIPTDIR source=debian-mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 if [ -n "${TVCACHE_DEBIAN_MIRROR:-}" ]; then
     MIRROR=${TVCACHE_DEBIAN_MIRROR%/}
 else
