@@ -214,7 +214,7 @@ _MEDIAN_PATCH = """
 """
 
 _C_STATS = _script(
-    "ls -la /work/stats /work/stats/tests",
+    "ls -lA /work/stats /work/stats/tests",
     "cat /work/stats/Makefile",
     pick(
         alt(0.8, "cd /work/stats && make"),
@@ -293,7 +293,7 @@ _RUST_TOKENS_FILE = """
 """
 
 _RUST_WORDFREQ = _script(
-    "ls -la /work/wordfreq /work/wordfreq/src /work/wordfreq/tests",
+    "ls -lA /work/wordfreq /work/wordfreq/src /work/wordfreq/tests",
     "cat /work/wordfreq/README.md",
     maybe(0.3, "cat /work/wordfreq/src/main.rs"),
     pick(alt(0.75, _RUSTC), alt(0.25, _RUSTC_DEBUG)),
@@ -353,7 +353,7 @@ _FIX_REMOVE = (
 )
 
 _PY_INVENTORY = _script(
-    "ls -la /work/inventory /work/inventory/inventory /work/inventory/tests",
+    "ls -lA /work/inventory /work/inventory/inventory /work/inventory/tests",
     _PYTEST,
     pick(
         alt(
@@ -426,7 +426,7 @@ _FIX_DATA = """
 _REINSTALL = f"/work/venv/bin/pip install --no-index --force-reinstall {_WHL}"
 
 _PY_PACKAGE = _script(
-    "ls -la /work/textkit /work/textkit/src/textkit",
+    "ls -lA /work/textkit /work/textkit/src/textkit",
     "cat /work/textkit/pyproject.toml",
     pick(
         alt(0.45, _WHEEL),
@@ -523,7 +523,7 @@ _AWK_TOP_NO_RETURNS = """
 """
 
 _CSV_REPORT = _script(
-    "ls -la /work/data && head -3 /work/data/sales.csv /work/data/stores.csv",
+    "ls -lA /work/data && head -3 /work/data/sales.csv /work/data/stores.csv",
     "wc -l /work/data/*.csv",
     maybe(0.3, "cat /work/data/stores.csv"),
     pick(
@@ -595,7 +595,7 @@ _STATS = "curl -s http://127.0.0.1:8080/stats"
 _MISSING = "curl -s -w ' HTTP %{http_code}\\n' http://127.0.0.1:8080/items/999999"
 
 _HTTP_SERVICE = _script(
-    "ls -la /work/app",
+    "ls -lA /work/app",
     "cat /work/app/server.py",
     "cat /work/app/config.ini",
     pick(
@@ -672,7 +672,7 @@ _INDEXES = (
 )
 
 _SQLITE_SHOP = _script(
-    "ls -la /work",
+    "ls -lA /work",
     f"{_DB} .schema",
     pick(
         alt(0.5, f'{_DB} -header "SELECT * FROM customers LIMIT 5"'),
@@ -792,7 +792,7 @@ _FIX_LINES = (
 _WAIT_DONE = "sleep 1.5; ls /work/queue/done | wc -l; ls /work/queue/incoming | head"
 
 _JOB_WORKER = _script(
-    "ls -la /work /work/worker /work/docs",
+    "ls -lA /work /work/worker /work/docs",
     "cat /work/worker/worker.py",
     maybe(0.4, "python3 /work/worker/submit.py --help"),
     _START_WORKER,

@@ -110,35 +110,53 @@ def _score(observation: Observation) -> float:
 class _Recorder:
     """Thread-safe accumulation of one mode's measurements."""
 
-    def __init__(self, name: str, truth: ModeResult | None, bar: tqdm) -> None:  # type: ignore[type-arg]
+    def __init__(self, name: str, reference: _Recorder | None, bar: tqdm) -> None:  # type: ignore[type-arg]
         self.result = ModeResult(name)
-        self.truth = truth
+        self.reference = reference
+        self.truth = reference.result if reference is not None else None
         self.scores: dict[tuple[int, int], float] = {}
         self.tainted_differences = 0
+        self.nondeterministic_differences = 0
+        # every fresh output seen per history: a history whose fresh runs disagree has no
+        # single right answer (test durations, temp names, directory times)
+        self.fresh: dict[tuple[int, tuple[str, ...]], set[tuple[str, int]]] = {}
         self._bar = bar
         self._lock = threading.Lock()
 
     def call(
         self,
         key: tuple[int, int, int],
+        history: tuple[str, ...],
         obs: Observation,
         seconds: float,
         hit: bool,
         tainted: bool = False,
     ) -> None:
-        """Record one call; a hit that differs from the no-cache run, and is not marked
-        ``tainted``, is a wrong observation (printed, so the task can be fixed)."""
+        """Record one call. A hit that differs from the no-cache run of the same history is a
+        wrong observation (printed, so it can be looked into) unless it is marked ``tainted``
+        or the no-cache run's fresh executions of that history disagree among themselves.
+
+        Every hit's history occurs at least twice in its group, so the no-cache run executed
+        it fresh at least twice: whether its answer is stable is known, not guessed.
+        """
         with self._lock:
             r = self.result
             r.calls += 1
             r.call_latencies.append(seconds)
+            if self.truth is None:
+                self.fresh.setdefault((key[0], history), set()).add((obs.output, obs.exit_code))
             if hit:
                 r.hits += 1
                 r.hit_latencies.append(seconds)
                 expected = self.truth.outputs[key] if self.truth is not None else obs
+                fresh = (
+                    self.reference.fresh.get((key[0], history), set()) if self.reference else set()
+                )
                 if not obs.same_as(expected):
                     self.tainted_differences += tainted
-                    if not tainted:
+                    unstable = len(fresh) > 1
+                    self.nondeterministic_differences += unstable and not tainted
+                    if not tainted and not unstable:
                         r.wrong += 1
                         print(
                             f"wrong observation at {key}: {obs.output[:200]!r} != "
@@ -194,7 +212,8 @@ def run_no_cache(plan: Plan, home: Path, workers: int, bar: tqdm) -> tuple[ModeR
             for step, command in enumerate(plan.groups[g].rollouts[i]):
                 t1 = t0 if step == 0 else time.perf_counter()
                 obs = sandbox.run(ToolCall("bash", {"command": command}))
-                rec.call((g, i, step), obs, time.perf_counter() - t1, hit=False)
+                history = plan.groups[g].rollouts[i][: step + 1]
+                rec.call((g, i, step), history, obs, time.perf_counter() - t1, hit=False)
                 yield
             rec.score(
                 g, i, sandbox.run(ToolCall("bash", {"command": plan.groups[g].task.check_command}))
@@ -219,14 +238,14 @@ def run_cached(
     policy: SnapshotPolicy,
     plan: Plan,
     home: Path,
-    truth: ModeResult,
+    reference: _Recorder,
     workers: int,
     bar: tqdm,  # type: ignore[type-arg]
 ) -> tuple[ModeResult, _Recorder]:
     backend = DockerBackend(home / "snapshots", level, work_dir=home / "sandboxes")  # type: ignore[arg-type]
     store = Store(f"sqlite:///{home / 'cache.db'}")
     engine = Engine(backend, store, settings=Settings(home=home), policy=policy)
-    rec = _Recorder(name, truth, bar)
+    rec = _Recorder(name, reference, bar)
 
     def rollout(g: int, i: int) -> Iterator[None]:
         with engine.session(plan.specs[g]) as session:
@@ -234,7 +253,10 @@ def run_cached(
                 t0 = time.perf_counter()
                 served = session.call("bash", command=command)
                 elapsed = time.perf_counter() - t0
-                rec.call((g, i, step), served.observation, elapsed, served.hit, served.tainted)
+                history = plan.groups[g].rollouts[i][: step + 1]
+                rec.call(
+                    (g, i, step), history, served.observation, elapsed, served.hit, served.tainted
+                )
                 yield
             rec.score(
                 g, i, session.call("bash", command=plan.groups[g].task.check_command).observation
@@ -300,7 +322,7 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
                 else:
                     _, level, policy = modes[index - 1]
                     result, rec = run_cached(
-                        name, level, policy, plan, home, results[0], workers, bar
+                        name, level, policy, plan, home, recorders[0], workers, bar
                     )
             results.append(result)
             recorders.append(rec)
@@ -308,6 +330,7 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
     for result, rec in zip(results, recorders, strict=True):
         result.extra["mean_score"] = round(sum(rec.scores.values()) / max(len(rec.scores), 1), 3)
         result.extra["tainted_differences"] = rec.tainted_differences
+        result.extra["nondeterministic_differences"] = rec.nondeterministic_differences
         result.extra["score_mismatches"] = sum(rec.scores[k] != v for k, v in reference.items())
     if args.json:
         print(json.dumps({r.name.replace(" ", "_"): r.summary() for r in results}))
