@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from sandbox import DoctorCheck
+from tvcache._factory import docker_backend, local_backend
 from tvcache._settings import Settings
 
 
@@ -23,9 +24,7 @@ def _store_check(settings: Settings) -> DoctorCheck:
 def _docker_checks(settings: Settings) -> list[DoctorCheck]:
     """The Docker backend's own checks (daemon, CRIU, images, a real fork at each level)."""
     try:
-        from sandbox.docker import DockerBackend
-
-        backend = DockerBackend(settings.snapshot_dir, "fs", work_dir=settings.sandbox_dir)
+        backend = docker_backend(settings)
     except Exception as error:  # no SDK, no daemon: the answer, not a crash
         return [
             DoctorCheck(
@@ -40,16 +39,13 @@ def _docker_checks(settings: Settings) -> list[DoctorCheck]:
 
 def run_doctor(settings: Settings) -> list[DoctorCheck]:
     """Every check, in the order a user would fix them; the last lines sum up each level."""
-    from sandbox.local import LocalBackend
-
     checks = [
         DoctorCheck(
             "python", sys.version_info >= (3, 11), sys.version.split()[0], "use Python >= 3.11"
         ),
         _store_check(settings),
     ]
-    local = LocalBackend(snapshot_dir=settings.snapshot_dir, work_dir=settings.sandbox_dir)
-    local_checks = local.doctor()
+    local_checks = local_backend(settings).doctor()
     docker_checks = _docker_checks(settings)
     checks += local_checks + docker_checks
     local_ok = all(c.ok for c in local_checks)

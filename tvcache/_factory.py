@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sandbox import Backend
 from snapshots import TvcacheError
@@ -12,21 +13,35 @@ from tvcache._pool import SandboxPool
 from tvcache._settings import Settings
 from tvcache._store import Store
 
+if TYPE_CHECKING:
+    from sandbox.docker import DockerBackend
+    from sandbox.local import LocalBackend
+
 BACKENDS = ("local", "docker")
+
+
+def local_backend(settings: Settings) -> LocalBackend:
+    """The local backend with its snapshots and sandboxes under ``settings.home``."""
+    from sandbox.local import LocalBackend
+
+    return LocalBackend(snapshot_dir=settings.snapshot_dir, work_dir=settings.sandbox_dir)
+
+
+def docker_backend(settings: Settings, level: str = "fs") -> DockerBackend:
+    """The Docker backend at snapshot ``level``, its store under ``settings.home``."""
+    from sandbox.docker import DockerBackend
+
+    if level not in ("fs", "full"):
+        raise TvcacheError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
+    return DockerBackend(settings.snapshot_dir, level, work_dir=settings.sandbox_dir)  # type: ignore[arg-type]
 
 
 def make_backend(settings: Settings, backend: str = "local", *, level: str = "fs") -> Backend:
     """The backend named ``backend``; ``level`` is the Docker backend's snapshot level."""
     if backend == "local":
-        from sandbox.local import LocalBackend
-
-        return LocalBackend(snapshot_dir=settings.snapshot_dir, work_dir=settings.sandbox_dir)
+        return local_backend(settings)
     if backend == "docker":
-        from sandbox.docker import DockerBackend
-
-        if level not in ("fs", "full"):
-            raise TvcacheError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
-        return DockerBackend(settings.snapshot_dir, level, work_dir=settings.sandbox_dir)  # type: ignore[arg-type]
+        return docker_backend(settings, level)
     raise TvcacheError(f"unknown backend {backend!r}", f"use one of: {', '.join(BACKENDS)}")
 
 

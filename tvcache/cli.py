@@ -168,9 +168,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.budget is not None:
-        settings = Settings(
-            home=settings.home, store_url=settings.store_url, snapshot_budget_bytes=args.budget
-        )
+        settings = dataclasses.replace(settings, snapshot_budget_bytes=args.budget)
     engine = open_engine(settings)
     try:
         assert engine.store is not None

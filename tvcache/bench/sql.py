@@ -22,8 +22,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sandbox import Observation, RootSpec, Sandbox, ToolCall
-from sandbox.local import LocalBackend
 from tvcache._engine import Engine
+from tvcache._factory import local_backend
 from tvcache._session import Session
 from tvcache._settings import Settings, StateAwareness
 from tvcache._store import Store
@@ -74,13 +74,9 @@ def _sql(action: str) -> ToolCall:
     return ToolCall("sqlite", {"sql": action})
 
 
-def _local_backend(home: Path) -> LocalBackend:
-    return LocalBackend(snapshot_dir=home / "snapshots", work_dir=home / "sandboxes")
-
-
 def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
     """Every call executed in a sandbox started fresh for its rollout."""
-    backend = _local_backend(home)
+    backend = local_backend(Settings(home=home))
     result = ModeResult("no cache")
     sandboxes: dict[tuple[int, int], Sandbox] = {}
     started = time.perf_counter()
@@ -106,7 +102,7 @@ def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: 
 
 def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
     """A cache keyed by (task, call), blind to history: fast, and wrong where history matters."""
-    backend = _local_backend(home)
+    backend = local_backend(Settings(home=home))
     result = ModeResult("naive")
     cache: dict[tuple[int, str], Observation] = {}
     sandboxes: dict[tuple[int, int], Sandbox] = {}
@@ -151,7 +147,7 @@ def run_tvcache(
     """tvcache with a SQLite store, as a user would run it: ``tvcache`` is strict prefix
     matching (the default), ``read-only`` adds the sqlite tool's read-only proofs,
     ``fingerprint`` also merges states with equal database content."""
-    backend = _local_backend(home)
+    backend = local_backend(Settings(home=home))
     store = Store(f"sqlite:///{home / 'cache.db'}")
     engine = Engine(backend, store, settings=Settings(home=home, state=TVCACHE_MODES[name]))
     result = ModeResult(name)
@@ -208,11 +204,10 @@ def run_tvcache(
 
 def _memory_per_node(home: Path) -> float | None:
     """Python heap retained per cached node, measured by reopening the store in a new engine."""
-    from sandbox.local import LocalBackend
 
     store = Store(f"sqlite:///{home / 'cache.db'}")
     try:
-        backend = LocalBackend(snapshot_dir=home / "snapshots", work_dir=home / "sandboxes")
+        backend = local_backend(Settings(home=home))
         engine = Engine(backend, store, settings=Settings(home=home))
         roots = store.roots()
         engine.open_root(roots[0].spec)  # warm SQLAlchemy's statement cache outside the count

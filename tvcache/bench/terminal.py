@@ -25,9 +25,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sandbox import Observation, RootSpec, ToolCall
-from sandbox.docker import DockerBackend
 from snapshots import TvcacheError
 from tvcache._engine import Engine
+from tvcache._factory import docker_backend
 from tvcache._policy import CostAwarePolicy, NeverSnapshot, SnapshotPolicy
 from tvcache._settings import Settings
 from tvcache._store import Store
@@ -198,7 +198,7 @@ def _run_groups(plan: Plan, rollout: Rollout, workers: int) -> None:
 
 
 def run_no_cache(plan: Plan, home: Path, workers: int, bar: tqdm) -> tuple[ModeResult, _Recorder]:  # type: ignore[type-arg]
-    backend = DockerBackend(home / "snapshots", "fs", work_dir=home / "sandboxes")
+    backend = docker_backend(Settings(home=home), "fs")
     rec = _Recorder("no cache", None, bar)
     starts: list[float] = []
 
@@ -242,7 +242,7 @@ def run_cached(
     workers: int,
     bar: tqdm,  # type: ignore[type-arg]
 ) -> tuple[ModeResult, _Recorder]:
-    backend = DockerBackend(home / "snapshots", level, work_dir=home / "sandboxes")  # type: ignore[arg-type]
+    backend = docker_backend(Settings(home=home), level)
     store = Store(f"sqlite:///{home / 'cache.db'}")
     engine = Engine(backend, store, settings=Settings(home=home), policy=policy)
     rec = _Recorder(name, reference, bar)
