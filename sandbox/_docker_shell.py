@@ -10,7 +10,8 @@ The two sides talk through a host directory bind-mounted at ``/run/tvcache`` (ne
 into images, re-bound to a fresh directory in every fork):
 
 - ``cmd``: the command text; ``req``: a FIFO that carries ``<id> <mode>`` (``sh`` runs in the
-  session shell, ``sub`` in a subshell that leaves its state alone, ``ping`` only answers). The
+  session shell, ``sub`` in a subshell that leaves its state alone, ``ping`` only answers,
+  ``state`` writes ``vars``). The
   session shell holds it open, so the host's non-blocking open fails (ENXIO) exactly while no
   shell is listening (a restart after ``exit`` or a timeout);
 - ``log``: the merged stdout+stderr of the running call (``O_APPEND``; the host truncates it
@@ -22,8 +23,11 @@ into images, re-bound to a fresh directory in every fork):
   timeout kills the call's processes and the session shell but spares earlier jobs;
 - ``cwd``/``env``/``functions``: the shell state after each completed call. A session shell
   that was killed (timeout) or exited (``exit 3``) is restarted by the supervisor from them;
-  ``fs`` snapshots record them. Unexported variables, options, aliases and jobs survive only
-  in the live shell and in ``full`` forks.
+  ``fs`` snapshots record them;
+- ``vars``: written on request (mode ``state``): every variable (exported or not), the
+  options, aliases and umask, as a script. ``fs`` snapshots and fingerprints use it; an ``fs``
+  fork's shell sources it once at start (as ``vars.fork``), a restart does not. Background
+  jobs survive only in the live shell and in ``full`` forks.
 
 Every host-side open uses ``O_NOFOLLOW``: the container may plant symlinks in the directory.
 """
@@ -39,7 +43,7 @@ import signal
 import stat
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -72,16 +76,40 @@ _SAVE = (
     "builtin declare -f >|@@/functions"
 )
 
+_VOLATILE = (
+    "__tvc_*|_|BASH|BASHOPTS|BASHPID|BASH_ALIASES|BASH_ARG*|BASH_CMDS|BASH_COMMAND|"
+    "BASH_EXECUTION_STRING|BASH_LINENO|BASH_SOURCE|BASH_SUBSHELL|BASH_VERSINFO|BASH_VERSION|"
+    "COLUMNS|COMP_*|DIRSTACK|EPOCHREALTIME|EPOCHSECONDS|EUID|FUNCNAME|GROUPS|HISTCMD|HOSTNAME|"
+    "HOSTTYPE|LINENO|LINES|MACHTYPE|OSTYPE|PIPESTATUS|PPID|PWD|RANDOM|SECONDS|SHELLOPTS|SRANDOM|UID"
+)
+"""Variables that bash sets itself or that say which process this is, not what state it is in."""
+
+_DUMP = (
+    "{ builtin compgen -v | while IFS= builtin read -r __tvc_v; do case $__tvc_v in "
+    f'{_VOLATILE}) ;; *) builtin declare -p -- "$__tvc_v";; esac; done; '
+    "builtin shopt -p | while IFS= builtin read -r __tvc_v; do "
+    '[[ $__tvc_v == *compat* ]] || builtin echo "$__tvc_v"; done; '
+    "builtin set +o; builtin alias -p; builtin umask -p; } >|@@/vars 2>/dev/null"
+)
+"""All variables (exported or not), options, aliases and the umask, as a script that restores
+them: the rest of the session shell's state beyond cwd and functions. The ``compat*`` options
+are left out: setting them back would set ``BASH_COMPAT``."""
+
 _SESSION = f"""
 readonly __tvc_boot=$TVCACHE_BOOT
 builtin unset TVCACHE_BOOT
 if [[ -e @@/env ]]; then
   IFS= builtin read -r -d '' __tvc_c <@@/cwd
   builtin cd -- "$__tvc_c" 2>/dev/null
+  builtin unset OLDPWD
   for __tvc_v in $(builtin compgen -e); do builtin unset "$__tvc_v" 2>/dev/null; done
   builtin source @@/env >/dev/null 2>&1
   builtin source @@/functions >/dev/null 2>&1
   builtin unset __tvc_c __tvc_v
+fi
+if [[ -s @@/vars.fork ]]; then
+  builtin source @@/vars.fork >/dev/null 2>&1
+  builtin : >|@@/vars.fork
 fi
 {_SAVE}
 builtin trap '{_SAVE}' EXIT
@@ -89,6 +117,11 @@ exec </dev/null >/dev/null 2>&1 3<>@@/req
 while :; do
   IFS=' ' builtin read -r -u 3 __tvc_id __tvc_mode || continue
   if [[ $__tvc_mode == ping ]]; then
+    builtin echo "$__tvc_id 0 $__tvc_boot" >@@/status
+    continue
+  fi
+  if [[ $__tvc_mode == state ]]; then
+    {_DUMP}
     builtin echo "$__tvc_id 0 $__tvc_boot" >@@/status
     continue
   fi
@@ -171,18 +204,20 @@ class ShellError(SnapshotError):
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
-    """The session shell's state as files: absolute cwd, ``export -p``, ``declare -f``."""
+    """The session shell's state as files: absolute cwd, ``export -p``, ``declare -f``, and
+    (when asked for, see :meth:`ShellChannel.full_state`) the ``vars`` script."""
 
     cwd: str = ""
     env: str = ""
     functions: str = ""
+    vars: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {"cwd": self.cwd, "env": self.env, "functions": self.functions}
+        return {"cwd": self.cwd, "env": self.env, "functions": self.functions, "vars": self.vars}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SessionState:
-        return cls(*(str(data.get(k, "")) for k in ("cwd", "env", "functions")))
+        return cls(*(str(data.get(k, "")) for k in ("cwd", "env", "functions", "vars")))
 
 
 def _open(path: Path, flags: int, mode: int = 0o666) -> int:
@@ -225,6 +260,7 @@ def prepare(directory: Path, state: SessionState | None, files: Mapping[str, byt
         write_file(directory / name, b"")
     if state is not None and state.cwd:
         for name, text in state.to_dict().items():
+            name = "vars.fork" if name == "vars" else name
             write_file(directory / name, text.encode("utf-8", "surrogateescape"))
     for name, data in {**SCRIPTS, **files}.items():
         (directory / name).parent.mkdir(parents=True, exist_ok=True)
@@ -324,6 +360,14 @@ class ShellChannel:
             for name in ("cwd", "env", "functions")
         ]
         return SessionState(*parts)
+
+    def full_state(self, timeout: float = 30.0) -> SessionState:
+        """The saved state plus a fresh ``vars`` dump (a round trip to the idle shell)."""
+        reply = self._call("state", timeout)
+        if reply is None:
+            raise ShellError(f"the shell server did not dump its state within {timeout:g} s")
+        text = read_head(self.directory / "vars", 1 << 26)[0].decode("utf-8", "surrogateescape")
+        return replace(self.state(), vars=text)
 
     def current_call(self) -> tuple[int | None, set[int]]:
         """Namespace pid of the session shell running a call (None if idle), and kept jobs."""

@@ -25,6 +25,7 @@ protocol directories, signals container processes on timeouts and installs check
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
+from sandbox._docker_state import ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import BashTool, SqliteTool
 from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
@@ -59,6 +61,7 @@ from snapshots.docker_fs import (
     api_error,
     is_not_found,
 )
+from snapshots.overlay import OverlayDigests
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +115,19 @@ def _check_options(options: Mapping[str, JSON]) -> dict[str, JSON]:
 
 @dataclass(frozen=True, slots=True)
 class _Config:
-    """What a fork needs beyond the image: the options, and the sqlite tool's root directory."""
+    """What a fork needs beyond the image: the options, the sqlite tool's root directory, and
+    the root image's id (fingerprints are taken relative to it; "" in older snapshots)."""
 
     options: dict[str, JSON]
     root: str
+    image: str = ""
 
     def to_dict(self) -> dict[str, JSON]:
-        return {"options": self.options, "root": self.root}
+        return {"options": self.options, "root": self.root, "image": self.image}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> _Config:
-        return cls(options=dict(data["options"]), root=str(data["root"]))
+        return cls(dict(data["options"]), str(data["root"]), str(data.get("image", "")))
 
 
 class _RestoreFailed(Exception):
@@ -155,6 +160,7 @@ class DockerSandbox:
         self.boot_id = boot_id
         self.restore_fallback: str | None = None
         self._closed = False
+        self._files = ContainerFiles(backend.api, backend.overlay, container_id, config.image)
 
     @property
     def sandbox_id(self) -> str:
@@ -206,12 +212,24 @@ class DockerSandbox:
 
     def background_processes(self) -> int:
         """Processes besides the supervisor (PID 1) and the session shell."""
-        top = self._backend.api.top(self.container_id)
-        return max(0, len(top.get("Processes") or []) - 2)
+        return self._files.processes()
 
     def fingerprint(self) -> str | None:
-        """None: a container's state (files, processes) has no cheap and faithful digest."""
-        return None
+        """The files changed since the root image (see :mod:`sandbox._docker_state`) and the
+        whole shell state: cwd, functions, every variable, options, aliases, umask.
+
+        None while a background process runs (what it will do is in no file), at either
+        level, and where the layers cannot be read (a flattened snapshot, not overlay2).
+        """
+        self._check_open()
+        if self.background_processes():
+            return None
+        files = self._files.digest()
+        if files is None:
+            return None
+        state = self._channel.full_state()
+        text = f"{files}\0{state.cwd}\0{state.functions}\0{state.vars}"
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
     def snapshot(self, snapshot_id: str) -> SnapshotHandle:
         """Checkpoint at the backend's level; the sandbox keeps running unchanged.
@@ -228,7 +246,7 @@ class DockerSandbox:
                 "use level full to checkpoint processes; tvcache replays from an earlier snapshot",
             )
         meta: dict[str, Any] = {
-            "shell": self._channel.state().to_dict(),
+            "shell": self._channel.full_state().to_dict(),
             "config": self._config.to_dict(),
             "processes": running,
         }
@@ -353,6 +371,7 @@ class DockerBackend:
         self._docker_root: Path | None = None
         self._files = shell.helper_files()
         self._process = docker_fs.process_labels()
+        self.overlay = OverlayDigests()
 
     @property
     def name(self) -> str:
@@ -383,7 +402,7 @@ class DockerBackend:
     def start(self, spec: RootSpec) -> DockerSandbox:
         image, info = self._image(spec)
         options = _check_options(spec.options)
-        config = _Config(options, (info.get("Config") or {}).get("WorkingDir") or "/")
+        config = _Config(options, (info.get("Config") or {}).get("WorkingDir") or "/", info["Id"])
         env = options.get("env") or {}
         assert isinstance(env, Mapping)
         sandbox = self._launch(image, config, None, [f"{k}={v}" for k, v in env.items()])
@@ -517,8 +536,11 @@ class DockerBackend:
         self, handle: SnapshotHandle, config: _Config, state: shell.SessionState
     ) -> DockerSandbox:
         """A container restored from the checkpoint of ``handle``, proven by its boot id."""
-        # ``state`` is also written for the restored shell: a restart after a timeout needs it.
-        container, name, directory = self._create(handle.location, config, state, [])
+        # ``state`` is also written for the restored shell: a restart after a timeout needs it,
+        # but not its ``vars`` (the restored shell has them live; a restart does without).
+        container, name, directory = self._create(
+            handle.location, config, replace(state, vars=""), []
+        )
         channel: shell.ShellChannel | None = None
         try:
             source = Path(str(handle.meta.get("checkpoint", ""))) / docker_full.CHECKPOINT

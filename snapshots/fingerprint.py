@@ -11,19 +11,25 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from snapshots.directory import tree_digest
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def sqlite_content_digest(path: str) -> bytes | None:
-    """The digest of a SQLite file's logical content; None if it is not a readable database."""
+def sqlite_content_digest(path: str, *, immutable: bool = False) -> bytes | None:
+    """The digest of a SQLite file's logical content; None if it is not a readable database.
+
+    ``immutable`` reads without locks or side files: for files another kernel object owns
+    (an overlay layer), where SQLite must not create a ``-shm`` beside the database.
+    """
     try:
         with open(path, "rb") as handle:
             if handle.read(16) != SQLITE_MAGIC:
                 return None
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        flags = "mode=ro&immutable=1" if immutable else "mode=ro"
+        conn = sqlite3.connect(f"file:{quote(path)}?{flags}", uri=True)
     except (OSError, sqlite3.Error):
         return None
     digest = hashlib.sha256(b"tvcache-sqlite-v1\0")
