@@ -147,3 +147,6 @@ def store_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(name)
     return url
+
+
+from docker_env import api, level, make_backend, store  # noqa: E402, F401  (Docker fixtures)

@@ -1,8 +1,7 @@
 """The Docker backend end to end: a real daemon, real CRIU, the tvcache base image.
 
-Without a daemon (or the base image) these tests skip, except under CI (``$CI`` set), where they
-fail: CI must never pass by skipping. Every test works in its own store (``snapshot_dir``), and a
-fixture removes whatever carries that store's label afterwards, then checks that nothing is left.
+The fixtures (``docker_env``) skip without a daemon, fail under CI, and check that each test's
+store is left empty.
 Measurements print with ``pytest -s -k measurements``.
 """
 
@@ -15,94 +14,25 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
+from docker_env import BackendFactory, sh, start
 
-from sandbox import Backend, LocalBackend, Observation, RootSpec, Sandbox, ToolCall
-from sandbox.docker import DEFAULT_IMAGE, DockerBackend, DockerBackendError, DockerSandbox, Level
+from sandbox import Backend, LocalBackend, RootSpec, Sandbox, ToolCall
+from sandbox.docker import DEFAULT_IMAGE, DockerBackendError, Level
 from snapshots import (
     SnapshotError,
     SnapshotHandle,
     SnapshotRefusedError,
-    docker_fs,
     docker_full,
 )
 from snapshots.docker_fs import LABEL_STORE
 
 pytestmark = pytest.mark.docker
-
-BackendFactory = Callable[..., DockerBackend]
-
-
-def _unavailable(reason: str) -> None:
-    message = f"Docker backend tests need {reason}"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def api() -> Any:
-    try:
-        client = docker_fs.connect(timeout=60)
-        client.ping()
-    except Exception as error:
-        _unavailable(f"a Docker daemon ({error}); run scripts/setup-docker.sh")
-    try:
-        client.inspect_image(DEFAULT_IMAGE)
-    except Exception:
-        _unavailable(f"the image {DEFAULT_IMAGE}; build it with bash docker/base/build.sh")
-    return client
-
-
-@pytest.fixture
-def store(tmp_path: Path, api: Any) -> Iterator[Path]:
-    """A fresh snapshot dir. Afterwards: every sandbox must have been closed, and whatever is
-    labelled with this store (snapshot images a test kept) is removed, then checked gone.
-    """
-    snapshot_dir = (tmp_path / "snapshots").resolve()
-    yield snapshot_dir
-    label = f"{LABEL_STORE}={snapshot_dir}"
-    leaked = api.containers(all=True, filters={"label": label})
-    for container in leaked:
-        api.remove_container(container["Id"], force=True)
-    for _ in range(5):  # children before parents: a parent with children cannot go
-        for image in api.images(all=True, filters={"label": label}):
-            try:
-                api.remove_image(image["Id"], force=True)
-            except Exception as error:
-                if "child" not in str(error) and not docker_fs.is_not_found(error):
-                    raise
-    assert api.containers(all=True, filters={"label": label}) == []
-    assert api.images(all=True, filters={"label": label}) == []
-    assert [c["Names"] for c in leaked] == [], "sandboxes left running"
-
-
-@pytest.fixture
-def make_backend(store: Path, api: Any) -> BackendFactory:
-    def make(level: Level = "fs", **kwargs: Any) -> DockerBackend:
-        kwargs.setdefault("default_timeout", 30)
-        return DockerBackend(store, level, api=api, **kwargs)
-
-    return make
-
-
-@pytest.fixture(params=["fs", "full"])
-def level(request: pytest.FixtureRequest) -> Level:
-    return cast(Level, request.param)
-
-
-def sh(sandbox: Sandbox, command: str, **args: Any) -> Observation:
-    return sandbox.run(ToolCall("bash", {"command": command, **args}))
-
-
-def start(backend: DockerBackend, **options: Any) -> DockerSandbox:
-    return backend.start(RootSpec("task", backend="docker", options=options))
 
 
 # ------------------------------------------------------------------------------------- basics
@@ -114,7 +44,7 @@ def test_implements_the_protocols_and_local_tool_specs(make_backend: BackendFact
     assert isinstance(backend, Backend) and backend.name == "docker"
     assert dict(backend.tool_specs()) == dict(local.tool_specs())
     with start(backend) as box:
-        assert isinstance(box, Sandbox) and box.fingerprint() is None
+        assert isinstance(box, Sandbox) and isinstance(box.fingerprint(), str)
         out = sh(box, "echo out; echo err >&2; hostname; exit 3")
         assert (out.output, out.exit_code) == ("out\nerr\nsandbox\n", 3)
         assert sh(box, "cat /sys/class/net/*/address 2>/dev/null | wc -l").output == "1\n"
@@ -179,19 +109,28 @@ def test_shell_state_persists_between_calls(make_backend: BackendFactory) -> Non
         assert sh(box, "pwd; echo $X; f 2").output == "/tmp\n1\nf2\n"  # restarted from state
 
 
-def test_cd_export_and_functions_survive_a_snapshot(
+def test_the_whole_shell_state_survives_a_snapshot(
     make_backend: BackendFactory, level: Level
 ) -> None:
     backend = make_backend(level)
+    setup = (
+        "mkdir -p /w/b && cd /w/b && export G='a b' && U='u v' && declare -a A=(1 '2 3') "
+        "&& declare -i N=4 && f() { echo f$1; } && set -o pipefail && shopt -s extglob "
+        "&& shopt -s expand_aliases && alias hi='echo hi' && umask 027"
+    )
+    probe = (
+        'pwd; echo "$G|$U|${A[1]}|$N"; N+=1; echo $N; f 3; false | true; echo $?; '
+        "shopt -q extglob && echo extglob; hi; umask; cd - >/dev/null; pwd"
+    )
     with start(backend) as box:
-        sh(box, "mkdir -p /w/b && cd /w/b && export G='a b' && U=u && f() { echo f$1; }")
+        sh(box, setup)
         snap = box.snapshot(f"s-{level}")
         assert snap.level == level and snap.size_bytes > 0
+        expected = sh(box, probe).output
+        assert expected == "/w/b\na b|u v|2 3|4\n5\nf3\n1\nextglob\nhi\n0027\n/work\n"
         with backend.fork(snap) as fork:
             assert fork.restore_fallback is None
-            unexported = "u" if level == "full" else ""  # lives in the shell's memory only
-            out = sh(fork, 'pwd; echo "$G"; echo "$U"; f 3; cd - >/dev/null; pwd')
-            assert out.output == f"/w/b\na b\n{unexported}\nf3\n/work\n"
+            assert sh(fork, probe).output == expected
 
 
 def test_forks_are_independent(make_backend: BackendFactory, level: Level) -> None:

@@ -1,0 +1,88 @@
+"""Docker fixtures shared by the integration tests (registered in ``conftest.py``).
+
+Without a daemon (or the base image) the tests that use them skip, except under CI (``$CI``
+set), where they fail: CI must never pass by skipping. Every test works in its own store
+(``snapshot_dir``); afterwards whatever carries that store's label is removed, then checked gone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from sandbox import Observation, RootSpec, Sandbox, ToolCall
+from sandbox.docker import DEFAULT_IMAGE, DockerBackend, DockerSandbox, Level
+from snapshots import docker_fs
+from snapshots.docker_fs import LABEL_STORE
+
+BackendFactory = Callable[..., DockerBackend]
+
+
+def _unavailable(reason: str) -> None:
+    message = f"Docker backend tests need {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def api() -> Any:
+    try:
+        client = docker_fs.connect(timeout=60)
+        client.ping()
+    except Exception as error:
+        _unavailable(f"a Docker daemon ({error}); run scripts/setup-docker.sh")
+    try:
+        client.inspect_image(DEFAULT_IMAGE)
+    except Exception:
+        _unavailable(f"the image {DEFAULT_IMAGE}; build it with bash docker/base/build.sh")
+    return client
+
+
+@pytest.fixture
+def store(tmp_path: Path, api: Any) -> Iterator[Path]:
+    """A fresh snapshot dir. Afterwards: every sandbox must have been closed, and whatever is
+    labelled with this store (snapshot images a test kept) is removed, then checked gone.
+    """
+    snapshot_dir = (tmp_path / "snapshots").resolve()
+    yield snapshot_dir
+    label = f"{LABEL_STORE}={snapshot_dir}"
+    leaked = api.containers(all=True, filters={"label": label})
+    for container in leaked:
+        api.remove_container(container["Id"], force=True)
+    for _ in range(5):  # children before parents: a parent with children cannot go
+        for image in api.images(all=True, filters={"label": label}):
+            try:
+                api.remove_image(image["Id"], force=True)
+            except Exception as error:
+                if "child" not in str(error) and not docker_fs.is_not_found(error):
+                    raise
+    assert api.containers(all=True, filters={"label": label}) == []
+    assert api.images(all=True, filters={"label": label}) == []
+    assert [c["Names"] for c in leaked] == [], "sandboxes left running"
+
+
+@pytest.fixture
+def make_backend(store: Path, api: Any) -> BackendFactory:
+    def make(level: Level = "fs", **kwargs: Any) -> DockerBackend:
+        kwargs.setdefault("default_timeout", 30)
+        return DockerBackend(store, level, api=api, **kwargs)
+
+    return make
+
+
+@pytest.fixture(params=["fs", "full"])
+def level(request: pytest.FixtureRequest) -> Level:
+    return cast(Level, request.param)
+
+
+def sh(sandbox: Sandbox, command: str, **args: Any) -> Observation:
+    return sandbox.run(ToolCall("bash", {"command": command, **args}))
+
+
+def start(backend: DockerBackend, **options: Any) -> DockerSandbox:
+    return backend.start(RootSpec("task", backend="docker", options=options))
