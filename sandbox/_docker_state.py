@@ -8,6 +8,7 @@ out: it is tvcache's, not the task's. Read from the host, as root, with the cont
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class ContainerFiles:
         self._upper_files = overlay.FileDigests()
         self._info: dict[str, Any] | None = None
         self._layers: tuple[list[str], list[str], str] | None = None
+        self._since = 0
 
     @property
     def info(self) -> dict[str, Any]:
@@ -43,8 +45,9 @@ class ContainerFiles:
             self._info = self._api.inspect_container(self._container)
             driver = self._info.get("GraphDriver") or {}
             if driver.get("Name") == "overlay2" and self._root_image:
-                root = self._api.inspect_image(self._root_image)["GraphDriver"]["Data"]
-                self._layers = overlay.split_layers(driver["Data"], root)
+                root = self._api.inspect_image(self._root_image)
+                self._layers = overlay.split_layers(driver["Data"], root["GraphDriver"]["Data"])
+                self._since = _epoch_seconds(str(root.get("Created", "")))
         return self._info
 
     @property
@@ -67,7 +70,7 @@ class ContainerFiles:
         digest = hashlib.sha256(b"tvcache-container-files-v1\0")
         digest.update(
             self._digests.digest(
-                root_layers, snapshot_layers, upper, self._upper_files, _SKIP
+                root_layers, snapshot_layers, upper, self._upper_files, _SKIP, self._since
             ).encode()
         )
         digest.update(tree_digest(Path(f"/proc/{self.init_pid}/root/dev/shm")).encode())
@@ -79,6 +82,15 @@ class ContainerFiles:
                 source = Path(str(mount.get("Source")))
                 digest.update(f"{mount.get('Destination')}\0{tree_digest(source)}\0".encode())
         return digest.hexdigest()
+
+
+def _epoch_seconds(created: str) -> int:
+    """Docker's ``2026-11-26T06:10:00.123456789Z`` in whole seconds; 0 if unreadable."""
+    try:
+        moment = datetime.datetime.fromisoformat(created[:19]).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return 0
+    return int(moment.timestamp())
 
 
 def _read(path: str) -> str:

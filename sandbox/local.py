@@ -85,11 +85,17 @@ class LocalSandbox:
     """A live local sandbox. Not thread-safe: one session drives it at a time."""
 
     def __init__(
-        self, backend: LocalBackend, directory: Path, shell: ShellState, options: dict[str, JSON]
+        self,
+        backend: LocalBackend,
+        directory: Path,
+        shell: ShellState,
+        options: dict[str, JSON],
+        times_since: int = 0,
     ) -> None:
         self._backend = backend
         self._dir = directory
         self._closed = False
+        self._times_since = times_since  # the template's newest time: later ones are the clock's
         self._ctx = ToolContext(
             root=(directory / "home").resolve(),
             private=directory / "state",
@@ -127,20 +133,26 @@ class LocalSandbox:
         return replace(observation, seconds=time.perf_counter() - start)
 
     def fingerprint(self) -> str:
-        """Working-directory content (databases by content) plus cwd and exported variables.
+        """Working-directory content (databases by content), the order of its modification
+        times, cwd and exported variables.
 
         Always available: no process outlives a call in this backend.
         """
         shell = self._ctx.shell
         state = json.dumps([shell.cwd, shell.env])
-        return directory_fingerprint(self._ctx.root, state)
+        return directory_fingerprint(self._ctx.root, state, self._times_since)
 
     def snapshot(self, snapshot_id: str) -> SnapshotHandle:
         """Copy ``home`` and the shell state into ``snapshot_dir/<snapshot_id>`` atomically."""
         if self._closed:
             raise SnapshotError(f"sandbox {self.sandbox_id} is closed", "snapshot before close()")
         final = self._backend.snapshot_path(snapshot_id)
-        record = {"format": 1, "shell": self._ctx.shell.to_dict(), "options": self._ctx.options}
+        record = {
+            "format": 1,
+            "shell": self._ctx.shell.to_dict(),
+            "options": self._ctx.options,
+            "times_since": self._times_since,
+        }
         with sdir.atomic_directory(final) as tmp:
             sdir.copy_tree(self._ctx.root, tmp / "home")
             sdir.retarget_symlinks(tmp / "home", str(self._ctx.root), ROOT_PLACEHOLDER)
@@ -233,7 +245,7 @@ class LocalBackend:
         template = self._template(spec)
         if template is None:
             return f"{BACKEND_NAME}:{sdir.tree_digest(None)}"
-        signature = (str(template), _stat_signature(template))
+        signature = (str(template), _stat_signature(template)[0])
         digest = self._identities.get(signature)
         if digest is None:
             digest = self._identities[signature] = sdir.tree_digest(template)
@@ -252,7 +264,8 @@ class LocalBackend:
                 sdir.copy_tree(template, home)
                 sdir.retarget_symlinks(home, str(template), str(home.resolve()))
 
-        sandbox = self._new_sandbox(fill, shell, options)
+        since = _stat_signature(template)[1] if template is not None else 0
+        sandbox = self._new_sandbox(fill, shell, options, since)
         if initial not in self._settled_env:
             # bash writes the environment in its own form (declare -x, PWD, OLDPWD, SHLVL);
             # start every sandbox in that form so a no-op command leaves the state unchanged
@@ -277,10 +290,15 @@ class LocalBackend:
             sdir.copy_tree(path / "home", home)
             sdir.retarget_symlinks(home, ROOT_PLACEHOLDER, str(home.resolve()))
 
-        return self._new_sandbox(fill, shell, dict(record["options"]))
+        since = int(record.get("times_since", 0))
+        return self._new_sandbox(fill, shell, dict(record["options"]), since)
 
     def _new_sandbox(
-        self, fill: Callable[[Path], None], shell: ShellState, options: dict[str, JSON]
+        self,
+        fill: Callable[[Path], None],
+        shell: ShellState,
+        options: dict[str, JSON],
+        times_since: int = 0,
     ) -> LocalSandbox:
         directory = self.work_dir / f"{BACKEND_NAME}-{uuid.uuid4().hex[:16]}"
         directory.mkdir()
@@ -291,7 +309,7 @@ class LocalBackend:
         except BaseException:
             sdir.delete_tree(directory)
             raise
-        return LocalSandbox(self, directory, shell, options)
+        return LocalSandbox(self, directory, shell, options, times_since)
 
     def snapshot_path(self, snapshot_id: str) -> Path:
         if not _SAFE_ID.fullmatch(snapshot_id):
@@ -372,11 +390,13 @@ class LocalBackend:
         ]
 
 
-def _stat_signature(template: Path) -> int:
-    """A hash of every entry's path, size, mode and mtime: cheap to compute, changes on edit."""
+def _stat_signature(template: Path) -> tuple[int, int]:
+    """A hash of every entry's path, size, mode and mtime (cheap to compute, changes on edit),
+    and the newest mtime in whole seconds."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(template):
         for name in sorted(dirnames + filenames):
             st = os.lstat(os.path.join(dirpath, name))
             entries.append((dirpath, name, st.st_size, st.st_mode, st.st_mtime_ns))
-    return hash(tuple(sorted(entries)))
+    newest = max((entry[4] for entry in entries), default=0) // 10**9
+    return hash(tuple(sorted(entries))), int(newest) + 1

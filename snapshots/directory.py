@@ -193,13 +193,16 @@ def size_on_disk(path: Path) -> int:
 
 
 def tree_digest(
-    path: Path | None, content_digest: Callable[[str], bytes | None] | None = None
+    path: Path | None,
+    content_digest: Callable[[str], bytes | None] | None = None,
+    mtimes: dict[str, int] | None = None,
 ) -> str:
     """sha256 over relative paths, entry types, permission bits, file bytes and link targets.
 
     Times and owners are left out: they differ between checkouts of the same content. ``None``
     digests as an empty directory. ``content_digest(file)`` may stand in for a file's bytes
     (a database whose logical content matters, not its page layout); None means "use bytes".
+    ``mtimes``, if given, receives every entry's modification time in whole seconds.
     """
     digest = hashlib.sha256(b"tvcache-tree-v1\0")
     if path is None:
@@ -210,6 +213,8 @@ def tree_digest(
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, path)
             st = os.lstat(full)
+            if mtimes is not None:
+                mtimes[rel] = int(st.st_mtime)
             digest.update(os.fsencode(rel) + b"\0")
             digest.update(f"{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
             if stat.S_ISLNK(st.st_mode):

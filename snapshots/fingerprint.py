@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from snapshots.directory import tree_digest
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+K = TypeVar("K")
 
 
 def sqlite_content_digest(path: str, *, immutable: bool = False) -> bytes | None:
@@ -56,7 +60,25 @@ def sqlite_content_digest(path: str, *, immutable: bool = False) -> bytes | None
     return digest.digest()
 
 
-def directory_fingerprint(home: Path, shell_state: str) -> str:
-    """A directory's content (SQLite files by logical content) plus the shell's state."""
-    content = tree_digest(home, sqlite_content_digest)
-    return hashlib.sha256(f"{content}\0{shell_state}".encode()).hexdigest()[:32]
+def order_times(times: Mapping[K, int], since: int, until: int) -> dict[K, tuple[str, int]]:
+    """Modification times as a state holds them: clock times by rank, the others as they are.
+
+    Times taken from the clock (in ``[since, until]``) differ between any two runs of one
+    history, as ``date`` does, so their values are not state; their order is (``make``,
+    ``ls -t`` and ``find -newer`` read it). Times set on purpose (``touch -d``, ``tar x``,
+    files of the image) count by value. Seconds: ``fs`` snapshots keep no more (Docker's tar).
+    """
+    clock = sorted({t for t in times.values() if since <= t <= until})
+    rank = {t: i for i, t in enumerate(clock)}
+    return {key: ("rank", rank[t]) if t in rank else ("at", t) for key, t in times.items()}
+
+
+def directory_fingerprint(home: Path, shell_state: str, times_since: int = 0) -> str:
+    """A directory's content (SQLite files by logical content), the order of its modification
+    times (see :func:`order_times`; ``times_since``: the newest time of the template), and the
+    shell's state."""
+    mtimes: dict[str, int] = {}
+    content = tree_digest(home, sqlite_content_digest, mtimes)
+    times = order_times(mtimes, times_since, int(time.time()) + 1)
+    text = f"{content}\0{sorted(times.items())!r}\0{shell_state}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]

@@ -6,7 +6,8 @@ image into one map ``path -> entry`` (type, permission bits, owner, content dige
 with overlayfs' rules (a whiteout deletes, an opaque directory hides what is below it), then
 drops every entry that equals what the root image shows at that path. So a fork and the
 container it was forked from, or two histories that leave the same files in different orders,
-get equal maps. Times are left out, as in :func:`snapshots.directory.tree_digest`.
+get equal maps. Modification times count by their order (:func:`order_times`); access and
+change times do not (a read would change the one, a fork the other).
 
 Incremental: a committed layer never changes, so the fold of an image's layers is computed once
 per process (bounded LRU); the upper directory is walked on each call, but a file's bytes are
@@ -19,14 +20,17 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-from snapshots.fingerprint import sqlite_content_digest
+from snapshots.fingerprint import order_times, sqlite_content_digest
 
-Entry = tuple[object, ...]
-"""``("dir", perms, uid, gid, opaque)``, ``("file", perms, uid, gid, size, digest)``,
-``("link", uid, gid, target)``, ``("node", type, perms, uid, gid, rdev)`` or :data:`DELETED`."""
+Entry = tuple[Any, ...]
+"""``("dir", perms, uid, gid, opaque, mtime)``, ``("file", perms, uid, gid, size, digest,
+mtime)``, ``("link", uid, gid, target, mtime)``, ``("node", type, perms, uid, gid, rdev,
+mtime)`` or :data:`DELETED`; mtimes in whole seconds."""
 Layer = dict[str, Entry]
 DELETED: Entry = ("deleted",)
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -82,17 +86,17 @@ def _file_digest(path: str) -> str:
 
 def entry_of(path: str, st: os.stat_result, files: FileDigests | None, opaque: bool) -> Entry:
     """The entry of one path of a layer; ``files=None`` leaves a file's digest pending."""
-    perms, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    perms, uid, gid, mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
     if stat.S_ISDIR(st.st_mode):
-        return ("dir", perms, uid, gid, opaque)
+        return ("dir", perms, uid, gid, opaque, mtime)
     if stat.S_ISREG(st.st_mode):
         digest = files.digest(path, st) if files is not None else _PENDING
-        return ("file", perms, uid, gid, st.st_size, digest)
+        return ("file", perms, uid, gid, st.st_size, digest, mtime)
     if stat.S_ISLNK(st.st_mode):
-        return ("link", uid, gid, os.readlink(path))
+        return ("link", uid, gid, os.readlink(path), mtime)
     if _is_whiteout(st):
         return DELETED
-    return ("node", stat.S_IFMT(st.st_mode), perms, uid, gid, st.st_rdev)
+    return ("node", stat.S_IFMT(st.st_mode), perms, uid, gid, st.st_rdev, mtime)
 
 
 def scan_layer(top: str, files: FileDigests, skip: frozenset[str] = frozenset()) -> Layer:
@@ -119,6 +123,10 @@ def _path_key(rel: str) -> list[str]:
     return rel.split("/")
 
 
+def _with_opaque(entry: Entry, opaque: bool) -> Entry:
+    return (*entry[:4], opaque, *entry[5:])
+
+
 def _hides_below(entry: Entry) -> bool:
     """Whether ``entry`` replaces what lower layers have at and under its path."""
     return entry[0] != "dir" or bool(entry[4])
@@ -136,7 +144,7 @@ def apply_layer(below: Mapping[str, Entry], layer: Mapping[str, Entry]) -> Layer
         else:
             previous = result.get(rel)
             if previous is not None and _hides_below(previous):
-                entry = (*entry[:4], True)  # a directory over a non-directory starts empty
+                entry = _with_opaque(entry, True)  # a directory over a non-directory: empty
         result[rel] = entry
     return result
 
@@ -181,16 +189,16 @@ class RootView:
         seen = self.entry(rel)
         if entry == DELETED or seen is None:
             return entry == DELETED and seen is None
-        if entry[0] == "dir":
-            return seen[:4] == entry[:4]  # opaque only matters for what lies beneath
-        if seen[:5] != entry[:5]:
-            return False
-        if seen[0] != "file":
+        if entry[0] == "dir":  # opaque only matters for what lies beneath
+            return _with_opaque(seen, False) == _with_opaque(entry, False)
+        if seen[0] != "file" or entry[0] != "file":
             return seen == entry
+        if seen[:5] != entry[:5] or seen[6] != entry[6]:
+            return False
         for layer in self.layers:
             full = os.path.join(layer, rel)
             if os.path.lexists(full):
-                return self._files.digest(full, os.lstat(full)) == entry[5]
+                return bool(self._files.digest(full, os.lstat(full)) == entry[5])
         return False
 
 
@@ -204,7 +212,7 @@ def normalize(folded: Mapping[str, Entry], root: RootView) -> Layer:
         if entry[0] == "dir" and entry[4]:
             seen = root.entry(rel)
             if seen is None or seen[0] != "dir":
-                entry = (*entry[:4], False)  # nothing of the root lies beneath to hide
+                entry = _with_opaque(entry, False)  # nothing of the root lies beneath to hide
         if _hides_below(entry):
             hidden.append(rel + "/")
         if covered or not root.shows(rel, entry):
@@ -212,10 +220,15 @@ def normalize(folded: Mapping[str, Entry], root: RootView) -> Layer:
     return result
 
 
-def map_digest(changes: Mapping[str, Entry]) -> str:
-    digest = hashlib.sha256(b"tvcache-overlay-v1\0")
+def map_digest(changes: Mapping[str, Entry], times_since: int) -> str:
+    """The digest of a normalized map, its clock times by rank (see :func:`order_times`)."""
+    mtimes = {rel: entry[-1] for rel, entry in changes.items() if entry != DELETED}
+    times = order_times(mtimes, times_since, int(time.time()) + 1)
+    digest = hashlib.sha256(b"tvcache-overlay-v2\0")
     for rel in sorted(changes):
-        digest.update(repr((rel, changes[rel])).encode("utf-8", "surrogateescape") + b"\n")
+        entry = changes[rel]
+        held = entry if entry == DELETED else (*entry[:-1], times[rel])
+        digest.update(repr((rel, held)).encode("utf-8", "surrogateescape") + b"\n")
     return digest.hexdigest()
 
 
@@ -259,11 +272,15 @@ class OverlayDigests:
         upper: str,
         upper_files: FileDigests,
         skip: frozenset[str] = frozenset(),
+        times_since: int = 0,
     ) -> str:
-        """The digest of a container's changes: ``snapshot_layers`` bottom first, then upper."""
+        """The digest of a container's changes: ``snapshot_layers`` bottom first, then upper.
+
+        ``times_since``: when the root image was made; later times came from the clock.
+        """
         below = self.folded(snapshot_layers, skip) if snapshot_layers else {}
         changes = apply_layer(below, scan_layer(upper, upper_files, skip))
-        return map_digest(normalize(changes, self.root(root_layers)))
+        return map_digest(normalize(changes, self.root(root_layers)), times_since)
 
 
 def split_layers(

@@ -2,8 +2,10 @@
 through a real overlay mount, with commits that stack the upper directory as a new layer (what
 ``docker commit`` and a fork do).
 
-Properties: equal fingerprints mean equal merged trees (checked across every generated history),
-and where the commits fall does not change the fingerprint (a fork sees what its source saw).
+Every operation stamps what it touched with a modification time taken from its step number, a
+deterministic stand-in for the clock. Properties: equal fingerprints mean equal merged trees with
+the same order of times (checked across every generated history), and where the commits fall
+does not change the fingerprint (a fork sees what its source saw).
 Needs root and overlayfs; skips without them, except under CI (``$CI``), where it fails.
 """
 
@@ -21,10 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snapshots.directory import tree_digest
+from snapshots.fingerprint import order_times
 from snapshots.overlay import FileDigests, OverlayDigests
 
 PATHS = ["a", "a/x", "a/y", "a/z", "b", "c", "c/x", "d", "d/e", "d/e/f"]
 ROOT = {"a/x": "1", "a/y": "2", "b": "3", "d/e/f": "4"}
+ROOT_TIME = 1_000_000_000
+"""The root layer's modification times: set on purpose, so they count by value."""
+CLOCK = 1_500_000_000
+"""Step ``n`` stamps the times ``CLOCK + n``: clock times, which count by their order."""
 Op = tuple[str, ...]
 
 
@@ -65,14 +72,21 @@ class Overlay:
         subprocess.run(["umount", str(self.merged)], check=True)
 
     def fingerprint(self, digests: OverlayDigests) -> str:
-        return digests.digest([str(self.root)], [str(p) for p in self.layers[1:]],
-                              str(self.upper), FileDigests())  # fmt: skip
+        layers = [str(p) for p in self.layers[1:]]
+        upper = str(self.upper)
+        return digests.digest(
+            [str(self.root)], layers, upper, FileDigests(), times_since=ROOT_TIME + 1
+        )
 
 
-def apply(merged: Path, op: Op) -> None:
-    """One operation through the mount; one that fails (no parent, not a dir) changes nothing."""
+def apply(merged: Path, op: Op, step: int) -> None:
+    """One operation through the mount, then the times of the path and its parent set to the
+    step's clock time (``reset``: to the root's). One that fails changes nothing."""
     path = merged / op[1]
     try:
+        if op[0] == "reset":
+            os.utime(path, (ROOT_TIME, ROOT_TIME), follow_symlinks=False)
+            return
         if op[0] == "write":
             path.write_text(op[2])
         elif op[0] == "rm":
@@ -83,11 +97,16 @@ def apply(merged: Path, op: Op) -> None:
         elif op[0] == "mkdir":
             path.mkdir()
         elif op[0] == "chmod":
-            os.chmod(path, int(op[2]), follow_symlinks=False)
+            if path.is_symlink():
+                return
+            path.chmod(int(op[2]))
         elif op[0] == "link":
             path.symlink_to("b")
     except OSError:
-        pass
+        return
+    for touched in (path, path.parent):
+        if touched != merged and os.path.lexists(touched):
+            os.utime(touched, (CLOCK + step, CLOCK + step), follow_symlinks=False)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +119,8 @@ def root_layer() -> Iterator[Path]:
     for rel, text in ROOT.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
+    for entry in [*root.rglob("*")]:
+        os.utime(entry, (ROOT_TIME, ROOT_TIME))
     (base / "probe").mkdir()
     try:
         Overlay(base / "probe", root).umount()
@@ -115,23 +136,29 @@ operations = st.one_of(
     st.tuples(st.just("mkdir"), st.sampled_from(PATHS)),
     st.tuples(st.just("chmod"), st.sampled_from(PATHS), st.sampled_from(["420", "384", "493"])),
     st.tuples(st.just("link"), st.sampled_from(PATHS)),
+    st.tuples(st.just("reset"), st.sampled_from(PATHS)),
     st.tuples(st.just("commit")),
 )
-SEEN: dict[str, str] = {}
-"""Fingerprint -> merged tree digest, across every history generated in this module."""
+SEEN: dict[str, tuple[str, object]] = {}
+"""Fingerprint -> merged tree (digest, times in order), across every history generated here."""
 
 
-def run(root: Path, history: list[Op], digests: OverlayDigests, commits: bool) -> tuple[str, str]:
+def run(
+    root: Path, history: list[Op], digests: OverlayDigests, commits: bool
+) -> tuple[str, tuple[str, object]]:
     base = Path(tempfile.mkdtemp(prefix="h-", dir=root.parent))
     overlay = Overlay(base, root)
     try:
-        for op in history:
+        for step, op in enumerate(history):
             if op[0] == "commit":
                 if commits:
                     overlay.commit()
             else:
-                apply(overlay.merged, op)
-        return overlay.fingerprint(digests), tree_digest(overlay.merged)
+                apply(overlay.merged, op, step)
+        mtimes: dict[str, int] = {}
+        tree = tree_digest(overlay.merged, None, mtimes)
+        times = order_times(mtimes, ROOT_TIME + 1, CLOCK + len(history))
+        return overlay.fingerprint(digests), (tree, sorted(times.items()))
     finally:
         overlay.umount()
         shutil.rmtree(base)
@@ -154,15 +181,24 @@ def test_histories_that_end_alike_share_a_fingerprint(root_layer: Path) -> None:
     digests = OverlayDigests()
     untouched = run(root_layer, [], digests, commits=True)[0]
     same_as_root: list[list[Op]] = [
-        [("write", "a/z", "1"), ("rm", "a/z")],
-        [("rm", "b"), ("commit",), ("write", "b", "3"), ("chmod", "b", "420")],
-        [("rm", "c"), ("mkdir", "c")],  # an opaque directory over an empty one
-        [("write", "a/x", "2"), ("commit",), ("write", "a/x", "1")],
+        [("write", "a/z", "1"), ("rm", "a/z"), ("reset", "a")],
+        [("rm", "b"), ("commit",), ("write", "b", "3"), ("chmod", "b", "420"), ("reset", "b")],
+        [("rm", "c"), ("mkdir", "c"), ("reset", "c")],  # an opaque directory over an empty one
+        [
+            ("write", "a/x", "2"),
+            ("commit",),
+            ("write", "a/x", "1"),
+            ("reset", "a/x"),
+            ("reset", "a"),
+        ],
     ]
     for history in same_as_root:
         assert run(root_layer, history, digests, commits=True)[0] == untouched, history
-    one = run(root_layer, [("write", "b", "9"), ("mkdir", "d/g")], digests, commits=True)[0]
-    other = run(root_layer, [("mkdir", "d/g"), ("commit",), ("write", "b", "9")], digests, True)
-    assert one == other[0] != untouched
-    hidden = [("rm", "a"), ("mkdir", "a"), ("write", "a/x", "1")]  # a/y is gone
-    assert run(root_layer, hidden, digests, commits=True)[0] != untouched
+    b_first: list[Op] = [("write", "b", "9"), ("mkdir", "d/g")]
+    g_first: list[Op] = [("mkdir", "d/g"), ("commit",), ("write", "b", "9")]
+    assert run(root_layer, b_first, digests, True)[0] != run(root_layer, g_first, digests, True)[0]
+    same_times: list[Op] = [("reset", "b"), ("reset", "d/g"), ("reset", "d")]
+    one = run(root_layer, b_first + same_times, digests, commits=True)[0]
+    assert one == run(root_layer, g_first + same_times, digests, commits=True)[0] != untouched
+    hidden = [("rm", "a"), ("mkdir", "a"), ("write", "a/x", "1"), ("reset", "a"), ("reset", "a/x")]
+    assert run(root_layer, hidden, digests, commits=True)[0] != untouched  # a/y is gone

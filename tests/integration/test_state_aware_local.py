@@ -27,6 +27,11 @@ def template(tmp_path: Path) -> Path:
     return directory
 
 
+SAME_TIMES = "touch -d @1700000000 . *"
+"""Writes in another order leave their times in another order (``ls -t``, ``make`` see it):
+setting them makes the two orders one state."""
+
+
 def make(tmp_path: Path, state: StateAwareness) -> Engine:
     return open_engine(Settings(home=tmp_path / "home", state=state))
 
@@ -55,16 +60,34 @@ def test_commuting_bash_writes_merge_by_fingerprint(tmp_path: Path) -> None:
     engine = make(tmp_path, StateAwareness(fingerprint_tools=frozenset({"bash"})))
     with engine.session("files") as a:
         a.call("bash", command="echo 1 > a")
-        a.call("bash", command="echo 2 > b")
+        a.call("bash", command="echo 2 > b && " + SAME_TIMES)
         a.call("bash", command="cat a b")
     with engine.session("files") as b:
         b.call("bash", command="echo 2 > b")
-        b.call("bash", command="echo 1 > a")
+        b.call("bash", command="echo 1 > a && " + SAME_TIMES)
         merged = b.call("bash", command="cat a b")
         assert merged.hit and merged.output == "1\n2\n"
         assert b.call("bash", command="ls").output == "a\nb\n"  # the merged state is real
     assert engine.stats()["merged_nodes"] == 1
     assert engine.stats()["fingerprint_seconds"] > 0
+    engine.close()
+
+
+def test_equal_files_written_in_another_order_are_another_state(tmp_path: Path) -> None:
+    """``make`` rebuilds when a source is newer than its target: a merge by content alone would
+    serve "up to date" to a history whose fresh run rebuilds."""
+    engine = make(tmp_path, StateAwareness(fingerprint_tools=frozenset({"bash"})))
+    newer = "[ src -nt bin ] && echo rebuild || echo up-to-date"
+    with engine.session("make") as a:
+        a.call("bash", command="echo x > src")
+        a.call("bash", command="sleep 1.1; echo x > bin")
+        assert a.call("bash", command=newer).output == "up-to-date\n"
+    with engine.session("make") as b:
+        b.call("bash", command="echo x > bin")
+        b.call("bash", command="sleep 1.1; echo x > src")
+        served = b.call("bash", command=newer)
+    assert not served.hit and served.output == "rebuild\n"
+    assert engine.stats()["merged_nodes"] == 0
     engine.close()
 
 
@@ -111,18 +134,18 @@ def test_read_only_and_merges_survive_a_restart(tmp_path: Path) -> None:
     engine = make(tmp_path, state)
     with engine.session("files") as a:
         a.call("bash", command="touch x")
-        a.call("bash", command="touch y")
+        a.call("bash", command="touch y && " + SAME_TIMES)
         a.call("bash", command="ls")
     with engine.session("files") as b:
         b.call("bash", command="touch y")
-        b.call("bash", command="touch x")
+        b.call("bash", command="touch x && " + SAME_TIMES)
     engine.close()
     assert engine.store is not None
     engine.store.close()
     again = make(tmp_path, state)
     with again.session("files") as c:
         c.call("bash", command="touch y")
-        c.call("bash", command="touch x")
+        c.call("bash", command="touch x && " + SAME_TIMES)
         listing = c.call("bash", command="ls")
     assert listing.hit and listing.output == "x\ny\n"
     again.close()
