@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -686,6 +687,19 @@ class DockerBackend:
             fix = "build it: bash docker/base/build.sh"
             return [*checks, DoctorCheck("docker: base image", False, "missing", fix)]
         checks.append(DoctorCheck("docker: base image", True, DEFAULT_IMAGE))
+        driver = str(info.get("Driver"))
+        readable = driver == "overlay2" and os.geteuid() == 0
+        checks.append(
+            DoctorCheck(
+                "docker: fingerprints",
+                readable,
+                "overlay2 layers readable"
+                if readable
+                else f"storage driver {driver}, uid "
+                f"{os.geteuid()}: fingerprints are None (state-aware hits fall back to strict)",
+                "" if readable else "run tvcache as root with dockerd's overlay2 storage driver",
+            )
+        )
         linked = docker_full.can_link(self.snapshot_dir, self.docker_root())
         checks.append(
             DoctorCheck(

@@ -14,12 +14,13 @@ same time collide in containerd's content store), then ``start?checkpoint=<name>
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,31 @@ def _checkpoint(api: DockerAPI, container: str, directory: Path) -> None:
         raise SnapshotError(f"checkpoint of {container[:12]} failed: {reason}", hint)
 
 
+@contextlib.contextmanager
+def _directory_times_kept(merged: str) -> Iterator[None]:
+    """Put back the times of the top-level directories after a dump.
+
+    CRIU's dump (4.2 through Docker 20.10) creates and removes a file in the container's
+    ``/tmp``: the directory's modification time moves, the source and every fork would differ
+    from the state that was checkpointed, and fingerprints see it. ``merged`` is the
+    container's overlay mount on the host ("" for another storage driver: nothing to do).
+    """
+    before: dict[str, tuple[int, int]] = {}
+    if merged:
+        with contextlib.suppress(OSError), os.scandir(merged) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    before[entry.path] = (st.st_atime_ns, st.st_mtime_ns)
+    try:
+        yield
+    finally:
+        for path, times in before.items():
+            with contextlib.suppress(OSError):
+                if os.lstat(path).st_mtime_ns != times[1]:
+                    os.utime(path, ns=times, follow_symlinks=False)
+
+
 def _message(response: Any) -> str:
     try:
         return str(response.json().get("message", response.text))
@@ -81,7 +107,9 @@ def take(
     if final.exists():
         raise SnapshotError(f"snapshot {snapshot_id} already exists in {store}", "use a new id")
     ref = docker_fs.image_ref(snapshot_id)
-    parent = str(api.inspect_container(container)["Image"])
+    info = api.inspect_container(container)
+    parent = str(info["Image"])
+    merged = str(((info.get("GraphDriver") or {}).get("Data") or {}).get("MergedDir") or "")
     temp = store / sdir.temp_name(final.name)
     temp.mkdir(parents=True)
     failure: str | None = None
@@ -90,7 +118,8 @@ def take(
         try:
             while_paused()
             try:
-                _checkpoint(api, container, temp)
+                with _directory_times_kept(merged):
+                    _checkpoint(api, container, temp)
             except SnapshotError as error:
                 failure = str(error)
             image = docker_fs.commit(api, container, ref, labels, pause=False)

@@ -229,7 +229,8 @@ class Engine:
         for record in ordered:
             held = self.graph.get(record.node_id)
             if held is not None and record.fingerprint is not None:
-                merge = record.node_id not in parents and record.parent_id is not None
+                leaf = record.node_id not in parents and record.parent_id is not None
+                merge = leaf and self.settings.state.merge
                 self.graph.set_fingerprint(held, record.fingerprint, merge=merge)
         for snap in snaps:
             held = self.graph.get(snap.node_id)
@@ -437,7 +438,7 @@ class Engine:
             child.read_only = read_only
             child.stats = stats
             if fingerprint is not None:
-                self.graph.set_fingerprint(child, fingerprint, merge=True)
+                self.graph.set_fingerprint(child, fingerprint, merge=self.settings.state.merge)
             self.counters.read_only_nodes += read_only
             self.counters.merged_nodes += child.alias is not None
             self._count_miss(observation)

@@ -25,6 +25,8 @@ class StateAwareness:
       fingerprinted; a call that leaves the fingerprint unchanged is read-only, and nodes of
       one root with equal fingerprints are merged, so commuting actions share their futures.
       Fingerprinting costs time (counted in ``stats()['fingerprint_seconds']``).
+    - ``merge``: with ``fingerprint_tools``, merge nodes of equal fingerprints (default); False
+      keeps only the read-only detection (fewer shared futures, a tree instead of a DAG).
     - ``pure_tools``: tools whose output depends on their arguments only; their observations
       are shared by every state of a root. Where fingerprints are available the claim is
       checked on execution, and a call that changed the state is treated as a write.
@@ -34,6 +36,7 @@ class StateAwareness:
 
     read_only: bool = False
     fingerprint_tools: frozenset[str] = frozenset()
+    merge: bool = True
     pure_tools: frozenset[str] = frozenset()
     shadow_fraction: float = 0.0
 

@@ -242,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="terminal: rollouts in flight; 1 (default) interleaves them call by call",
     )
+    bench.add_argument(
+        "--modes",
+        help="terminal: comma-separated cached modes (default: all), e.g. "
+        "'strict prefix,fs read-only,fs fingerprint'",
+    )
     bench.set_defaults(func=cmd_bench)
     add_bench_options(bench)
     add_service_commands(sub)

@@ -373,6 +373,7 @@ def test_reconcile_reports_missing_and_keeps_known(make_backend: BackendFactory)
 def test_doctor_finds_everything_working(make_backend: BackendFactory) -> None:
     checks = make_backend().doctor()
     assert [c.name for c in checks if not c.ok] == [], checks
+    assert {"docker: fingerprints", "docker: level full"} <= {c.name for c in checks}
 
 
 # ------------------------------------------------------------------------------- measurements

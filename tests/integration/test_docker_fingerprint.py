@@ -66,10 +66,9 @@ SET_TIMES = "touch -d @1700000000 /work /work/* 2>/dev/null; true"
 see; setting them makes two orders the same state."""
 
 
-def test_commuting_writes_and_forks_give_equal_fingerprints(make_backend: BackendFactory) -> None:
-    """At level fs. (A full restore moves /tmp's modification time: its forks fingerprint apart
-    from their source, a missed match, never a wrong one.)"""
-    level: Level = "fs"
+def test_commuting_writes_and_forks_give_equal_fingerprints(
+    make_backend: BackendFactory, level: Level
+) -> None:
     backend = make_backend(level)
     with start(backend) as a, start(backend) as b, start(backend) as c:
         for command in ("echo 1 > /work/a", "echo 2 > /work/b", "X=1", "cd /tmp", SET_TIMES):

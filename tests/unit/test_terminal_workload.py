@@ -220,3 +220,17 @@ def test_command_conventions() -> None:
         # A background start writes its output and PID to files.
         if "nohup " in command:
             assert "> /" in command and "2>&1 &" in command and "echo $! >" in command, command
+
+
+def test_bench_modes_are_chosen_by_name_and_bad_names_say_what_exists() -> None:
+    from snapshots import TvcacheError
+    from tvcache.bench.terminal import MODES, select_modes
+
+    assert select_modes(None) == MODES
+    chosen = select_modes("fs fingerprint, strict prefix")
+    assert [m.name for m in chosen] == ["fs fingerprint", "strict prefix"]
+    assert chosen[0].state.fingerprints("bash") and chosen[0].state.merge
+    assert not select_modes("fs read-only")[0].state.merge
+    with pytest.raises(TvcacheError, match="unknown terminal bench mode.*strict") as caught:
+        select_modes("strict, fs fingerprint")
+    assert "choose from: strict prefix" in (caught.value.hint or "")

@@ -2,10 +2,13 @@
 
 Modes, side by side on the same rollouts: (1) no cache, a fresh container per rollout;
 (2) strict prefix cache without snapshots: every miss replays the history in a fresh
-container; (3) tvcache at level ``fs`` (committed images); (4) tvcache at level ``full``
-(images plus CRIU checkpoints of the running processes). The no-cache mode runs first and is
-the reference for wrong observations. At the end of every rollout its checker runs (as one
-more tool call) and the scores must be equal across modes.
+container; (3) tvcache at level ``fs`` (committed images), strict prefix matching;
+(4) the same, read-only aware: a bash call that leaves the container's fingerprint as it was
+does not advance the state; (5) the same with fingerprint merging: states of equal
+fingerprints share their futures; (6) tvcache at level ``full`` (images plus CRIU checkpoints
+of the running processes). ``--modes`` picks some. The no-cache mode runs first and is the
+reference for wrong observations. At the end of every rollout its checker runs (as one more
+tool call) and the scores must be equal across modes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -29,7 +32,7 @@ from snapshots import TvcacheError
 from tvcache._engine import Engine
 from tvcache._factory import docker_backend
 from tvcache._policy import CostAwarePolicy, NeverSnapshot, SnapshotPolicy
-from tvcache._settings import Settings
+from tvcache._settings import Settings, StateAwareness
 from tvcache._store import Store
 from tvcache.bench._report import ModeResult, Row, percentile_ms, plot, table
 from tvcache.bench._terminal_workload import (
@@ -46,6 +49,7 @@ ROWS: list[Row] = [
     ("calls", "calls", "{:d}"),
     ("hit rate", "hit_rate", "{:.1%}"),
     ("calls executed (+replays)", "executed_calls", "{:d}"),
+    ("tool seconds", "tool_seconds", "{:.1f}"),
     ("call time p50 (ms)", "call_p50_ms", "{:.1f}"),
     ("call time p95 (ms)", "call_p95_ms", "{:.1f}"),
     ("environment seconds", "environment_seconds", "{:.1f}"),
@@ -56,9 +60,43 @@ ROWS: list[Row] = [
     ("snapshot p95 (ms)", "snapshot_p95_ms", "{:.0f}"),
     ("snapshots", "snapshots", "{:d}"),
     ("snapshot bytes on disk", "snapshot_bytes", "{:,d}"),
+    ("read-only nodes", "read_only_nodes", "{:d}"),
+    ("merged nodes", "merged_nodes", "{:d}"),
+    ("fingerprint seconds", "fingerprint_seconds", "{:.1f}"),
     ("wrong observations", "wrong_observations", "{:d}"),
     ("mean checker score", "mean_score", "{:.3f}"),
 ]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One cached mode: snapshot level, policy, and how state-aware its matching is."""
+
+    name: str
+    level: str
+    policy: SnapshotPolicy
+    state: StateAwareness = field(default_factory=StateAwareness)
+
+
+BASH_FINGERPRINTS = frozenset({"bash"})
+MODES = [
+    Mode("strict prefix", "fs", NeverSnapshot()),
+    Mode("tvcache fs", "fs", CostAwarePolicy()),
+    Mode(
+        "fs read-only",
+        "fs",
+        CostAwarePolicy(),
+        StateAwareness(fingerprint_tools=BASH_FINGERPRINTS, merge=False),
+    ),
+    Mode(
+        "fs fingerprint",
+        "fs",
+        CostAwarePolicy(),
+        StateAwareness(fingerprint_tools=BASH_FINGERPRINTS),
+    ),
+    Mode("tvcache full", "full", CostAwarePolicy()),
+]
+"""Every cached mode, in the order they run (after no cache)."""
 
 
 @dataclass(frozen=True)
@@ -233,19 +271,18 @@ def run_no_cache(plan: Plan, home: Path, workers: int, bar: tqdm) -> tuple[ModeR
 
 
 def run_cached(
-    name: str,
-    level: str,
-    policy: SnapshotPolicy,
+    mode: Mode,
     plan: Plan,
     home: Path,
     reference: _Recorder,
     workers: int,
     bar: tqdm,  # type: ignore[type-arg]
 ) -> tuple[ModeResult, _Recorder]:
-    backend = docker_backend(Settings(home=home), level)
+    settings = Settings(home=home, state=mode.state)
+    backend = docker_backend(settings, mode.level)
     store = Store(f"sqlite:///{home / 'cache.db'}")
-    engine = Engine(backend, store, settings=Settings(home=home), policy=policy)
-    rec = _Recorder(name, reference, bar)
+    engine = Engine(backend, store, settings=settings, policy=mode.policy)
+    rec = _Recorder(mode.name, reference, bar)
 
     def rollout(g: int, i: int) -> Iterator[None]:
         with engine.session(plan.specs[g]) as session:
@@ -292,9 +329,27 @@ def run_cached(
         "starts": stats["starts"],
         "divergences": stats["divergences"],
         "restore_fallbacks": backend.counters.get("full_restore_fallbacks", 0),
+        "read_only_nodes": stats["read_only_nodes"],
+        "merged_nodes": stats["merged_nodes"],
+        "fingerprint_seconds": round(float(stats["fingerprint_seconds"]), 2),  # type: ignore[arg-type]
         "flattens": backend.counters.get("flattens", 0),
     }
     return r, rec
+
+
+def select_modes(names: str | None) -> list[Mode]:
+    """The cached modes named in ``names`` (comma-separated), all when None."""
+    if not names:
+        return MODES
+    known = {mode.name: mode for mode in MODES}
+    wanted = [name.strip() for name in names.split(",")]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise TvcacheError(
+            f"unknown terminal bench mode(s): {', '.join(unknown)}",
+            f"choose from: {', '.join(known)} (no cache always runs, as the reference)",
+        )
+    return [known[name] for name in wanted]
 
 
 def run_terminal_bench(args: argparse.Namespace) -> int:
@@ -304,15 +359,11 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
         raise TvcacheError(str(error), "run it from a checkout of the repository") from error
     ensure_images(plan.groups)
     workers = max(args.concurrency, 1)
-    modes: list[tuple[str, str, SnapshotPolicy]] = [
-        ("strict prefix", "fs", NeverSnapshot()),
-        ("tvcache fs", "fs", CostAwarePolicy()),
-        ("tvcache full", "full", CostAwarePolicy()),
-    ]
+    modes = select_modes(args.modes)
     results: list[ModeResult] = []
     recorders: list[_Recorder] = []
     with tempfile.TemporaryDirectory(prefix="tvcache-bench-terminal-") as tmp:
-        for index, name in enumerate(["no cache", *(m[0] for m in modes)]):
+        for index, name in enumerate(["no cache", *(m.name for m in modes)]):
             home = Path(tmp) / f"mode{index}"
             with tqdm(
                 total=plan.total_calls, desc=f"{name:>13}", file=sys.stderr, leave=False
@@ -320,9 +371,8 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
                 if index == 0:
                     result, rec = run_no_cache(plan, home, workers, bar)
                 else:
-                    _, level, policy = modes[index - 1]
                     result, rec = run_cached(
-                        name, level, policy, plan, home, recorders[0], workers, bar
+                        modes[index - 1], plan, home, recorders[0], workers, bar
                     )
             results.append(result)
             recorders.append(rec)
