@@ -231,6 +231,6 @@ def test_bench_modes_are_chosen_by_name_and_bad_names_say_what_exists() -> None:
     assert [m.name for m in chosen] == ["fs fingerprint", "strict prefix"]
     assert chosen[0].state.fingerprints("bash") and chosen[0].state.merge
     assert not select_modes("fs read-only")[0].state.merge
-    with pytest.raises(TvcacheError, match="unknown terminal bench mode.*strict") as caught:
+    with pytest.raises(TvcacheError, match=r"unknown terminal bench mode.*strict") as caught:
         select_modes("strict, fs fingerprint")
     assert "choose from: strict prefix" in (caught.value.hint or "")
