@@ -2,19 +2,25 @@
 
 A container runs the persistent shell of :mod:`sandbox._docker_shell` as its PID 1 tree, with no
 network unless asked, memory/pids/CPU limits, and a fixed hostname (an output must not depend on
-which fork produced it). ``fs`` snapshots are ``docker commit`` plus the shell's cwd, exported
-variables and functions (:mod:`snapshots.docker_fs`); ``full`` ones add the processes through
+which fork produced it). ``fs`` snapshots are ``docker commit`` plus the shell's state: cwd,
+functions, every variable, options, aliases, umask (:mod:`snapshots.docker_fs`); ``full`` ones
+add the processes through
 CRIU (:mod:`snapshots.docker_full`). A ``full`` fork must prove that it restored (its shell
 answers with the boot id it had at checkpoint time); if it cannot, the fork starts in the
 snapshot's ``fs`` state, says why in ``sandbox.restore_fallback`` and is counted in
-``backend.counters``. Its processes are gone then; files, cwd, exported variables and functions are
-as snapshotted, so the caller may replay what needs running processes.
+``backend.counters``. Its processes are gone then; files and shell state are as snapshotted, so
+the caller may replay what needs running processes.
 
 What persists. In a live sandbox: all of the bash session (cwd, variables, functions, options,
 jobs), since every ``bash`` call runs in one shell. After ``exit`` or a timeout the shell restarts
 from the cwd, exported variables and functions saved after the last completed call (a timed-out
 call's own ``cd``/``export`` are lost; its file changes and earlier background processes stay).
-An ``fs`` fork gets files, cwd, exported variables and functions; a ``full`` fork gets all of it.
+An ``fs`` fork gets files and the shell state (not jobs, not the ``pushd`` stack); a ``full``
+fork gets all of it. Files keep their modification times to the second (Docker's tar).
+
+Fingerprints (:meth:`DockerSandbox.fingerprint`): the files changed since the root image, read
+from the overlay layers on the host (:mod:`sandbox._docker_state`), and the whole shell state;
+None while a background process runs.
 
 Containers, images and checkpoint directories carry the owning backend instance, its process and
 its store (``snapshot_dir``) as labels: :meth:`DockerBackend.reconcile` removes what a crashed

@@ -13,6 +13,7 @@ from typing import Any
 
 from sandbox import ToolCall
 from snapshots import TvcacheError
+from tvcache._settings import StateAwareness
 
 
 def _backends() -> list[str]:
@@ -32,6 +33,26 @@ def add_service_commands(sub: Any) -> None:
         "must carry (default $TVCACHE_TOKEN); required when not bound to loopback",
     )
     serve.add_argument("--backend", choices=_backends(), default="local")
+    serve.add_argument(
+        "--level", choices=["fs", "full"], default="fs", help="docker: snapshot level (default fs)"
+    )
+    state = serve.add_argument_group("state-aware hits (opt-in; see the README)")
+    state.add_argument(
+        "--read-only", action="store_true", help="reads a tool proves (sqlite) keep the state"
+    )
+    state.add_argument(
+        "--fingerprint-tools", default="", help="comma-separated tools to fingerprint, e.g. bash"
+    )
+    state.add_argument(
+        "--fingerprint-tasks", help="comma-separated task ids to fingerprint in (default: all)"
+    )
+    state.add_argument(
+        "--no-merge", action="store_true", help="fingerprints detect reads only, never merge"
+    )
+    state.add_argument("--pure-tools", default="", help="comma-separated tools of pure outputs")
+    state.add_argument(
+        "--shadow-fraction", type=float, default=0.0, help="fraction of hits re-executed"
+    )
     serve.add_argument(
         "--idle-timeout",
         type=float,
@@ -105,13 +126,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         token=args.token or None,
         backend=args.backend,
+        level=args.level,
         idle_seconds=args.idle_timeout,
         pool_size=args.pool_size,
         threads=args.threads,
         grace=args.grace,
         log_level=args.log_level,
     )
-    return serve(_settings(args), options)
+    state = StateAwareness(
+        read_only=args.read_only,
+        fingerprint_tools=_names(args.fingerprint_tools),
+        merge=not args.no_merge,
+        fingerprint_tasks=_names(args.fingerprint_tasks) if args.fingerprint_tasks else None,
+        pure_tools=_names(args.pure_tools),
+        shadow_fraction=args.shadow_fraction,
+    )
+    return serve(dataclasses.replace(_settings(args), state=state), options)
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(name.strip() for name in text.split(",") if name.strip())
 
 
 def _read_calls(path: Path) -> list[ToolCall]:

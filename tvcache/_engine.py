@@ -344,7 +344,8 @@ class Engine:
         """
         aware = self.settings.state
         pure = anchor.is_root and spec.name in aware.pure_tools
-        fingerprinting = pure or aware.fingerprints(spec.name)
+        task_id = self.root_spec(position.root_id).task_id
+        fingerprinting = pure or aware.fingerprints(spec.name, task_id)
         if position.children and position.snapshot is None:
             self.maybe_snapshot(sandbox, position, "branch")
         before = self._state_fingerprint(sandbox, position) if fingerprinting else None

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from snapshots import TvcacheError
+
 GiB = 1024**3
 
 
@@ -27,6 +29,8 @@ class StateAwareness:
       Fingerprinting costs time (counted in ``stats()['fingerprint_seconds']``).
     - ``merge``: with ``fingerprint_tools``, merge nodes of equal fingerprints (default); False
       keeps only the read-only detection (fewer shared futures, a tree instead of a DAG).
+    - ``fingerprint_tasks``: fingerprint only in roots of these task ids (None: every root),
+      for the tasks where it pays off (``tvcache stats`` shows what it costs and saves).
     - ``pure_tools``: tools whose output depends on their arguments only; their observations
       are shared by every state of a root. Where fingerprints are available the claim is
       checked on execution, and a call that changed the state is treated as a write.
@@ -37,10 +41,30 @@ class StateAwareness:
     read_only: bool = False
     fingerprint_tools: frozenset[str] = frozenset()
     merge: bool = True
+    fingerprint_tasks: frozenset[str] | None = None
     pure_tools: frozenset[str] = frozenset()
     shadow_fraction: float = 0.0
 
-    def fingerprints(self, tool: str) -> bool:
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.shadow_fraction <= 1.0:
+            raise TvcacheError(
+                f"shadow_fraction must be within [0, 1], got {self.shadow_fraction!r}",
+                "e.g. 0.05 re-executes one hit in twenty",
+            )
+        for name in ("fingerprint_tools", "pure_tools", "fingerprint_tasks"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, str) or not all(isinstance(v, str) and v for v in value)
+            ):
+                raise TvcacheError(
+                    f"{name} must be a set of names, got {value!r}",
+                    f'e.g. {name}=frozenset({{"bash"}})',
+                )
+
+    def fingerprints(self, tool: str, task_id: str | None = None) -> bool:
+        """Whether calls of ``tool`` in a root of ``task_id`` are fingerprinted."""
+        if self.fingerprint_tasks is not None and task_id not in self.fingerprint_tasks:
+            return False
         return tool in self.fingerprint_tools or "*" in self.fingerprint_tools
 
 

@@ -67,13 +67,17 @@ def _root_summary(store: Store, root: RootRecord) -> dict[str, object]:
         "exec_seconds": sum(n.stats.exec_seconds for n in nodes),
         "seconds_saved": sum(n.stats.seconds_saved for n in nodes),
         "nondeterministic": sum(1 for n in nodes if n.nondeterministic),
+        "read_only": sum(1 for n in nodes if n.read_only),
+        "fingerprinted": sum(1 for n in nodes if n.fingerprint is not None),
+        # shadow verification (or a replay) found them wrong: out of service
+        "withdrawn": sum(1 for n in nodes if n.parent_id is not None and n.observation is None),
         "snapshots": len(snaps),
         "snapshot_bytes": sum(s.handle.size_bytes for s in snaps),
     }
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    """Per root: nodes, hit rate, seconds saved, snapshot bytes."""
+    """Per root: nodes, hit rate, seconds saved, snapshots, read-only and withdrawn nodes."""
     store = Store(_settings(args).resolved_store_url())
     try:
         rows = [_root_summary(store, root) for root in store.roots()]
@@ -87,13 +91,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{'root':<14}{'task':<28}{'nodes':>7}{'calls':>8}{'hit rate':>10}"
-        f"{'saved s':>10}{'snaps':>7}{'snap bytes':>12}"
+        f"{'saved s':>10}{'snaps':>7}{'snap bytes':>12}{'r/o':>6}{'withdrawn':>11}"
     )
     for r in rows:
         print(
             f"{str(r['root_id'])[:12]:<14}{str(r['task_id'])[:26]:<28}{r['nodes']:>7}{r['calls']:>8}"
             f"{float(r['hit_rate']):>10.1%}{float(r['seconds_saved']):>10.2f}{r['snapshots']:>7}"  # type: ignore[arg-type]
-            f"{_human_bytes(float(r['snapshot_bytes'])):>12}"  # type: ignore[arg-type]
+            f"{_human_bytes(float(r['snapshot_bytes'])):>12}{r['read_only']:>6}{r['withdrawn']:>11}"  # type: ignore[arg-type]
         )
     return 0
 

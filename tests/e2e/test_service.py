@@ -260,3 +260,21 @@ def test_idle_sessions_are_reaped_and_their_workers_resume(tmp_path: Path, templ
         assert client.health()["sessions"] == 0
         assert not list((home / "sandboxes").iterdir())
         assert session.call("bash", command="cat data.txt").output == "a\nb\nx\n"
+
+
+def test_serve_turns_on_state_aware_hits(tmp_path: Path, template: Path) -> None:
+    """Reads in another order hit when the server fingerprints bash; a write still decides."""
+    home = tmp_path / "home"
+    server = ServerProcess(home, "--fingerprint-tools", "bash", "--pool-size", "0")
+    client = Client(server.url)
+    with server, client:
+        with client.session("aware", template=str(template)) as first:
+            first.call("bash", command="cat data.txt")
+            first.call("bash", command="wc -l data.txt")
+        with client.session("aware", template=str(template)) as second:
+            reordered = second.call("bash", command="wc -l data.txt")  # a read at the root
+            written = second.call("bash", command="echo c >> data.txt; cat data.txt")
+        assert reordered.hit and reordered.output == "2 data.txt\n"
+        assert not written.hit and written.output == "a\nb\nc\n"
+        stats = client.stats()
+        assert stats["read_only_nodes"] == 2 and stats["fingerprints"] >= 3

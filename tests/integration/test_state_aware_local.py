@@ -3,6 +3,7 @@ fingerprints, a misdeclared pure tool, shadow verification, and persistence of a
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sandbox import Observation
 from tvcache import Settings, open_engine
 from tvcache._engine import Engine
 from tvcache._settings import StateAwareness
+from tvcache.cli import main
 
 
 @pytest.fixture
@@ -105,7 +107,9 @@ def test_pure_tool_that_writes_is_caught(tmp_path: Path) -> None:
     engine.close()
 
 
-def test_shadow_verification_withdraws_a_wrong_observation(tmp_path: Path, template: Path) -> None:
+def test_shadow_verification_withdraws_a_wrong_observation(
+    tmp_path: Path, template: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     engine = make(tmp_path, StateAwareness(shadow_fraction=1.0))
     with engine.session("sql", template=str(template)) as a:
         served = a.call("sqlite", sql="SELECT max(v) FROM t")
@@ -117,6 +121,9 @@ def test_shadow_verification_withdraws_a_wrong_observation(tmp_path: Path, templ
     assert engine.shadow is not None
     engine.shadow.drain()
     assert engine.stats()["shadow_mismatches"] == 1
+    assert main(["--home", str(tmp_path / "home"), "stats", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["withdrawn"] == 1  # out of service until the next call there executes
     with engine.session("sql", template=str(template)) as c:
         again = c.call("sqlite", sql="SELECT max(v) FROM t")
     assert not again.hit and again.output == "(3,)"

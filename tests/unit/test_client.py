@@ -148,3 +148,28 @@ def test_async_client_shares_one_flight(engine: Engine) -> None:
 
     assert asyncio.run(main()).count(False) == 1
     assert [c.tool for c in engine.backend.runs] == ["add"]  # type: ignore[attr-defined]
+
+
+def test_metrics_count_state_aware_hits_and_shadow_mismatches() -> None:
+    from sandbox import Observation
+    from tvcache._settings import Settings, StateAwareness
+
+    aware = StateAwareness(fingerprint_tools=frozenset({"*"}), shadow_fraction=1.0)
+    engine = Engine(FakeBackend(call_seconds=0.0), None, settings=Settings(state=aware))
+    with engine.session("t") as a:
+        a.call("set", k="x", v=1)
+        served = a.call("get", k="x")  # read-only by fingerprint
+    node = engine.graph.get(served.node_id)
+    assert node is not None
+    node.observation = Observation("x=42", 0, 1.0)  # a corrupted cache entry
+    with engine.session("t") as b:
+        b.call("set", k="x", v=1)
+        assert b.call("get", k="x").output == "x=42"
+    assert engine.shadow is not None
+    engine.shadow.drain()
+    with TestClient(create_app(engine)) as app:
+        text = app.get("/metrics").text
+    assert "tvcache_shadow_mismatches_total 1.0" in text
+    assert "tvcache_read_only_nodes_total 1.0" in text
+    assert "tvcache_fingerprints_total" in text
+    engine.close()

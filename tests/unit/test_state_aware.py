@@ -7,12 +7,14 @@ history (unless a nondeterministic call in that history marks it tainted).
 
 from __future__ import annotations
 
+import pytest
 from fake_env import FakeBackend, fresh_output
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, rule
 
 from sandbox import Observation, ToolCall
+from snapshots import TvcacheError
 from tvcache._engine import Engine
 from tvcache._policy import AlwaysSnapshot, CostAwarePolicy, NeverSnapshot
 from tvcache._session import Session
@@ -84,6 +86,31 @@ def test_write_that_changes_nothing_is_read_only_by_fingerprint() -> None:
         a.call("set", k="x", v=0)  # a write: x did not exist
         a.call("set", k="x", v=0)  # now it is a no-op: read-only by fingerprint
     assert e.stats()["read_only_nodes"] == 1
+
+
+def test_fingerprints_only_in_the_tasks_named_and_merge_can_be_off() -> None:
+    only_u = engine(
+        StateAwareness(fingerprint_tools=frozenset({"*"}), fingerprint_tasks=frozenset({"u"}))
+    )
+    for task in ("t", "u"):
+        with only_u.session(task) as a:
+            a.call("set", k="x", v=0)
+            a.call("set", k="x", v=0)  # read-only by fingerprint, where fingerprinted
+    assert only_u.stats()["read_only_nodes"] == 1
+    no_merge = engine(StateAwareness(fingerprint_tools=frozenset({"*"}), merge=False))
+    for first, second in (("x", "y"), ("y", "x")):
+        with no_merge.session("t") as b:
+            b.call("add", k=first, v=1)
+            b.call("add", k=second, v=1)
+    assert no_merge.stats()["merged_nodes"] == 0
+
+
+def test_bad_state_settings_say_what_is_wrong() -> None:
+    with pytest.raises(TvcacheError, match=r"shadow_fraction must be within \[0, 1\]"):
+        StateAwareness(shadow_fraction=5)
+    with pytest.raises(TvcacheError, match="fingerprint_tools must be a set of names") as caught:
+        StateAwareness(fingerprint_tools="bash")  # type: ignore[arg-type]
+    assert "frozenset" in (caught.value.hint or "")
 
 
 def test_pure_tool_shared_across_states_and_misdeclared_write_is_caught() -> None:

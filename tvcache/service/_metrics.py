@@ -36,6 +36,16 @@ _COUNTERS = {
     "snapshots": "snapshots taken",
     "evictions": "snapshots evicted by the byte budget",
     "divergences": "replayed calls whose output differed (nondeterminism)",
+    "snapshots_refused": "snapshots a backend refused (level fs with running processes)",
+    "fork_failures": "forks that failed; their snapshot was dropped",
+    "read_only_nodes": "calls proven read-only (stored against the state they ran in)",
+    "merged_nodes": "states merged into an equal one by fingerprint",
+    "misdeclared_pure": "calls of a tool configured pure that changed the state",
+    "fingerprints": "state fingerprints taken",
+    "fingerprint_seconds": "seconds spent fingerprinting",
+    "shadow_runs": "hits re-executed in the background to verify them",
+    "shadow_mismatches": "verified hits that differed: their observation was withdrawn",
+    "shadow_errors": "shadow verifications that could not run",
 }
 
 

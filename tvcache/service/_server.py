@@ -31,6 +31,7 @@ class ServeOptions:
     port: int = 8710
     token: str | None = None
     backend: str = "local"
+    level: str = "fs"
     idle_seconds: float = 600.0
     pool_size: int = 8
     threads: int = 64
@@ -75,9 +76,9 @@ def _signals_as_shutdown_only() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def engine_for(settings: Settings, backend: str) -> Engine:
+def engine_for(settings: Settings, backend: str, level: str = "fs") -> Engine:
     """``open_engine``; an unknown backend is a TvcacheError the CLI reports."""
-    return open_engine(settings, backend=backend)
+    return open_engine(settings, backend=backend, level=level)
 
 
 def serve(settings: Settings, options: ServeOptions) -> int:
@@ -90,7 +91,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         )
     sock = bind(options.host, options.port)
     try:
-        engine = engine_for(settings, options.backend)
+        engine = engine_for(settings, options.backend, options.level)
     except BaseException:
         sock.close()
         raise
