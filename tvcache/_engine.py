@@ -5,16 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sandbox import Backend, Observation, RootSpec, Sandbox, ToolCall, ToolCallError, ToolSpec
-from snapshots import SnapshotError, SnapshotHandle, SnapshotRefusedError, TvcacheError
+from snapshots import TvcacheError
 from tvcache._graph import (
     Clock,
     Graph,
@@ -27,13 +23,12 @@ from tvcache._keys import call_key, child_id, root_id
 from tvcache._policy import (
     CostAwarePolicy,
     EvictionStrategy,
-    Moment,
     SecondsSavedPerByte,
-    SnapshotContext,
     SnapshotPolicy,
 )
 from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
 from tvcache._settings import Settings
+from tvcache._snapshots import Counters, Snapshots
 
 if TYPE_CHECKING:
     from tvcache._pool import SandboxPool
@@ -46,54 +41,6 @@ log = logging.getLogger("tvcache")
 
 class RootNotFoundError(TvcacheError):
     """A root id that no store or engine knows."""
-
-
-@dataclass(slots=True)
-class Estimate:
-    """An exponential moving average of a measured duration, with a prior until measured."""
-
-    value: float
-    alpha: float
-    samples: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
-
-    def add(self, seconds: float) -> None:
-        self.value = (
-            seconds if not self.samples else (1 - self.alpha) * self.value + self.alpha * seconds
-        )
-        self.samples.append(seconds)
-
-
-@dataclass(slots=True)
-class Counters:
-    """Engine-wide counters for ``stats()`` and ``/metrics``."""
-
-    calls: int = 0
-    hits: int = 0
-    shared_hits: int = 0
-    misses: int = 0
-    executed_seconds: float = 0.0
-    replayed_calls: int = 0
-    replayed_seconds: float = 0.0
-    seconds_saved: float = 0.0
-    starts: int = 0
-    forks: int = 0
-    catch_ups: int = 0
-    read_only_nodes: int = 0
-    merged_nodes: int = 0
-    misdeclared_pure: int = 0
-    snapshots_refused: int = 0
-    fork_failures: int = 0
-    fingerprints: int = 0
-    fingerprint_seconds: float = 0.0
-    shadow_runs: int = 0
-    shadow_mismatches: int = 0
-    shadow_errors: int = 0
-    pool_takes: int = 0
-    snapshots: int = 0
-    snapshot_reasons: dict[str, int] = field(default_factory=dict)
-    evictions: int = 0
-    divergences: int = 0
-    over_budget: int = 0
 
 
 def node_record(node: Node) -> NodeRecord:
@@ -144,14 +91,21 @@ class Engine:
         self._clock = clock or time.time
         self.graph = Graph(self._clock)
         self.counters = Counters()
-        alpha = self.settings.ema_alpha
-        self.fork_estimate = Estimate(0.05, alpha)
-        self.start_estimate = Estimate(0.05, alpha)
-        self.snapshot_estimate = Estimate(0.05, alpha)
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, str], Future[Node]] = {}
-        self._snapshotting: set[str] = set()
         self._specs: dict[str, RootSpec] = {}
+        self.snapshots = Snapshots(
+            backend=backend,
+            store=store,
+            graph=self.graph,
+            settings=self.settings,
+            policy=self.policy,
+            eviction=self.eviction,
+            counters=self.counters,
+            lock=self._lock,
+            clock=self._clock,
+            root_spec=self.root_spec,
+        )
         self._tools: Mapping[str, ToolSpec] = backend.tool_specs()
         self._stats_writer: StatsWriter | None = None
         if store is not None:
@@ -347,7 +301,7 @@ class Engine:
         task_id = self.root_spec(position.root_id).task_id
         fingerprinting = pure or aware.fingerprints(spec.name, task_id)
         if position.children and position.snapshot is None:
-            self.maybe_snapshot(sandbox, position, "branch")
+            self.snapshots.maybe_take(sandbox, position, "branch")
         before = self._state_fingerprint(sandbox, position) if fingerprinting else None
         observation = sandbox.run(call, timeout=self.settings.call_timeout)
         after = self._measured_fingerprint(sandbox) if fingerprinting else None
@@ -362,7 +316,7 @@ class Engine:
             read_only = True
         child = self.graph_child(anchor, key, call, observation, spec, read_only, after)
         if not child.read_only:
-            self.maybe_snapshot(sandbox, child.state(), "after_call")
+            self.snapshots.maybe_take(sandbox, child.state(), "after_call")
         return child
 
     def _measured_fingerprint(self, sandbox: Sandbox) -> str | None:
@@ -463,7 +417,7 @@ class Engine:
         if bound is not None and bound_node is not None and bound_node.is_ancestor_of(target):
             catch_up = faithful_replay_seconds(bound_node, target)
         base = target.deepest_snapshot()
-        fork_cost = self._fork_cost(base) + replay_seconds(base, target)
+        fork_cost = self.snapshots.fork_cost(base) + replay_seconds(base, target)
         if self.pool is not None:
             self.pool.note_miss(target)
             best = fork_cost if catch_up is None else min(fork_cost, catch_up)
@@ -492,28 +446,8 @@ class Engine:
         return self._replayed(sandbox, base, target), target
 
     def fork_nearest(self, target: Node) -> tuple[Sandbox, Node]:
-        """A sandbox forked from the deepest snapshot on ``target``'s path that forks.
-
-        A snapshot whose fork fails (its image is gone, a restore that cannot prove itself
-        and cannot fall back faithfully) is dropped, and the next one up is tried.
-        """
-        while True:
-            base = target.deepest_snapshot()
-            try:
-                return self.fork_node(base), base
-            except SnapshotError as error:
-                if base.snapshot is None:
-                    raise
-                log.warning(
-                    "fork of node %s failed, dropping its snapshot: %s", base.node_id, error
-                )
-                with self._lock:
-                    handle, base.snapshot = base.snapshot, None
-                    self.counters.fork_failures += 1
-                if self.store is not None:
-                    self.store.delete_snapshot(base.node_id)
-                if handle is not None:
-                    self.backend.delete_snapshot(handle)
+        """A sandbox forked from the deepest snapshot on ``target``'s path that forks."""
+        return self.snapshots.fork_nearest(target)
 
     def _replayed(self, sandbox: Sandbox, start: Node, target: Node) -> Sandbox:
         """``sandbox`` brought from ``start`` to ``target``; closed if the replay fails."""
@@ -523,42 +457,6 @@ class Engine:
             sandbox.close()
             raise
         return sandbox
-
-    def _fork_cost(self, base: Node) -> float:
-        return (self.start_estimate if base.snapshot is None else self.fork_estimate).value
-
-    def fork_node(self, base: Node) -> Sandbox:
-        """A new sandbox at ``base``: a fork of its snapshot, or a fresh start at the root."""
-        started = time.perf_counter()
-        handle = base.snapshot
-        if handle is None:
-            sandbox = self.backend.start(self.root_spec(base.root_id))
-            with self._lock:
-                self.start_estimate.add(time.perf_counter() - started)
-                self.counters.starts += 1
-            return sandbox
-        with self._locked_snapshot(base, handle):
-            sandbox = self.backend.fork(handle)
-        with self._lock:
-            self.fork_estimate.add(time.perf_counter() - started)
-            self.counters.forks += 1
-        return sandbox
-
-    @contextmanager
-    def _locked_snapshot(self, node: Node, handle: SnapshotHandle) -> Iterator[None]:
-        """Pin the snapshot in memory and, for other processes sharing the store, on disk."""
-        owner = f"fork-{uuid.uuid4().hex[:12]}"
-        with self._lock:
-            self.graph.lock(node)
-        if self.store is not None:
-            self.store.lock_snapshot(node.node_id, owner)
-        try:
-            yield
-        finally:
-            if self.store is not None:
-                self.store.unlock_snapshot(node.node_id, owner)
-            with self._lock:
-                self.graph.unlock(node)
 
     def replay(self, sandbox: Sandbox, start: Node, target: Node) -> None:
         """Re-execute the calls from ``start`` to ``target``, verifying each output."""
@@ -591,88 +489,9 @@ class Engine:
             if self.store is not None:
                 self.store.set_flags(node.node_id, nondeterministic=True)
 
-    # ------------------------------------------------------------- snapshots
-    def maybe_snapshot(self, sandbox: Sandbox, node: Node, moment: Moment) -> None:
-        """Ask the policy; checkpoint ``node`` from ``sandbox`` (which is at ``node``) if so."""
-        if node.snapshot is not None or node.node_id in self._snapshotting:
-            return
-        base = node.parent.deepest_snapshot() if node.parent is not None else node
-        ctx = SnapshotContext(
-            node=node,
-            moment=moment,
-            replay_seconds=replay_seconds(base, node) if node.parent is not None else 0.0,
-            fork_seconds=self.fork_estimate.value,
-            snapshot_seconds=self.snapshot_estimate.value,
-        )
-        reason = self.policy.should_snapshot(ctx)
-        if reason is not None and not node.is_root:
-            self.take_snapshot(sandbox, node, reason)
-
-    def take_snapshot(self, sandbox: Sandbox, node: Node, reason: str) -> SnapshotHandle | None:
-        with self._lock:
-            if node.snapshot is not None or node.node_id in self._snapshotting:
-                return node.snapshot
-            self._snapshotting.add(node.node_id)
-        try:
-            started = time.perf_counter()
-            try:
-                handle = sandbox.snapshot(f"{node.node_id}-{uuid.uuid4().hex[:8]}")
-            except SnapshotRefusedError as refused:
-                log.info("no snapshot of node %s: %s", node.node_id, refused)
-                with self._lock:
-                    self.counters.snapshots_refused += 1
-                return None
-            elapsed = time.perf_counter() - started
-            if self.store is not None:
-                self.store.put_snapshot(
-                    SnapshotRecord(node.node_id, node.root_id, handle, self._clock())
-                )
-            with self._lock:
-                node.snapshot = handle
-                self.snapshot_estimate.add(elapsed)
-                self.counters.snapshots += 1
-                self.counters.snapshot_reasons[reason] = (
-                    self.counters.snapshot_reasons.get(reason, 0) + 1
-                )
-        finally:
-            with self._lock:
-                self._snapshotting.discard(node.node_id)
-        self.enforce_budget()
-        return handle
-
     def enforce_budget(self) -> None:
-        """Evict snapshots (never nodes) until the byte budget holds or only locked ones remain.
-
-        A snapshot another process is forking (locked in the store) is skipped, not deleted.
-        """
-        skipped: set[str] = set()
-        while True:
-            with self._lock:
-                if self.graph.snapshot_bytes() <= self.settings.snapshot_budget_bytes:
-                    return
-                now = self._clock()
-                candidates = [
-                    n
-                    for n in self.graph.snapshotted()
-                    if n.lock_count == 0 and n.node_id not in skipped
-                ]
-                if not candidates:
-                    self.counters.over_budget += 1
-                    return
-                victim = min(candidates, key=lambda n: self.eviction.priority(n, now))
-                handle = victim.snapshot
-                assert handle is not None
-                victim.snapshot = None
-            if self.store is not None and not self.store.delete_snapshot(
-                victim.node_id, if_unlocked=True
-            ):
-                with self._lock:
-                    victim.snapshot = handle
-                skipped.add(victim.node_id)
-                continue
-            with self._lock:
-                self.counters.evictions += 1
-            self.backend.delete_snapshot(handle)
+        """Evict snapshots (never nodes) until the byte budget holds (see ``Snapshots``)."""
+        self.snapshots.enforce_budget()
 
     # ----------------------------------------------------------- maintenance
     def reconcile(self) -> dict[str, int]:
@@ -724,17 +543,17 @@ class Engine:
                 "over_budget": c.over_budget,
                 "nodes": len(self.graph),
                 "snapshot_bytes": self.graph.snapshot_bytes(),
-                "fork_seconds_estimate": self.fork_estimate.value,
-                "snapshot_seconds_estimate": self.snapshot_estimate.value,
+                "fork_seconds_estimate": self.snapshots.fork_estimate.value,
+                "snapshot_seconds_estimate": self.snapshots.snapshot_estimate.value,
             }
 
     def timings(self) -> dict[str, list[float]]:
         """The last 10,000 measured seconds of starts, forks and snapshots (for percentiles)."""
         with self._lock:
             return {
-                "start": list(self.start_estimate.samples),
-                "fork": list(self.fork_estimate.samples),
-                "snapshot": list(self.snapshot_estimate.samples),
+                "start": list(self.snapshots.start_estimate.samples),
+                "fork": list(self.snapshots.fork_estimate.samples),
+                "snapshot": list(self.snapshots.snapshot_estimate.samples),
             }
 
     def flush(self) -> None:
