@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import json
 import logging
 import os
 import re
@@ -25,16 +24,6 @@ from typing import Any
 
 import psutil
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Double,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     bindparam,
     create_engine,
     delete,
@@ -46,20 +35,20 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
 
-from sandbox import Observation, RootSpec, ToolCall
-from snapshots import SnapshotHandle, TvcacheError
+from sandbox import Observation
+from snapshots import TvcacheError
+from tvcache import _schema as schema
 from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
+from tvcache._schema import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "StatsWriter", "Store", "StoreError", "default_store_url"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 30_000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _PG_INIT_LOCK = 0x7476_6361_6368_6501  # pg_advisory_xact_lock key: serialises schema creation
@@ -70,112 +59,6 @@ _NO_LOCK: AbstractContextManager[Any] = nullcontext()
 
 class StoreError(TvcacheError):
     """The store could not be opened, read or written."""
-
-
-class _Output(TypeDecorator[str]):
-    """Text that survives PostgreSQL, which rejects NUL characters (and both drivers reject
-    lone surrogates): such values, and values that look escaped, are stored as a marked JSON
-    string. Tool output with a NUL (``cat`` of a binary file) is ordinary."""
-
-    impl = Text
-    cache_ok = True
-    _MARK = "\ufdd0tvcache-json:"
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        if value is None or not _needs_escape(value, self._MARK):
-            return value
-        return self._MARK + json.dumps(value)
-
-    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
-        if value is not None and value.startswith(self._MARK):
-            decoded: str = json.loads(value[len(self._MARK) :])
-            return decoded
-        return value
-
-
-def _needs_escape(value: str, mark: str) -> bool:
-    if "\x00" in value or value.startswith(mark):
-        return True
-    if value.isascii():
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-_metadata = MetaData()
-
-_roots = Table(
-    "roots",
-    _metadata,
-    Column("root_id", String, primary_key=True),
-    Column("task_id", String, nullable=False, index=True),
-    Column("backend", String, nullable=False),
-    Column("template", Text),
-    Column("options", Text, nullable=False),  # JSON object
-    Column("identity", Text, nullable=False),
-    Column("created", Double, nullable=False),
-)
-
-_nodes = Table(
-    "nodes",
-    _metadata,
-    Column("node_id", String, primary_key=True),
-    Column("root_id", String, ForeignKey("roots.root_id"), nullable=False, index=True),
-    Column("parent_id", String, ForeignKey("nodes.node_id"), index=True),
-    Column("depth", Integer, nullable=False),
-    Column("call_key", String),
-    Column("call", Text),  # ToolCall JSON
-    Column("output", _Output),  # NULL: no observation
-    Column("exit_code", Integer),
-    Column("seconds", Double),
-    Column("truncated", Boolean),
-    Column("timed_out", Boolean),
-    Column("nondeterministic", Boolean, nullable=False),
-    Column("read_only", Boolean, nullable=False),
-    Column("fingerprint", String),  # state digest after the call; NULL: not fingerprinted
-    Column("executions", BigInteger, nullable=False),
-    Column("hits", BigInteger, nullable=False),
-    Column("exec_seconds", Double, nullable=False),
-    Column("seconds_saved", Double, nullable=False),
-    Column("last_use", Double, nullable=False),
-    Column("created", Double, nullable=False),
-)
-
-_snapshots = Table(
-    "snapshots",
-    _metadata,
-    Column("node_id", String, ForeignKey("nodes.node_id"), primary_key=True),
-    Column("root_id", String, ForeignKey("roots.root_id"), nullable=False, index=True),
-    Column("handle", Text, nullable=False),  # SnapshotHandle JSON
-    Column("size_bytes", BigInteger, nullable=False),
-    Column("created", Double, nullable=False),
-)
-
-_locks = Table(
-    "snapshot_locks",
-    _metadata,
-    Column(
-        "node_id",
-        String,
-        ForeignKey("snapshots.node_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("owner", String, primary_key=True),
-    Column("pid", Integer, nullable=False),
-    Column("host", String, nullable=False),
-    Column("since", Double, nullable=False),
-    # start time of ``pid``: a pid reused after a crash (a restarted container) is not the holder
-    Column("started", Double),
-)
-
-_schema_version = Table(
-    "schema_version",
-    _metadata,
-    Column("version", Integer, primary_key=True),
-)
 
 
 def default_store_url() -> str:
@@ -292,102 +175,6 @@ def _alive(pid: int, started: float | None) -> bool:
     except psutil.Error:  # exists, but not ours to inspect
         return True
     return started is None or abs(created - started) < 1.0
-
-
-def _root_row(root: RootRecord) -> dict[str, Any]:
-    spec = root.spec
-    return {
-        "root_id": root.root_id,
-        "task_id": spec.task_id,
-        "backend": spec.backend,
-        "template": spec.template,
-        "options": json.dumps(dict(spec.options), sort_keys=True),
-        "identity": root.identity,
-        "created": root.created,
-    }
-
-
-def _root_record(row: Row[Any]) -> RootRecord:
-    spec = RootSpec(
-        task_id=row.task_id,
-        backend=row.backend,
-        template=row.template,
-        options=json.loads(row.options),
-    )
-    return RootRecord(root_id=row.root_id, spec=spec, identity=row.identity, created=row.created)
-
-
-def _node_row(node: NodeRecord) -> dict[str, Any]:
-    stats = node.stats
-    return {
-        "node_id": node.node_id,
-        "root_id": node.root_id,
-        "parent_id": node.parent_id,
-        "depth": node.depth,
-        "call_key": node.call_key,
-        "call": None if node.call is None else node.call.to_json(),
-        **_node_row_observation(node.observation),
-        "nondeterministic": node.nondeterministic,
-        "read_only": node.read_only,
-        "fingerprint": node.fingerprint,
-        "executions": stats.executions,
-        "hits": stats.hits,
-        "exec_seconds": stats.exec_seconds,
-        "seconds_saved": stats.seconds_saved,
-        "last_use": stats.last_use,
-        "created": node.created,
-    }
-
-
-def _node_row_observation(obs: Observation | None) -> dict[str, Any]:
-    return {
-        "output": None if obs is None else obs.output,
-        "exit_code": None if obs is None else obs.exit_code,
-        "seconds": None if obs is None else obs.seconds,
-        "truncated": None if obs is None else obs.truncated,
-        "timed_out": None if obs is None else obs.timed_out,
-    }
-
-
-def _node_record(row: Row[Any]) -> NodeRecord:
-    observation = None
-    if row.output is not None:
-        observation = Observation(
-            output=row.output,
-            exit_code=row.exit_code,
-            seconds=row.seconds,
-            truncated=bool(row.truncated),
-            timed_out=bool(row.timed_out),
-        )
-    return NodeRecord(
-        node_id=row.node_id,
-        root_id=row.root_id,
-        parent_id=row.parent_id,
-        depth=row.depth,
-        call_key=row.call_key,
-        call=None if row.call is None else ToolCall.from_json(row.call),
-        observation=observation,
-        nondeterministic=bool(row.nondeterministic),
-        read_only=bool(row.read_only),
-        fingerprint=row.fingerprint,
-        stats=NodeStats(
-            executions=row.executions,
-            hits=row.hits,
-            exec_seconds=row.exec_seconds,
-            seconds_saved=row.seconds_saved,
-            last_use=row.last_use,
-        ),
-        created=row.created,
-    )
-
-
-def _snapshot_record(row: Row[Any]) -> SnapshotRecord:
-    return SnapshotRecord(
-        node_id=row.node_id,
-        root_id=row.root_id,
-        handle=SnapshotHandle.from_json(row.handle),
-        created=row.created,
-    )
 
 
 class Store:
@@ -530,71 +317,79 @@ class Store:
             tables = set(inspect(conn).get_table_names())
             version = None
             if "schema_version" in tables:
-                version = conn.scalar(select(func.max(_schema_version.c.version)))
+                version = conn.scalar(select(func.max(schema.schema_version.c.version)))
             if version is not None and version > SCHEMA_VERSION:
                 raise StoreError(
                     f"the store {self._shown} has schema version {version}, newer than this "
                     f"tvcache understands ({SCHEMA_VERSION})",
                     "upgrade tvcache, or point TVCACHE_STORE_URL at another store",
                 )
-            _metadata.create_all(conn)
+            schema.metadata.create_all(conn)
             if version is None:
-                conn.execute(_schema_version.insert(), {"version": SCHEMA_VERSION})
+                conn.execute(schema.schema_version.insert(), {"version": SCHEMA_VERSION})
 
     # --- roots --------------------------------------------------------------------------------
 
     def put_root(self, root: RootRecord) -> None:
         """Store a root; a root already stored under the same id is kept as it is."""
-        stmt = self._insert(_roots).on_conflict_do_nothing(index_elements=["root_id"])
+        stmt = self._insert(schema.roots).on_conflict_do_nothing(index_elements=["root_id"])
         with self._tx(f"store root {root.root_id!r}", write=True) as conn:
-            conn.execute(stmt, _root_row(root))
+            conn.execute(stmt, schema.root_row(root))
 
     def get_root(self, root_id: str) -> RootRecord | None:
         with self._tx(f"read root {root_id!r}", write=False) as conn:
-            row = conn.execute(select(_roots).where(_roots.c.root_id == root_id)).first()
-        return None if row is None else _root_record(row)
+            row = conn.execute(
+                select(schema.roots).where(schema.roots.c.root_id == root_id)
+            ).first()
+        return None if row is None else schema.root_record(row)
 
     def roots(self) -> list[RootRecord]:
         with self._tx("list roots", write=False) as conn:
-            rows = conn.execute(select(_roots).order_by(_roots.c.created, _roots.c.root_id)).all()
-        return [_root_record(row) for row in rows]
+            rows = conn.execute(
+                select(schema.roots).order_by(schema.roots.c.created, schema.roots.c.root_id)
+            ).all()
+        return [schema.root_record(row) for row in rows]
 
     def find_roots(self, task_id: str) -> list[RootRecord]:
         """The roots of one task (one per backend, template or option set)."""
-        query = select(_roots).where(_roots.c.task_id == task_id)
+        query = select(schema.roots).where(schema.roots.c.task_id == task_id)
         with self._tx(f"find roots of task {task_id!r}", write=False) as conn:
-            rows = conn.execute(query.order_by(_roots.c.created, _roots.c.root_id)).all()
-        return [_root_record(row) for row in rows]
+            rows = conn.execute(
+                query.order_by(schema.roots.c.created, schema.roots.c.root_id)
+            ).all()
+        return [schema.root_record(row) for row in rows]
 
     # --- nodes --------------------------------------------------------------------------------
 
     def put_node(self, node: NodeRecord) -> None:
         """Store a node, committed before return. Ids are content hashes, so a node already
         stored (by another rollout or host) is the same node: the insert is then a no-op."""
-        stmt = self._insert(_nodes).on_conflict_do_nothing(index_elements=["node_id"])
+        stmt = self._insert(schema.nodes).on_conflict_do_nothing(index_elements=["node_id"])
         with self._tx(f"store node {node.node_id!r}", write=True) as conn:
-            conn.execute(stmt, _node_row(node))
+            conn.execute(stmt, schema.node_row(node))
 
     def load_nodes(self, root_id: str) -> list[NodeRecord]:
         """All nodes of a root, parents before children (by depth)."""
         query = (
-            select(_nodes)
-            .where(_nodes.c.root_id == root_id)
-            .order_by(_nodes.c.depth, _nodes.c.created, _nodes.c.node_id)
+            select(schema.nodes)
+            .where(schema.nodes.c.root_id == root_id)
+            .order_by(schema.nodes.c.depth, schema.nodes.c.created, schema.nodes.c.node_id)
         )
         with self._tx(f"load the nodes of root {root_id!r}", write=False) as conn:
             rows = conn.execute(query).all()
-        return [_node_record(row) for row in rows]
+        return [schema.node_record(row) for row in rows]
 
     def get_node(self, node_id: str) -> NodeRecord | None:
         with self._tx(f"read node {node_id!r}", write=False) as conn:
-            row = conn.execute(select(_nodes).where(_nodes.c.node_id == node_id)).first()
-        return None if row is None else _node_record(row)
+            row = conn.execute(
+                select(schema.nodes).where(schema.nodes.c.node_id == node_id)
+            ).first()
+        return None if row is None else schema.node_record(row)
 
     def node_count(self, root_id: str | None = None) -> int:
-        query = select(func.count()).select_from(_nodes)
+        query = select(func.count()).select_from(schema.nodes)
         if root_id is not None:
-            query = query.where(_nodes.c.root_id == root_id)
+            query = query.where(schema.nodes.c.root_id == root_id)
         with self._tx("count nodes", write=False) as conn:
             return int(conn.scalar(query) or 0)
 
@@ -603,8 +398,8 @@ class Store:
         if not stats:
             return
         stmt = (
-            update(_nodes)
-            .where(_nodes.c.node_id == bindparam("b_node_id"))
+            update(schema.nodes)
+            .where(schema.nodes.c.node_id == bindparam("b_node_id"))
             .values(
                 executions=bindparam("b_executions"),
                 hits=bindparam("b_hits"),
@@ -645,7 +440,7 @@ class Store:
             values["fingerprint"] = fingerprint
         if not values:
             return
-        stmt = update(_nodes).where(_nodes.c.node_id == node_id).values(**values)
+        stmt = update(schema.nodes).where(schema.nodes.c.node_id == node_id).values(**values)
         with self._tx(f"set flags of node {node_id!r}", write=True) as conn:
             if conn.execute(stmt).rowcount == 0:
                 raise StoreError(
@@ -655,8 +450,8 @@ class Store:
 
     def set_observation(self, node_id: str, observation: Observation | None) -> None:
         """Replace a node's observation; None withdraws it from service (a verified mismatch)."""
-        values = _node_row_observation(observation)
-        stmt = update(_nodes).where(_nodes.c.node_id == node_id).values(**values)
+        values = schema.observation_columns(observation)
+        stmt = update(schema.nodes).where(schema.nodes.c.node_id == node_id).values(**values)
         with self._tx(f"set the observation of node {node_id!r}", write=True) as conn:
             if conn.execute(stmt).rowcount == 0:
                 raise StoreError(
@@ -668,7 +463,7 @@ class Store:
 
     def put_snapshot(self, record: SnapshotRecord) -> None:
         """Record the snapshot of a node, replacing the one it had (its locks stay)."""
-        insert = self._insert(_snapshots)
+        insert = self._insert(schema.snapshots)
         stmt = insert.on_conflict_do_update(
             index_elements=["node_id"],
             set_={
@@ -697,29 +492,37 @@ class Store:
         with self._tx(f"delete the snapshot of node {node_id!r}", write=True) as conn:
             if if_unlocked:
                 # FOR UPDATE (PostgreSQL) waits for a concurrent lock_snapshot to commit.
-                held = select(_snapshots.c.node_id).where(_snapshots.c.node_id == node_id)
+                held = select(schema.snapshots.c.node_id).where(
+                    schema.snapshots.c.node_id == node_id
+                )
                 if conn.execute(held.with_for_update()).first() is None:
                     return False
-                locked = select(_locks.c.node_id).where(_locks.c.node_id == node_id).limit(1)
+                locked = (
+                    select(schema.locks.c.node_id).where(schema.locks.c.node_id == node_id).limit(1)
+                )
                 if conn.execute(locked).first() is not None:
                     return False
-            result = conn.execute(delete(_snapshots).where(_snapshots.c.node_id == node_id))
+            result = conn.execute(
+                delete(schema.snapshots).where(schema.snapshots.c.node_id == node_id)
+            )
             return result.rowcount > 0
 
     def snapshots(self, root_id: str | None = None) -> list[SnapshotRecord]:
-        query = select(_snapshots).order_by(_snapshots.c.created, _snapshots.c.node_id)
+        query = select(schema.snapshots).order_by(
+            schema.snapshots.c.created, schema.snapshots.c.node_id
+        )
         if root_id is not None:
-            query = query.where(_snapshots.c.root_id == root_id)
+            query = query.where(schema.snapshots.c.root_id == root_id)
         with self._tx("list snapshots", write=False) as conn:
             rows = conn.execute(query).all()
-        return [_snapshot_record(row) for row in rows]
+        return [schema.snapshot_record(row) for row in rows]
 
     def lock_snapshot(self, node_id: str, owner: str, *, pid: int | None = None) -> None:
         """Keep a node's snapshot from eviction while ``owner`` (unique per use, e.g. a fork
         id) forks it. The lease names process and host so that a crashed holder's locks can be
         released (release_stale_locks); ``pid`` defaults to this process."""
         pid = os.getpid() if pid is None else pid
-        insert = self._insert(_locks)
+        insert = self._insert(schema.locks)
         stmt = insert.on_conflict_do_update(
             index_elements=["node_id", "owner"],
             set_={
@@ -737,7 +540,7 @@ class Store:
             "since": time.time(),
             "started": _process_start(pid),
         }
-        exists = select(_snapshots.c.node_id).where(_snapshots.c.node_id == node_id)
+        exists = select(schema.snapshots.c.node_id).where(schema.snapshots.c.node_id == node_id)
         with self._tx(f"lock the snapshot of node {node_id!r}", write=True) as conn:
             if conn.execute(exists.with_for_update(read=True)).first() is None:
                 raise StoreError(
@@ -748,25 +551,27 @@ class Store:
 
     def unlock_snapshot(self, node_id: str, owner: str) -> None:
         """Drop ``owner``'s lock; unlocking what is not locked is a no-op."""
-        stmt = delete(_locks).where(_locks.c.node_id == node_id, _locks.c.owner == owner)
+        stmt = delete(schema.locks).where(
+            schema.locks.c.node_id == node_id, schema.locks.c.owner == owner
+        )
         with self._tx(f"unlock the snapshot of node {node_id!r}", write=True) as conn:
             conn.execute(stmt)
 
     def locked_node_ids(self) -> set[str]:
         """Nodes whose snapshot is locked by someone (eviction must skip them)."""
         with self._tx("list snapshot locks", write=False) as conn:
-            return set(conn.scalars(select(_locks.c.node_id).distinct()))
+            return set(conn.scalars(select(schema.locks.c.node_id).distinct()))
 
     def release_stale_locks(self) -> int:
         """Remove the locks of processes on this host that are gone; returns how many.
         Locks taken on other hosts are left alone: their processes cannot be checked here."""
-        query = select(_locks.c.node_id, _locks.c.owner, _locks.c.pid, _locks.c.started).where(
-            _locks.c.host == _HOST
-        )
-        stmt = delete(_locks).where(
-            _locks.c.node_id == bindparam("b_node_id"),
-            _locks.c.owner == bindparam("b_owner"),
-            _locks.c.pid == bindparam("b_pid"),
+        query = select(
+            schema.locks.c.node_id, schema.locks.c.owner, schema.locks.c.pid, schema.locks.c.started
+        ).where(schema.locks.c.host == _HOST)
+        stmt = delete(schema.locks).where(
+            schema.locks.c.node_id == bindparam("b_node_id"),
+            schema.locks.c.owner == bindparam("b_owner"),
+            schema.locks.c.pid == bindparam("b_pid"),
         )
         with self._tx("release stale snapshot locks", write=True) as conn:
             stale = [
@@ -788,7 +593,7 @@ class Store:
             with self._tx("measure the store", write=False) as conn:
                 return sum(
                     int(conn.scalar(size, {"name": table.name}) or 0)
-                    for table in _metadata.sorted_tables
+                    for table in schema.metadata.sorted_tables
                 )
         if self._path is None:
             return None

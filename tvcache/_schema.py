@@ -1,0 +1,233 @@
+"""The store's tables, and the conversions between their rows and the records.
+
+One schema for SQLite and PostgreSQL (SQLAlchemy Core). ``Output`` makes text survive
+PostgreSQL; the row functions are the only place that knows both a record and a column.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect, Row
+from sqlalchemy.types import TypeDecorator
+
+from sandbox import Observation, RootSpec, ToolCall
+from snapshots import SnapshotHandle
+from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
+
+SCHEMA_VERSION = 1
+
+
+class Output(TypeDecorator[str]):
+    """Text that survives PostgreSQL, which rejects NUL characters (and both drivers reject
+    lone surrogates): such values, and values that look escaped, are stored as a marked JSON
+    string. Tool output with a NUL (``cat`` of a binary file) is ordinary."""
+
+    impl = Text
+    cache_ok = True
+    _MARK = "\ufdd0tvcache-json:"
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or not needs_escape(value, self._MARK):
+            return value
+        return self._MARK + json.dumps(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is not None and value.startswith(self._MARK):
+            decoded: str = json.loads(value[len(self._MARK) :])
+            return decoded
+        return value
+
+
+def needs_escape(value: str, mark: str) -> bool:
+    if "\x00" in value or value.startswith(mark):
+        return True
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+metadata = MetaData()
+
+roots = Table(
+    "roots",
+    metadata,
+    Column("root_id", String, primary_key=True),
+    Column("task_id", String, nullable=False, index=True),
+    Column("backend", String, nullable=False),
+    Column("template", Text),
+    Column("options", Text, nullable=False),  # JSON object
+    Column("identity", Text, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", String, primary_key=True),
+    Column("root_id", String, ForeignKey("roots.root_id"), nullable=False, index=True),
+    Column("parent_id", String, ForeignKey("nodes.node_id"), index=True),
+    Column("depth", Integer, nullable=False),
+    Column("call_key", String),
+    Column("call", Text),  # ToolCall JSON
+    Column("output", Output),  # NULL: no observation
+    Column("exit_code", Integer),
+    Column("seconds", Double),
+    Column("truncated", Boolean),
+    Column("timed_out", Boolean),
+    Column("nondeterministic", Boolean, nullable=False),
+    Column("read_only", Boolean, nullable=False),
+    Column("fingerprint", String),  # state digest after the call; NULL: not fingerprinted
+    Column("executions", BigInteger, nullable=False),
+    Column("hits", BigInteger, nullable=False),
+    Column("exec_seconds", Double, nullable=False),
+    Column("seconds_saved", Double, nullable=False),
+    Column("last_use", Double, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("node_id", String, ForeignKey("nodes.node_id"), primary_key=True),
+    Column("root_id", String, ForeignKey("roots.root_id"), nullable=False, index=True),
+    Column("handle", Text, nullable=False),  # SnapshotHandle JSON
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+locks = Table(
+    "snapshot_locks",
+    metadata,
+    Column(
+        "node_id",
+        String,
+        ForeignKey("snapshots.node_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("owner", String, primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String, nullable=False),
+    Column("since", Double, nullable=False),
+    # start time of ``pid``: a pid reused after a crash (a restarted container) is not the holder
+    Column("started", Double),
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+)
+
+
+def root_row(root: RootRecord) -> dict[str, Any]:
+    spec = root.spec
+    return {
+        "root_id": root.root_id,
+        "task_id": spec.task_id,
+        "backend": spec.backend,
+        "template": spec.template,
+        "options": json.dumps(dict(spec.options), sort_keys=True),
+        "identity": root.identity,
+        "created": root.created,
+    }
+
+
+def root_record(row: Row[Any]) -> RootRecord:
+    spec = RootSpec(
+        task_id=row.task_id,
+        backend=row.backend,
+        template=row.template,
+        options=json.loads(row.options),
+    )
+    return RootRecord(root_id=row.root_id, spec=spec, identity=row.identity, created=row.created)
+
+
+def node_row(node: NodeRecord) -> dict[str, Any]:
+    stats = node.stats
+    return {
+        "node_id": node.node_id,
+        "root_id": node.root_id,
+        "parent_id": node.parent_id,
+        "depth": node.depth,
+        "call_key": node.call_key,
+        "call": None if node.call is None else node.call.to_json(),
+        **observation_columns(node.observation),
+        "nondeterministic": node.nondeterministic,
+        "read_only": node.read_only,
+        "fingerprint": node.fingerprint,
+        "executions": stats.executions,
+        "hits": stats.hits,
+        "exec_seconds": stats.exec_seconds,
+        "seconds_saved": stats.seconds_saved,
+        "last_use": stats.last_use,
+        "created": node.created,
+    }
+
+
+def observation_columns(obs: Observation | None) -> dict[str, Any]:
+    return {
+        "output": None if obs is None else obs.output,
+        "exit_code": None if obs is None else obs.exit_code,
+        "seconds": None if obs is None else obs.seconds,
+        "truncated": None if obs is None else obs.truncated,
+        "timed_out": None if obs is None else obs.timed_out,
+    }
+
+
+def node_record(row: Row[Any]) -> NodeRecord:
+    observation = None
+    if row.output is not None:
+        observation = Observation(
+            output=row.output,
+            exit_code=row.exit_code,
+            seconds=row.seconds,
+            truncated=bool(row.truncated),
+            timed_out=bool(row.timed_out),
+        )
+    return NodeRecord(
+        node_id=row.node_id,
+        root_id=row.root_id,
+        parent_id=row.parent_id,
+        depth=row.depth,
+        call_key=row.call_key,
+        call=None if row.call is None else ToolCall.from_json(row.call),
+        observation=observation,
+        nondeterministic=bool(row.nondeterministic),
+        read_only=bool(row.read_only),
+        fingerprint=row.fingerprint,
+        stats=NodeStats(
+            executions=row.executions,
+            hits=row.hits,
+            exec_seconds=row.exec_seconds,
+            seconds_saved=row.seconds_saved,
+            last_use=row.last_use,
+        ),
+        created=row.created,
+    )
+
+
+def snapshot_record(row: Row[Any]) -> SnapshotRecord:
+    return SnapshotRecord(
+        node_id=row.node_id,
+        root_id=row.root_id,
+        handle=SnapshotHandle.from_json(row.handle),
+        created=row.created,
+    )
