@@ -17,8 +17,10 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+from needs import unavailable
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -28,11 +30,8 @@ _INSTALL_HINT = (
 )
 
 
-def _unavailable(reason: str) -> None:
-    message = f"PostgreSQL tests need a server: {reason}; {_INSTALL_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+def _unavailable(reason: str) -> NoReturn:
+    unavailable(f"PostgreSQL tests need a server: {reason}; {_INSTALL_HINT}")
 
 
 def _postgres_bindir() -> Path | None:

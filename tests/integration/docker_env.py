@@ -7,12 +7,12 @@ set), where they fail: CI must never pass by skipping. Every test works in its o
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import pytest
+from needs import unavailable
 
 from sandbox import Observation, RootSpec, Sandbox, ToolCall
 from sandbox.docker import DEFAULT_IMAGE, DockerBackend, DockerSandbox, Level
@@ -22,11 +22,8 @@ from snapshots.docker_fs import LABEL_STORE
 BackendFactory = Callable[..., DockerBackend]
 
 
-def _unavailable(reason: str) -> None:
-    message = f"Docker backend tests need {reason}"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+def _unavailable(reason: str) -> NoReturn:
+    unavailable(f"Docker backend tests need {reason}")
 
 
 @pytest.fixture(scope="module")

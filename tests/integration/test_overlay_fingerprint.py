@@ -17,10 +17,12 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from needs import unavailable
 
 from snapshots.directory import tree_digest
 from snapshots.fingerprint import order_times
@@ -35,10 +37,8 @@ CLOCK = 1_500_000_000
 Op = tuple[str, ...]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"overlay tests need {reason}", pytrace=False)
-    pytest.skip(f"overlay tests need {reason}")
+def _unavailable(reason: str) -> NoReturn:
+    unavailable(f"overlay tests need {reason}")
 
 
 class Overlay:

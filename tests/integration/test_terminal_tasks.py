@@ -9,14 +9,15 @@ daemon the tests skip, except under CI (``$CI`` set), where they fail.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
+from needs import unavailable
 
 from tvcache.bench import _terminal_workload as w
 
@@ -26,11 +27,8 @@ TASKS = w.list_tasks()
 COMMAND_TIMEOUT = 120
 
 
-def _unavailable(reason: str) -> None:
-    message = f"terminal task tests need a Docker daemon: {reason}; run scripts/setup-docker.sh"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+def _unavailable(reason: str) -> NoReturn:
+    unavailable(f"terminal task tests need a Docker daemon: {reason}; run scripts/setup-docker.sh")
 
 
 @pytest.fixture(scope="module")
