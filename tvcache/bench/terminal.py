@@ -7,8 +7,9 @@ container; (3) tvcache at level ``fs`` (committed images), strict prefix matchin
 does not advance the state; (5) the same with fingerprint merging: states of equal
 fingerprints share their futures; (6) tvcache at level ``full`` (images plus CRIU checkpoints
 of the running processes). ``--modes`` picks some. The no-cache mode runs first and is the
-reference for wrong observations. At the end of every rollout its checker runs (as one more
-tool call) and the scores must be equal across modes.
+reference for wrong observations: a hit that differs from it is run fresh twice more and is
+wrong only if every fresh run agrees (see :func:`judge`). At the end of every rollout its
+checker runs (as one more tool call) and the scores must be equal across modes.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class _Recorder:
         self.scores: dict[tuple[int, int], float] = {}
         self.tainted_differences = 0
         self.nondeterministic_differences = 0
+        # hits that differ from the reference's output of their history: judged afterwards
+        self.suspects: list[tuple[tuple[int, int, int], tuple[str, ...], Observation]] = []
         # every fresh output seen per history: a history whose fresh runs disagree has no
         # single right answer (test durations, temp names, directory times)
         self.fresh: dict[tuple[int, tuple[str, ...]], set[tuple[str, int]]] = {}
@@ -170,12 +173,10 @@ class _Recorder:
         hit: bool,
         tainted: bool = False,
     ) -> None:
-        """Record one call. A hit that differs from the no-cache run of the same history is a
-        wrong observation (printed, so it can be looked into) unless it is marked ``tainted``
-        or the no-cache run's fresh executions of that history disagree among themselves.
-
-        Every hit's history occurs at least twice in its group, so the no-cache run executed
-        it fresh at least twice: whether its answer is stable is known, not guessed.
+        """Record one call. A hit that differs from the no-cache run of the same history is
+        a suspect unless it is marked ``tainted`` or the no-cache run's fresh executions of that
+        history already disagree among themselves; :func:`judge` settles suspects by running
+        their history fresh again (a state-aware hit's exact history may have run only once).
         """
         with self._lock:
             r = self.result
@@ -195,12 +196,7 @@ class _Recorder:
                     unstable = len(fresh) > 1
                     self.nondeterministic_differences += unstable and not tainted
                     if not tainted and not unstable:
-                        r.wrong += 1
-                        print(
-                            f"wrong observation at {key}: {obs.output[:200]!r} != "
-                            f"{expected.output[:200]!r}",
-                            file=sys.stderr,
-                        )
+                        self.suspects.append((key, history, obs))
             else:
                 r.executed_calls += 1
                 r.tool_seconds += obs.seconds
@@ -211,6 +207,36 @@ class _Recorder:
         with self._lock:
             self.scores[(g, i)] = _score(obs)
             self._bar.update()
+
+
+FRESH_RERUNS = 2
+"""Fresh executions of a suspect's history, beside the no-cache run's, before judging it."""
+
+
+def judge(plan: Plan, home: Path, rec: _Recorder) -> None:
+    """Settle ``rec``'s suspects: run each history fresh :data:`FRESH_RERUNS` more times in new
+    containers. Fresh runs that disagree among themselves make the difference nondeterministic
+    (there is no single right answer); fresh runs that all agree, and differ from what was
+    served, make it a wrong observation (printed, so it can be looked into)."""
+    if not rec.suspects or rec.truth is None:
+        return
+    backend = docker_backend(Settings(home=home), "fs")
+    for key, history, served in rec.suspects:
+        outputs = {(rec.truth.outputs[key].output, rec.truth.outputs[key].exit_code)}
+        for _ in range(FRESH_RERUNS):
+            with backend.start(plan.specs[key[0]]) as sandbox:
+                for command in history:
+                    fresh = sandbox.run(ToolCall("bash", {"command": command}))
+            outputs.add((fresh.output, fresh.exit_code))
+        if len(outputs) > 1:
+            rec.nondeterministic_differences += 1
+            continue
+        rec.result.wrong += 1
+        print(
+            f"wrong observation at {key}: {served.output[:200]!r} != "
+            f"{rec.truth.outputs[key].output[:200]!r}",
+            file=sys.stderr,
+        )
 
 
 Rollout = Callable[[int, int], Iterator[None]]
@@ -374,6 +400,7 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
                     result, rec = run_cached(
                         modes[index - 1], plan, home, recorders[0], workers, bar
                     )
+                    judge(plan, Path(tmp) / "judge", rec)
             results.append(result)
             recorders.append(rec)
     reference = recorders[0].scores
