@@ -154,6 +154,7 @@ class _Recorder:
         self.reference = reference
         self.truth = reference.result if reference is not None else None
         self.scores: dict[tuple[int, int], float] = {}
+        self.checks: dict[tuple[int, int], Observation] = {}
         self.tainted_differences = 0
         self.nondeterministic_differences = 0
         # hits that differ from the reference's output of their history: judged afterwards
@@ -206,6 +207,7 @@ class _Recorder:
     def score(self, g: int, i: int, obs: Observation) -> None:
         with self._lock:
             self.scores[(g, i)] = _score(obs)
+            self.checks[(g, i)] = obs
             self._bar.update()
 
 
@@ -232,11 +234,16 @@ def judge(plan: Plan, home: Path, rec: _Recorder) -> None:
             rec.nondeterministic_differences += 1
             continue
         rec.result.wrong += 1
-        print(
-            f"wrong observation at {key}: {served.output[:200]!r} != "
-            f"{rec.truth.outputs[key].output[:200]!r}",
-            file=sys.stderr,
-        )
+        difference = _difference(served.output, rec.truth.outputs[key].output)
+        print(f"wrong observation at {key}, served vs fresh:\n{difference}", file=sys.stderr)
+
+
+def _difference(served: str, fresh: str, context: int = 120) -> str:
+    """Both texts around their first difference, to look into it."""
+    at = next((n for n, (a, b) in enumerate(zip(served, fresh, strict=False)) if a != b), None)
+    at = min(len(served), len(fresh)) if at is None else at
+    start = max(0, at - context)
+    return f"  {served[start : at + context]!r}\n  {fresh[start : at + context]!r}"
 
 
 Rollout = Callable[[int, int], Iterator[None]]
@@ -408,7 +415,15 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
         result.extra["mean_score"] = round(sum(rec.scores.values()) / max(len(rec.scores), 1), 3)
         result.extra["tainted_differences"] = rec.tainted_differences
         result.extra["nondeterministic_differences"] = rec.nondeterministic_differences
-        result.extra["score_mismatches"] = sum(rec.scores[k] != v for k, v in reference.items())
+        mismatches = [k for k, v in reference.items() if rec.scores[k] != v]
+        result.extra["score_mismatches"] = len(mismatches)
+        for key in mismatches:
+            difference = _difference(rec.checks[key].output, recorders[0].checks[key].output)
+            print(
+                f"{result.name}: checker of rollout {key} scored {rec.scores[key]} "
+                f"(no cache: {reference[key]}):\n{difference}",
+                file=sys.stderr,
+            )
     if args.json:
         print(json.dumps({r.name.replace(" ", "_"): r.summary() for r in results}))
     else:
