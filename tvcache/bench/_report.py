@@ -87,7 +87,8 @@ def plot(results: Sequence[ModeResult], path: str, title: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     left.boxplot([[x * 1000 for x in r.call_latencies] for r in results], showfliers=False)
     left.set_xticks(range(1, len(results) + 1), [r.name for r in results])
-    left.set_yscale("symlog", linthresh=0.1)
+    left.set_yscale("symlog", linthresh=0.01)
+    left.set_ylim(bottom=0)  # times are never negative; symlog would draw a mirrored axis
     left.set_ylabel("tool-call time as the rollout sees it (ms)")
     colors = ["tab:red" if r.wrong else "tab:blue" for r in results]
     right.bar([r.name for r in results], [r.tool_seconds for r in results], color=colors)
