@@ -210,10 +210,9 @@ class DockerSandbox:
             log.warning("timeout in %s: cannot pause: %s", self._name, api_error(error))
             return
         try:
-            init_pid = int(api.inspect_container(self.container_id)["State"]["Pid"])
             shell_pid, keep = self._channel.current_call()
             if shell_pid is not None:
-                shell.kill_call(init_pid, shell_pid, keep)
+                shell.kill_call(self._files.init_pid, shell_pid, keep)
         finally:
             api.unpause(self.container_id)
 

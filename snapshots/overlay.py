@@ -243,14 +243,15 @@ class OverlayDigests:
         self._roots: dict[tuple[str, ...], RootView] = {}
         self._folds: OrderedDict[tuple[str, ...], Layer] = OrderedDict()
         self._cached_images = cached_images
-        self._files = FileDigests()  # for committed layers, which never change
 
     def root(self, layers: list[str]) -> RootView:
         with self._lock:
             return self._roots.setdefault(tuple(layers), RootView(layers))
 
     def folded(self, layers: list[str], skip: frozenset[str]) -> Layer:
-        """The fold of committed layers (bottom first) above a root image, cached."""
+        """The fold of committed layers (bottom first, at least one) above a root image, cached.
+
+        A committed layer never changes: its files are read once, with a throwaway cache."""
         key = tuple(layers)
         with self._lock:
             if key in self._folds:
@@ -258,8 +259,7 @@ class OverlayDigests:
                 return self._folds[key]
         below = self.folded(layers[:-1], skip) if len(layers) > 1 else {}
         with self._lock:
-            top = scan_layer(layers[-1], FileDigests(), skip) if layers else {}
-            result = apply_layer(below, top)
+            result = apply_layer(below, scan_layer(layers[-1], FileDigests(), skip))
             self._folds[key] = result
             while len(self._folds) > self._cached_images:
                 self._folds.popitem(last=False)
