@@ -157,10 +157,16 @@ def test_forks_are_independent(make_backend: BackendFactory, level: Level) -> No
 # --------------------------------------------------------------------------------- processes
 
 
+COUNTER = (
+    "(i=0; while :; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.05; done) &"
+)
+"""A background counter in /tmp/n, replaced atomically: a reader never sees it half written."""
+
+
 def test_processes_keep_running_in_a_full_fork(make_backend: BackendFactory) -> None:
     backend = make_backend("full")
     with start(backend) as box:
-        sh(box, "(i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done) &")
+        sh(box, COUNTER)
         sh(box, "cd /srv 2>/dev/null || mkdir -p /srv && cd /srv && echo page > index.html")
         sh(box, "python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &")
         assert "page" in sh(box, "sleep 0.5; curl -s --retry 20 --retry-connrefused "
@@ -197,7 +203,7 @@ def test_forks_of_forks(make_backend: BackendFactory, level: Level) -> None:
     backend = make_backend(level)
     box = start(backend)
     if level == "full":  # level fs refuses to snapshot running processes
-        sh(box, "(i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done) &")
+        sh(box, COUNTER)
     handles: list[SnapshotHandle] = []
     for generation in range(11):
         sh(box, f"mkdir -p /g/{generation} && cd /g/{generation} && echo {generation} >> /g/log")
