@@ -301,8 +301,10 @@ class LocalBackend:
         times_since: int = 0,
     ) -> LocalSandbox:
         directory = self.work_dir / f"{BACKEND_NAME}-{uuid.uuid4().hex[:16]}"
-        directory.mkdir()
-        (directory / "owner").write_text(self._owner)
+        # appears with its owner file: a crash before that leaves a temp entry, which
+        # reconcile removes once its process is dead (not a nameless dir it must wait out)
+        with sdir.atomic_directory(directory) as tmp:
+            (tmp / "owner").write_text(self._owner)
         try:
             (directory / "state").mkdir()
             fill(directory / "home")
