@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 from sandbox import JSON, Observation, Sandbox, ToolCall, ToolSpec
 from snapshots import TvcacheError
 from tvcache._graph import Node
+from tvcache._turns import Turns
 
 if TYPE_CHECKING:
     from tvcache._engine import Engine
@@ -43,7 +43,12 @@ class CallResult:
 
 
 class Session:
-    """One trajectory in progress. Use from one thread (or task) at a time; close when done."""
+    """One trajectory in progress; close when done.
+
+    Calls issued concurrently (from threads, or ``asyncio.gather`` on ``acall``) execute one
+    at a time in the order they were issued: each call's history is the calls issued before
+    it, as if they had been issued one after another.
+    """
 
     def __init__(self, engine: Engine, root_id: str) -> None:
         self.engine = engine
@@ -56,6 +61,7 @@ class Session:
         self._history: list[ToolCall] = []
         self._tainted = False
         self._closed = False
+        self._turns = Turns()
 
     @property
     def node_id(self) -> str:
@@ -68,7 +74,12 @@ class Session:
 
     def call(self, tool: str, /, **args: JSON) -> CallResult:
         """Serve one tool call: from the cache when the history (or, where opted in, the
-        verified state) matches, else run it."""
+        verified state) matches, else run it. Waits for the calls issued before it."""
+        with self._turns.turn():
+            return self._call(tool, args)
+
+    def _call(self, tool: str, args: dict[str, JSON]) -> CallResult:
+        """:meth:`call` during its turn."""
         if self._closed:
             raise SessionClosedError(
                 "this session is closed", "open a new one with engine.session()"
@@ -104,13 +115,22 @@ class Session:
         raise TvcacheError(f"call {tool!r} failed in three other sessions", "see the log for why")
 
     async def acall(self, tool: str, /, **args: JSON) -> CallResult:
-        """The async twin of ``call``: hits are served inline, misses in a worker thread."""
-        if not self._closed:
-            spec, key = self.engine.key_of(tool, args)
-            child = self.engine.lookup(self.engine.anchor(self.position, spec, key), key)
+        """The async twin of ``call``: hits are served inline, misses in a worker thread.
+        Its place in the order is taken when the coroutine starts running."""
+        ticket = self._turns.take()
+        if self._turns.ready(ticket) and not self._closed:  # nothing before it: try a hit
+            try:
+                spec, key = self.engine.key_of(tool, args)
+                child = self.engine.lookup(self.engine.anchor(self.position, spec, key), key)
+            except BaseException:
+                self._turns.release(ticket)
+                raise
             if child is not None:
-                return self._advance(ToolCall(tool, dict(args)), child, hit=True)
-        return await asyncio.to_thread(self.call, tool, **args)
+                try:
+                    return self._advance(ToolCall(tool, dict(args)), child, hit=True)
+                finally:
+                    self._turns.release(ticket)
+        return await self._turns.in_thread(ticket, lambda: self._call(tool, args))
 
     def _advance(self, call: ToolCall, child: Node, *, hit: bool) -> CallResult:
         """Move to the state ``child`` leaves the environment in; a read-only call stays."""

@@ -1,11 +1,14 @@
 """Clients of ``tvcache serve``: remote sessions with the in-process session API.
 
 ``Client(url).session(task_id, template=...)`` returns a session whose ``call(tool, **args)``
-returns the same :class:`~tvcache.CallResult` an in-process session does. Every call carries
-a ``request_id`` and a ``seq``; a retry after a timeout or a dropped connection resends both,
-and the server answers it from the first try, so no call ever executes twice. When the server
-forgot the session (restarted, or reaped it while idle), the session reopens at the last node
-it was answered and goes on: answered calls are durable, so nothing is lost.
+returns the same :class:`~tvcache.CallResult` an in-process session does. Calls of one
+session issued concurrently (threads on a :class:`RemoteSession`, ``asyncio.gather`` on an
+:class:`AsyncRemoteSession`) are sent one at a time, in the order they were issued. Every call
+carries a ``request_id`` and a ``seq``, numbered when it is sent: a call refused or failed
+takes no ``seq``. A retry after a timeout or a dropped connection resends both, and the server
+answers it from the first try, so no call ever executes twice. When the server forgot the
+session (restarted, even several times, or reaped it while idle), the session reopens at the
+last node it was answered and goes on: answered calls are durable, so nothing is lost.
 
 :class:`CachedExecutor` wraps a session as a sandbox with ``execute(command) -> str``, so an
 agent loop written against such a sandbox changes one line.
@@ -25,10 +28,12 @@ from sandbox import JSON, Observation, ToolCallError
 from snapshots import TvcacheError
 from tvcache._engine import RootNotFoundError
 from tvcache._session import CallResult, SessionClosedError
+from tvcache._turns import Turns
 
 DEFAULT_URL = "http://127.0.0.1:8710"
 _RETRY_STATUS = frozenset({502, 503, 504})
 _LOST = frozenset({"session_not_found", "unreachable"})
+_REOPENS = 5  # a call resent to that many reopened sessions (servers restarting) at most
 
 
 class ServiceError(TvcacheError):
@@ -88,7 +93,7 @@ def _answer(response: httpx.Response | None, attempt: int, retries: int) -> Any:
 
 
 class _State:
-    """Root spec, position and call counter of a remote session (shared by both twins)."""
+    """Root spec, position and last answered ``seq`` of a remote session (both twins)."""
 
     def __init__(
         self, task_id: str, template: str | None, options: Mapping[str, JSON], backend: str | None
@@ -117,27 +122,27 @@ class _State:
         return f"/v1/sessions/{self.session_id}/calls"
 
     def next_call(self, tool: str, args: Mapping[str, JSON]) -> dict[str, JSON]:
+        """A new call; its ``seq`` is given by :meth:`numbered` each time it is sent."""
         if self.closed:
             raise SessionClosedError("this session is closed", "open a new one")
-        self.seq += 1
-        return {"tool": tool, "args": dict(args), "request_id": uuid.uuid4().hex, "seq": self.seq}
+        return {"tool": tool, "args": dict(args), "request_id": uuid.uuid4().hex}
 
-    def failed(self, error: ServiceError) -> None:
-        """Re-raise ``error`` unless the server forgot the session (then: reopen, resend).
+    def numbered(self, body: Mapping[str, JSON]) -> dict[str, JSON]:
+        """``body`` with the next ``seq`` of the session as opened now (a resend after a
+        reopen keeps its request id and takes the reopened session's next ``seq``)."""
+        return {**body, "seq": self.seq + 1}
+
+    def failed(self, error: ServiceError, *, last: bool) -> None:
+        """Re-raise ``error`` unless the server forgot the session and this was not the
+        ``last`` try (then: reopen, resend).
 
         Either way an answer, if there was one, was never seen: the session resumes at the
-        last node it was answered.
+        last node it was answered, and the ``seq`` stays free for the next call.
         """
-        if error.code not in _LOST:
+        if error.code in _LOST:
+            self.lost = True
+        if error.code != "session_not_found" or last:
             raise error
-        self.lost = True
-        if error.code == "unreachable":
-            raise error
-
-    def resend(self, body: dict[str, JSON]) -> dict[str, JSON]:
-        """The same call (same request id) as the first call of the reopened session."""
-        self.seq = 1
-        return {**body, "seq": 1}
 
     def answered(self, data: Mapping[str, Any]) -> CallResult:
         result = CallResult(
@@ -147,7 +152,7 @@ class _State:
             float(data["seconds_saved"]),
             bool(data["tainted"]),
         )
-        self.node_id = result.node_id
+        self.node_id, self.seq = result.node_id, int(data["seq"])
         return result
 
     def closing(self) -> str | None:
@@ -230,11 +235,13 @@ class Client:
 
 
 class RemoteSession:
-    """A session on the server, with the in-process session's API. One thread at a time."""
+    """A session on the server, with the in-process session's API. Calls from several
+    threads (or ``acall`` under ``asyncio.gather``) run one at a time in the order issued."""
 
     def __init__(self, client: Client, state: _State) -> None:
         self._client = client
         self._state = state
+        self._turns = Turns()
 
     @property
     def session_id(self) -> str:
@@ -253,21 +260,31 @@ class RemoteSession:
         self._state.opened(self._client.request("POST", "/v1/sessions", self._state.open_body()))
 
     def call(self, tool: str, /, **args: JSON) -> CallResult:
-        """Serve one tool call (see :meth:`tvcache.Session.call`); never executed twice."""
-        if self._state.lost:
-            self.reopen()
+        """Serve one tool call (see :meth:`tvcache.Session.call`); never executed twice.
+        Waits for the calls issued before it."""
+        with self._turns.turn():
+            return self._call(tool, args)
+
+    def _call(self, tool: str, args: Mapping[str, JSON]) -> CallResult:
         body = self._state.next_call(tool, args)
-        try:
-            data = self._client.request("POST", self._state.calls_path, body)
-        except ServiceError as error:
-            self._state.failed(error)
-            self.reopen()
-            data = self._client.request("POST", self._state.calls_path, self._state.resend(body))
-        return self._state.answered(data)
+        for attempt in range(_REOPENS):
+            if self._state.lost:
+                self.reopen()
+            try:
+                data = self._client.request(
+                    "POST", self._state.calls_path, self._state.numbered(body)
+                )
+            except ServiceError as error:
+                self._state.failed(error, last=attempt == _REOPENS - 1)
+                continue
+            return self._state.answered(data)
+        raise AssertionError("unreachable")
 
     async def acall(self, tool: str, /, **args: JSON) -> CallResult:
-        """:meth:`call` in a worker thread (asyncio code may prefer :class:`AsyncClient`)."""
-        return await asyncio.to_thread(self.call, tool, **args)
+        """:meth:`call` in a worker thread (asyncio code may prefer :class:`AsyncClient`);
+        its place in the order is taken when the coroutine starts."""
+        ticket = self._turns.take()
+        return await self._turns.in_thread(ticket, lambda: self._call(tool, args))
 
     def close(self) -> None:
         """Close on the server, destroying its sandbox. Idempotent."""
@@ -344,11 +361,13 @@ class AsyncClient:
 
 
 class AsyncRemoteSession:
-    """A remote session for asyncio code: ``await session.acall(tool, **args)``."""
+    """A remote session for asyncio code: ``await session.acall(tool, **args)``. Calls
+    awaited together (``asyncio.gather``) run one at a time, in the order they started."""
 
     def __init__(self, client: AsyncClient, state: _State) -> None:
         self._client = client
         self._state = state
+        self._turn = asyncio.Lock()  # wakes its waiters first come, first served
 
     @property
     def session_id(self) -> str:
@@ -368,17 +387,19 @@ class AsyncRemoteSession:
 
     async def acall(self, tool: str, /, **args: JSON) -> CallResult:
         """See :meth:`RemoteSession.call`."""
-        if self._state.lost:
-            await self.reopen()
-        body = self._state.next_call(tool, args)
-        try:
-            data = await self._client.request("POST", self._state.calls_path, body)
-        except ServiceError as error:
-            self._state.failed(error)
-            await self.reopen()
-            body = self._state.resend(body)
-            data = await self._client.request("POST", self._state.calls_path, body)
-        return self._state.answered(data)
+        async with self._turn:
+            body = self._state.next_call(tool, args)
+            for attempt in range(_REOPENS):
+                if self._state.lost:
+                    await self.reopen()
+                path, numbered = self._state.calls_path, self._state.numbered(body)
+                try:
+                    data = await self._client.request("POST", path, numbered)
+                except ServiceError as error:
+                    self._state.failed(error, last=attempt == _REOPENS - 1)
+                    continue
+                return self._state.answered(data)
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         path = self._state.closing()

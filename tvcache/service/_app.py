@@ -126,10 +126,12 @@ def create_app(
     idle_seconds: float = 600.0,
     grace: float = 60.0,
     threads: int = 64,
+    order_seconds: float = 5.0,
 ) -> FastAPI:
     """The service on ``engine`` (which needs a store). Shutting the app down closes every
-    session; the engine, its pool and its store stay open for their owner to close."""
-    sessions = Registry(engine, idle_seconds)
+    session; the engine, its pool and its store stay open for their owner to close.
+    ``order_seconds`` bounds how long a call waits for the call before it to arrive."""
+    sessions = Registry(engine, idle_seconds, order_seconds)
 
     def pool_stats() -> dict[str, int] | None:
         return engine.pool.stats() if isinstance(engine.pool, PreforkPool) else None

@@ -1,0 +1,192 @@
+"""Calls of one session issued concurrently execute one at a time, in the order issued.
+
+Every client (in-process, sync remote from threads, async remote under ``asyncio.gather``,
+raw HTTP) must give the observations the same calls give issued one after another; a
+refused call consumes no ``seq``. The fake environment's ``add`` returns the running sum,
+so any reordering or overlap shows in the outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from fake_env import FakeBackend
+from fastapi.testclient import TestClient
+
+from sandbox import ToolCallError
+from tvcache._engine import Engine
+from tvcache._store import Store
+from tvcache.client import AsyncClient, Client, ServiceError
+from tvcache.service import create_app
+
+N = 12
+SUMS = [f"x={sum(range(1, i + 2))}" for i in range(N)]  # add 1, add 2, ... one after another
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    store = Store("sqlite://")
+    engine = Engine(FakeBackend(call_seconds=0.0), store)
+    yield engine
+    engine.close()
+    store.close()
+
+
+def proxy(app: TestClient, fail: Callable[[httpx.Request], httpx.Response | None]) -> Client:
+    """A sync client whose requests reach ``app`` unless ``fail`` answers first."""
+    lock = threading.Lock()  # the TestClient portal is not meant for many threads at once
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        injected = fail(request)
+        if injected is not None:
+            return injected
+        with lock:
+            answer = app.request(request.method, request.url.path, content=request.content,
+                                 headers={"content-type": "application/json"})  # fmt: skip
+        return httpx.Response(answer.status_code, content=answer.content, headers=answer.headers)
+
+    return Client("http://tvcache", transport=httpx.MockTransport(handler), backoff=0.0)
+
+
+def test_in_process_session_under_gather_runs_calls_in_issue_order(engine: Engine) -> None:
+    async def main() -> list[str]:
+        with engine.session("t") as session:
+            got = await asyncio.gather(*(session.acall("add", k="x", v=i + 1) for i in range(N)))
+            return [r.output for r in got]
+
+    assert asyncio.run(main()) == SUMS
+    with engine.session("t") as again:  # and they were stored as one path: all hits now
+        assert all(again.call("add", k="x", v=i + 1).hit for i in range(N))
+
+
+def test_in_process_session_from_threads_runs_one_call_at_a_time(engine: Engine) -> None:
+    outputs: list[str] = []
+    with engine.session("t") as session:
+        threads = [
+            threading.Thread(target=lambda: outputs.append(session.call("add", k="x", v=1).output))
+            for _ in range(N)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(outputs, key=lambda o: int(o[2:])) == [f"x={i + 1}" for i in range(N)]
+
+
+def test_async_remote_session_under_gather_gives_the_sequential_observations(
+    engine: Engine,
+) -> None:
+    async def main() -> tuple[list[str], list[str]]:
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with AsyncClient("http://tvcache", transport=transport) as client:
+            session = await client.session("t")
+            got = await asyncio.gather(*(session.acall("add", k="x", v=i + 1) for i in range(N)))
+            then = await session.acall("get", k="x")  # the session goes on afterwards
+            await session.aclose()
+            sequential = await client.session("t")
+            alone = [(await sequential.acall("add", k="x", v=i + 1)).output for i in range(N)]
+            await sequential.aclose()
+        assert then.output == f"x={sum(range(1, N + 1))}"
+        return [r.output for r in got], alone
+
+    concurrent, sequential = asyncio.run(main())
+    assert concurrent == sequential == SUMS
+
+
+def test_sync_remote_session_from_threads_and_acall_keep_order(engine: Engine) -> None:
+    with TestClient(create_app(engine)) as app:
+        session = proxy(app, lambda _r: None).session("t")
+        outputs: list[str] = []
+        threads = [
+            threading.Thread(target=lambda: outputs.append(session.call("add", k="x", v=1).output))
+            for _ in range(N)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outputs, key=lambda o: int(o[2:])) == [f"x={i + 1}" for i in range(N)]
+
+        async def gathered() -> list[str]:
+            got = await asyncio.gather(*(session.acall("add", k="y", v=i + 1) for i in range(N)))
+            return [r.output.replace("y", "x") for r in got]
+
+        assert asyncio.run(gathered()) == SUMS
+        session.close()
+
+
+def test_a_refused_call_consumes_no_seq(engine: Engine) -> None:
+    refuse_next = [0]
+    seqs: list[int] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/calls"):
+            seqs.append(json.loads(request.content)["seq"])
+            if refuse_next[0]:
+                refuse_next[0] -= 1
+                error = {"code": "unauthorized", "message": "no", "hint": None, "field": None}
+                return httpx.Response(401, json={"error": error})
+        return None
+
+    with TestClient(create_app(engine)) as app:
+        session = proxy(app, refuse).session("t")
+        assert session.call("add", k="x", v=1).output == "x=1"
+        with pytest.raises(ServiceError) as too_long:  # refused by the server's validation
+            session.call("a" * 200, k="x")
+        assert too_long.value.code == "invalid_request"
+        with pytest.raises(ToolCallError):  # refused: no such tool
+            session.call("nope", k="x")
+        refuse_next[0] = 1
+        with pytest.raises(ServiceError) as unauthorized:  # refused in front of the app
+            session.call("add", k="x", v=2)
+        assert unauthorized.value.status == 401
+        with pytest.raises(TypeError):  # never sent: not JSON
+            session.call("add", k="x", v=object())  # type: ignore[arg-type]
+        assert session.call("add", k="x", v=2).output == "x=3"
+        assert seqs == [1, 2, 2, 2, 2]
+        session.close()
+
+
+def test_raw_http_calls_sent_at_once_in_any_order_apply_in_seq_order(engine: Engine) -> None:
+    async def main() -> list[str]:
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tvcache") as http:
+            opened = (await http.post("/v1/sessions", json={"task_id": "t"})).json()
+            calls = f"/v1/sessions/{opened['session_id']}/calls"
+            order = list(range(N))
+            random.Random(7).shuffle(order)
+
+            async def send(i: int) -> httpx.Response:
+                await asyncio.sleep(order.index(i) * 0.002)  # arrive shuffled
+                body = {"tool": "add", "args": {"k": "x", "v": i + 1}, "request_id": f"r{i}"}
+                return await http.post(calls, json={**body, "seq": i + 1})
+
+            answers = await asyncio.gather(*(send(i) for i in range(N)))
+            assert [a.status_code for a in answers] == [200] * N, [a.text for a in answers]
+            return [a.json()["observation"]["output"] for a in answers]
+
+    assert asyncio.run(main()) == SUMS
+
+
+def test_server_reuses_the_seq_of_a_refused_or_failed_call(engine: Engine) -> None:
+    with TestClient(create_app(engine, order_seconds=0.2)) as app:
+        opened = app.post("/v1/sessions", json={"task_id": "t"}).json()
+        calls = f"/v1/sessions/{opened['session_id']}/calls"
+        call = {"tool": "add", "args": {"k": "x", "v": 1}, "request_id": "a", "seq": 1}
+        assert app.post(calls, json={**call, "tool": "nope"}).status_code == 422
+        assert app.post(calls, json={**call, "args": {}}).status_code == 422
+        first = app.post(calls, json=call)
+        assert first.status_code == 200 and first.json()["observation"]["output"] == "x=1"
+        assert app.post(calls, json=call).json() == first.json()  # a retry: the same answer
+        other = app.post(calls, json={**call, "request_id": "b"})
+        assert other.status_code == 409  # seq 1 is taken by another call
+        gap = app.post(calls, json={**call, "request_id": "c", "seq": 5})
+        assert gap.status_code == 409 and "seq 5" in gap.text  # waited briefly, then refused
+        second = app.post(calls, json={**call, "request_id": "d", "seq": 2})
+        assert second.json()["observation"]["output"] == "x=2"  # the session is not wedged
