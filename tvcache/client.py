@@ -17,6 +17,7 @@ agent loop written against such a sandbox changes one line.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -33,6 +34,9 @@ from tvcache._turns import Turns
 DEFAULT_URL = "http://127.0.0.1:8710"
 _RETRY_STATUS = frozenset({502, 503, 504})
 _LOST = frozenset({"session_not_found", "unreachable"})
+# the server's session is gone or disagrees on the seq: resend in a session reopened at the
+# last node answered (right whatever the old one holds; nothing can stay wedged)
+_REOPEN = frozenset({"session_not_found", "out_of_order"})
 _REOPENS = 5  # a call resent to that many reopened sessions (servers restarting) at most
 
 
@@ -125,6 +129,13 @@ class _State:
         """A new call; its ``seq`` is given by :meth:`numbered` each time it is sent."""
         if self.closed:
             raise SessionClosedError("this session is closed", "open a new one")
+        try:
+            json.dumps(args, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ToolCallError(
+                f"the arguments of {tool!r} are not JSON: {error}",
+                "pass strings, numbers, booleans, None, lists and dicts with string keys",
+            ) from error
         return {"tool": tool, "args": dict(args), "request_id": uuid.uuid4().hex}
 
     def numbered(self, body: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -133,16 +144,22 @@ class _State:
         return {**body, "seq": self.seq + 1}
 
     def failed(self, error: ServiceError, *, last: bool) -> None:
-        """Re-raise ``error`` unless the server forgot the session and this was not the
-        ``last`` try (then: reopen, resend).
+        """Re-raise ``error`` unless the server forgot the session (or disagrees on the
+        seq) and this was not the ``last`` try (then: reopen, resend).
 
         Either way an answer, if there was one, was never seen: the session resumes at the
         last node it was answered, and the ``seq`` stays free for the next call.
         """
-        if error.code in _LOST:
+        if error.code in _LOST | _REOPEN:
             self.lost = True
-        if error.code != "session_not_found" or last:
+        if error.code not in _REOPEN or last:
             raise error
+
+    def interrupted(self) -> None:
+        """The caller gave up mid-request (cancelled, interrupted): the call may run on the
+        server without its answer ever being seen here, so the next call resumes at the last
+        node answered in a session of its own rather than guess what the old one holds."""
+        self.lost = True
 
     def answered(self, data: Mapping[str, Any]) -> CallResult:
         result = CallResult(
@@ -277,6 +294,11 @@ class RemoteSession:
             except ServiceError as error:
                 self._state.failed(error, last=attempt == _REOPENS - 1)
                 continue
+            except TvcacheError:
+                raise  # the server's answer: nothing ran
+            except BaseException:
+                self._state.interrupted()
+                raise
             return self._state.answered(data)
         raise AssertionError("unreachable")
 
@@ -398,6 +420,11 @@ class AsyncRemoteSession:
                 except ServiceError as error:
                     self._state.failed(error, last=attempt == _REOPENS - 1)
                     continue
+                except TvcacheError:
+                    raise  # the server's answer: nothing ran
+                except BaseException:
+                    self._state.interrupted()
+                    raise
                 return self._state.answered(data)
         raise AssertionError("unreachable")
 

@@ -146,7 +146,7 @@ def test_a_refused_call_consumes_no_seq(engine: Engine) -> None:
         with pytest.raises(ServiceError) as unauthorized:  # refused in front of the app
             session.call("add", k="x", v=2)
         assert unauthorized.value.status == 401
-        with pytest.raises(TypeError):  # never sent: not JSON
+        with pytest.raises(ToolCallError, match="not JSON"):  # never sent
             session.call("add", k="x", v=object())  # type: ignore[arg-type]
         assert session.call("add", k="x", v=2).output == "x=3"
         assert seqs == [1, 2, 2, 2, 2]
@@ -190,3 +190,18 @@ def test_server_reuses_the_seq_of_a_refused_or_failed_call(engine: Engine) -> No
         assert gap.status_code == 409 and "seq 5" in gap.text  # waited briefly, then refused
         second = app.post(calls, json={**call, "request_id": "d", "seq": 2})
         assert second.json()["observation"]["output"] == "x=2"  # the session is not wedged
+
+
+def test_a_session_whose_seq_was_taken_behind_its_back_reopens_instead_of_wedging(
+    engine: Engine,
+) -> None:
+    with TestClient(create_app(engine)) as app:
+        session = proxy(app, lambda _r: None).session("t")
+        assert session.call("add", k="x", v=1).output == "x=1"
+        intruder = {"tool": "add", "args": {"k": "x", "v": 100}, "request_id": "i", "seq": 2}
+        assert app.post(f"/v1/sessions/{session.session_id}/calls", json=intruder).is_success
+        old = session.session_id
+        assert session.call("add", k="x", v=2).output == "x=3"  # not x=103, not a 409
+        assert session.session_id != old
+        assert session.call("add", k="x", v=3).output == "x=6"
+        session.close()

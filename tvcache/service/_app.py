@@ -126,7 +126,7 @@ def create_app(
     idle_seconds: float = 600.0,
     grace: float = 60.0,
     threads: int = 64,
-    order_seconds: float = 5.0,
+    order_seconds: float = 2.0,
 ) -> FastAPI:
     """The service on ``engine`` (which needs a store). Shutting the app down closes every
     session; the engine, its pool and its store stay open for their owner to close.

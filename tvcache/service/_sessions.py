@@ -88,7 +88,7 @@ def _retrieve(task: asyncio.Future[CallResult]) -> None:
 class Registry:
     """The open sessions of one server. Used from the event loop only (no locks needed)."""
 
-    def __init__(self, engine: Engine, idle_seconds: float, order_seconds: float = 5.0) -> None:
+    def __init__(self, engine: Engine, idle_seconds: float, order_seconds: float = 2.0) -> None:
         self.engine = engine
         self.idle_seconds = idle_seconds
         self.order_seconds = order_seconds
