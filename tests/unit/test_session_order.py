@@ -13,16 +13,21 @@ import json
 import random
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
-from fake_env import FakeBackend
+from fake_env import FakeBackend, fresh_output
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sandbox import ToolCallError
+from sandbox import JSON, ToolCall, ToolCallError
+from tvcache import CallResult
 from tvcache._engine import Engine
 from tvcache._store import Store
-from tvcache.client import AsyncClient, Client, ServiceError
+from tvcache._turns import Turns
+from tvcache.client import AsyncClient, Client, ServiceError, ToolSession
 from tvcache.service import create_app
 
 N = 12
@@ -65,18 +70,23 @@ def test_in_process_session_under_gather_runs_calls_in_issue_order(engine: Engin
         assert all(again.call("add", k="x", v=i + 1).hit for i in range(N))
 
 
-def test_in_process_session_from_threads_runs_one_call_at_a_time(engine: Engine) -> None:
+def add_one_from_threads(session: ToolSession) -> None:
+    """N threads each add 1 at once: one at a time, they see 1, 2, ... N in some order."""
     outputs: list[str] = []
-    with engine.session("t") as session:
-        threads = [
-            threading.Thread(target=lambda: outputs.append(session.call("add", k="x", v=1).output))
-            for _ in range(N)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    threads = [
+        threading.Thread(target=lambda: outputs.append(session.call("add", k="x", v=1).output))
+        for _ in range(N)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert sorted(outputs, key=lambda o: int(o[2:])) == [f"x={i + 1}" for i in range(N)]
+
+
+def test_in_process_session_from_threads_runs_one_call_at_a_time(engine: Engine) -> None:
+    with engine.session("t") as session:
+        add_one_from_threads(session)
 
 
 def test_async_remote_session_under_gather_gives_the_sequential_observations(
@@ -102,16 +112,7 @@ def test_async_remote_session_under_gather_gives_the_sequential_observations(
 def test_sync_remote_session_from_threads_and_acall_keep_order(engine: Engine) -> None:
     with TestClient(create_app(engine)) as app:
         session = proxy(app, lambda _r: None).session("t")
-        outputs: list[str] = []
-        threads = [
-            threading.Thread(target=lambda: outputs.append(session.call("add", k="x", v=1).output))
-            for _ in range(N)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert sorted(outputs, key=lambda o: int(o[2:])) == [f"x={i + 1}" for i in range(N)]
+        add_one_from_threads(session)
 
         async def gathered() -> list[str]:
             got = await asyncio.gather(*(session.acall("add", k="y", v=i + 1) for i in range(N)))
@@ -205,3 +206,89 @@ def test_a_session_whose_seq_was_taken_behind_its_back_reopens_instead_of_wedgin
         assert session.session_id != old
         assert session.call("add", k="x", v=3).output == "x=6"
         session.close()
+
+
+CALLS = st.lists(
+    st.one_of(
+        st.builds(lambda k, v: ("add", {"k": k, "v": v}), st.sampled_from("xy"), st.integers(1, 9)),
+        st.builds(lambda k, v: ("set", {"k": k, "v": v}), st.sampled_from("xy"), st.integers(0, 9)),
+        st.builds(lambda k: ("get", {"k": k}), st.sampled_from("xy")),
+        st.just(("nope", {"k": "x"})),  # refused: no such tool, changes nothing
+    ),
+    max_size=10,
+)
+
+
+def oracle(calls: list[tuple[str, dict[str, JSON]]]) -> list[str | None]:
+    """What each call returns issued one after another in a fresh environment."""
+    history: list[ToolCall] = []
+    out: list[str | None] = []
+    for tool, args in calls:
+        if tool == "nope":
+            out.append(None)
+            continue
+        history.append(ToolCall(tool, args))
+        out.append(fresh_output(history))
+    return out
+
+
+async def gathered(session: Any, calls: list[tuple[str, dict[str, JSON]]]) -> list[str | None]:
+    got = await asyncio.gather(
+        *(session.acall(tool, **args) for tool, args in calls), return_exceptions=True
+    )
+    for (tool, _), result in zip(calls, got, strict=True):
+        assert isinstance(result, ToolCallError if tool == "nope" else CallResult), result
+    return [r.output if isinstance(r, CallResult) else None for r in got]
+
+
+@settings(max_examples=40, deadline=None)
+@given(calls=CALLS)
+def test_gathered_calls_observe_exactly_the_calls_issued_before_them(
+    calls: list[tuple[str, dict[str, JSON]]],
+) -> None:
+    """The guarantee under concurrency: in-process and remote, misses then hits, every
+    observation is the fresh one for the calls issued before it."""
+    expected = oracle(calls)
+    engine = Engine(FakeBackend(call_seconds=0.0), Store("sqlite://"))
+
+    async def main() -> None:
+        for _ in range(2):  # misses, then the same calls as hits
+            with engine.session("t") as session:
+                assert await gathered(session, calls) == expected
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with AsyncClient("http://tvcache", transport=transport) as client:
+            remote = await client.session("t")
+            assert await gathered(remote, [("set", {"k": "y", "v": 1}), *calls]) == oracle(
+                [("set", {"k": "y", "v": 1}), *calls]
+            )
+            await remote.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.close()
+        assert engine.store is not None
+        engine.store.close()
+
+
+def test_a_call_cancelled_while_waiting_for_its_turn_does_not_block_the_next() -> None:
+    turns = Turns()
+
+    async def main() -> list[int]:
+        first, ran = turns.take(), []
+        assert turns.ready(first)  # held here: the calls below must wait
+        waiting = [
+            asyncio.ensure_future(turns.in_thread(turns.take(), lambda i=i: ran.append(i)))
+            for i in (2, 3)
+        ]
+        await asyncio.sleep(0.05)  # both threads wait for their turn now
+        waiting[0].cancel()
+        await asyncio.wait([waiting[0]])  # its task has given the ticket up
+        turns.release(first)
+        await asyncio.wait_for(waiting[1], 5)
+        assert waiting[0].cancelled()
+        with turns.turn():  # and the order goes on
+            ran.append(4)
+        return ran
+
+    assert asyncio.run(main()) == [3, 4]
