@@ -75,8 +75,11 @@ class Session:
     def call(self, tool: str, /, **args: JSON) -> CallResult:
         """Serve one tool call: from the cache when the history (or, where opted in, the
         verified state) matches, else run it. Waits for the calls issued before it."""
-        with self._turns.turn():
+        ticket = self._turns.enter()
+        try:
             return self._call(tool, args)
+        finally:
+            self._turns.release(ticket)
 
     def _call(self, tool: str, args: dict[str, JSON]) -> CallResult:
         """:meth:`call` during its turn."""

@@ -31,6 +31,7 @@ class Turns:
         self._serving = 0  # the ticket whose turn it is
         self._skipped: set[int] = set()  # given up before their turn
         self._started: set[int] = set()  # handed to a thread that waits for or holds its turn
+        self._sleepers = 0  # threads in wait(): only then does a release need to wake anyone
 
     def take(self) -> int:
         """A ticket: its place in the order is now (call this where the call is issued)."""
@@ -44,10 +45,29 @@ class Turns:
         with self._cond:
             return self._serving == ticket
 
+    def enter(self) -> int:
+        """Take a ticket and block until its turn (the fast path of :meth:`turn`); the
+        caller must :meth:`release` it. An exception while waiting gives it up."""
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            if self._serving == ticket:
+                return ticket
+        try:
+            self.wait(ticket)
+        except BaseException:
+            self.release(ticket)
+            raise
+        return ticket
+
     def wait(self, ticket: int) -> None:
         """Block until it is ``ticket``'s turn; TurnAbandoned if it was given up meanwhile."""
         with self._cond:
-            self._cond.wait_for(lambda: self._serving >= ticket or ticket in self._skipped)
+            self._sleepers += 1
+            try:
+                self._cond.wait_for(lambda: self._serving >= ticket or ticket in self._skipped)
+            finally:
+                self._sleepers -= 1
             if ticket in self._skipped or ticket < self._serving:
                 raise TurnAbandoned(ticket)
 
@@ -62,14 +82,14 @@ class Turns:
                     self._serving += 1
             elif ticket > self._serving:
                 self._skipped.add(ticket)
-            self._cond.notify_all()
+            if self._sleepers:
+                self._cond.notify_all()
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
         """Take a ticket and hold its turn for the block."""
-        ticket = self.take()
+        ticket = self.enter()
         try:
-            self.wait(ticket)
             yield
         finally:
             self.release(ticket)
