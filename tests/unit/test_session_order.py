@@ -292,3 +292,36 @@ def test_a_call_cancelled_while_waiting_for_its_turn_does_not_block_the_next() -
         return ran
 
     assert asyncio.run(main()) == [3, 4]
+
+
+class Forgetful(httpx.AsyncBaseTransport):
+    """The app, which forgets a session right before each of its first ``times`` calls
+    arrive, as a server restarted again and again would."""
+
+    def __init__(self, engine: Engine, times: int) -> None:
+        self.inner = httpx.ASGITransport(app=create_app(engine))
+        self.times = times
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/calls") and self.times:
+            self.times -= 1
+            forget = httpx.Request("DELETE", str(request.url).removesuffix("/calls"))
+            await (await self.inner.handle_async_request(forget)).aread()
+        return await self.inner.handle_async_request(request)
+
+
+def test_an_async_call_resumes_when_the_server_forgets_its_session_twice_in_a_row(
+    engine: Engine,
+) -> None:
+    async def main() -> list[str]:
+        transport = Forgetful(engine, 0)
+        async with AsyncClient("http://tvcache", transport=transport) as client:
+            session = await client.session("t")
+            first = await session.acall("add", k="x", v=1)
+            transport.times = 3
+            second = await session.acall("add", k="x", v=2)
+            assert transport.times == 0  # forgotten before the call, and after two reopens
+            await session.aclose()
+            return [first.output, second.output]
+
+    assert asyncio.run(main()) == ["x=1", "x=3"]
