@@ -325,3 +325,35 @@ def test_an_async_call_resumes_when_the_server_forgets_its_session_twice_in_a_ro
             return [first.output, second.output]
 
     assert asyncio.run(main()) == ["x=1", "x=3"]
+
+
+class Slow(httpx.AsyncBaseTransport):
+    """The app, reached ``delay`` seconds after a call is sent (a congested network)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.inner = httpx.ASGITransport(app=create_app(engine))
+        self.delay = 0.0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/calls"):
+            await asyncio.sleep(self.delay)
+        return await self.inner.handle_async_request(request)
+
+
+def test_a_call_cancelled_before_it_reached_the_server_does_not_wedge_the_session(
+    engine: Engine,
+) -> None:
+    async def main() -> list[str]:
+        transport = Slow(engine)
+        async with AsyncClient("http://tvcache", transport=transport) as client:
+            session = await client.session("t")
+            first = await session.acall("add", k="x", v=1)
+            transport.delay = 10.0
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(session.acall("add", k="x", v=100), 0.1)
+            transport.delay = 0.0
+            then = [await session.acall("add", k="x", v=v) for v in (2, 3)]
+            await session.aclose()
+            return [first.output, *(r.output for r in then)]
+
+    assert asyncio.run(main()) == ["x=1", "x=3", "x=6"]
