@@ -1,16 +1,44 @@
-"""Request bodies of the HTTP API. Strict: a wrong type is an error, never coerced."""
+"""Request bodies of the HTTP API. Strict: a wrong type is an error, never coerced.
+
+Text must be valid Unicode: JSON can carry a lone surrogate (``"\\ud800"``), which no command,
+key or store can hold, so it is refused here with the field that holds it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 
 
+def _check_text(value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"text must be valid Unicode; {value[error.start : error.end]!r} at "
+                f"{error.start} is a lone surrogate (encode text as UTF-8)"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _unicode(cls, value: Any) -> Any:
+        _check_text(value)
+        return value
 
 
 class OpenSession(_Body):
