@@ -283,6 +283,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 f"trajectory {d.trajectory}, call {d.call}: {call} differs from {d.against}{note}"
             )
             print(d.diff)
+        for t in report.uncompared:
+            print(
+                f"trajectory {t}: nothing to compare: no recorded observations, and the cache "
+                "holds none of its calls (record observations, or pass the --home/--store-url "
+                "of the cache that served it)"
+            )
         print(
             f"{report.trajectories} trajectories, {report.calls} calls, {report.compared} "
             f"compared, {len(report.divergences)} divergence(s)"
