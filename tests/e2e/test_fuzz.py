@@ -2,8 +2,7 @@
 
 Every generated request, valid by the schema or not: no 5xx, every error in the documented
 format, and a refused request (4xx) leaves every stored row as it was (the store is dumped
-before and after each one). The keep-alive connection is shared by all requests of a test, so
-a server that dropped it after an error would fail the next request. Bounded: a fixed seed and
+before and after each one), and the server logs no internal error. Bounded: a fixed seed and
 a fixed number of examples per operation; the server's local backend runs in a throwaway home
 and the commands it runs are ``echo`` of generated text.
 """

@@ -135,14 +135,16 @@ def test_bad_call_arguments_are_refused_without_a_500(
         ({"task_id": "\ud800"}, "task_id"),
         ({"task_id": "t", "options": {"env": {"A": "x\udc80"}}}, "options"),
         ({"task_id": "t", "template": "/tmp/\ud800"}, "template"),
+        ({"task_id": "t", "template": "/tmp/a\0b"}, "template"),
+        ({"task_id": "t\0"}, "task_id"),
     ],
 )
-def test_lone_surrogates_in_an_open_are_refused(
+def test_lone_surrogates_and_nul_in_an_open_are_refused(
     server: ServerProcess, http: httpx.Client, body: dict[str, Any], field: str
 ) -> None:
     before = store_dump(server.home)
     error = refused(post(http, "/v1/sessions", body), 422, field)
-    assert "surrogate" in error["message"] or "unicode string" in error["message"]
+    assert any(w in error["message"] for w in ("surrogate", "unicode string", "NUL")), error
     assert store_dump(server.home) == before
 
 

@@ -51,6 +51,13 @@ class OpenSession(_Body):
     session_id: str | None = Field(default=None, pattern=_ID)
     at_node: str | None = Field(default=None, pattern=_ID)
 
+    @field_validator("task_id", "template", "backend")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("must not contain NUL characters (no path or name holds one)")
+        return value
+
 
 class CallRequest(_Body):
     """One tool call; ``seq`` counts the session's calls from 1, ``request_id`` names a try."""
