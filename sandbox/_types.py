@@ -16,6 +16,25 @@ class ToolCallError(TvcacheError):
     """A tool call was malformed: unknown tool, args that are not a JSON object, a bad arg."""
 
 
+MAX_TIMEOUT = 86_400.0  # a day; far larger values overflow the operating system's waits
+
+
+def call_timeout(args: Mapping[str, JSON], default: float) -> float:
+    """A call's timeout: its ``timeout`` arg, else ``default``; positive, at most a day."""
+    chosen = args.get("timeout", default)
+    if (
+        isinstance(chosen, bool)
+        or not isinstance(chosen, int | float)
+        or not 0 < chosen <= MAX_TIMEOUT
+    ):
+        raise ToolCallError(
+            f"timeout must be a positive number of seconds, at most {MAX_TIMEOUT:.0f}; "
+            f"got {chosen!r}",
+            "pass e.g. timeout=60, or leave it out for the server's default",
+        )
+    return float(chosen)
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """``{tool, args}`` as an agent sent it. ``args`` must be a JSON object."""
@@ -119,8 +138,8 @@ class ToolSpec:
                 + ", ".join(f"{m}=..." for m in self.required)
                 + ")",
             )
-        try:
-            json.dumps(dict(args), allow_nan=False)
+        try:  # text must be UTF-8: a lone surrogate can be neither run, keyed nor stored
+            json.dumps(dict(args), allow_nan=False, ensure_ascii=False).encode()
         except (TypeError, ValueError) as error:
             raise ToolCallError(
                 f"args of tool {self.name!r} are not JSON-serialisable: {error}",

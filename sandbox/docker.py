@@ -47,7 +47,15 @@ from sandbox import _docker_shell as shell
 from sandbox._docker_state import ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import BashTool, SqliteTool
-from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
+from sandbox._types import (
+    JSON,
+    Observation,
+    RootSpec,
+    ToolCall,
+    ToolCallError,
+    ToolSpec,
+    call_timeout,
+)
 from snapshots import (
     SnapshotError,
     SnapshotHandle,
@@ -180,24 +188,22 @@ class DockerSandbox:
         if call.tool not in specs:
             raise ToolCallError(f"unknown tool {call.tool!r}", f"known tools: {', '.join(specs)}")
         args = specs[call.tool].validate(call.args)
-        chosen = args.get("timeout", timeout if timeout is not None else self._backend.timeout)
-        if isinstance(chosen, bool) or not isinstance(chosen, int | float) or not chosen > 0:
-            raise ToolCallError(f"timeout must be a positive number of seconds, got {chosen!r}")
+        chosen = call_timeout(args, timeout if timeout is not None else self._backend.timeout)
         started, limit = time.perf_counter(), self._backend.max_output_bytes
         if call.tool == "bash":
             command = args["command"]
             if not isinstance(command, str) or "\0" in command:
                 raise ToolCallError("bash: 'command' must be a string without NUL characters")
-            observation = self._channel.bash(command, float(chosen), limit, self._interrupt)
+            observation = self._channel.bash(command, chosen, limit, self._interrupt)
         else:
             request = {
                 "args": dict(args),
                 "root": self._config.root,
                 "max_output_bytes": limit,
                 "options": {"sqlite_db": self._config.options.get("sqlite_db", "db.sqlite")},
-                "timeout": float(chosen),
+                "timeout": chosen,
             }
-            observation = self._channel.sqlite(request, float(chosen), self._interrupt)
+            observation = self._channel.sqlite(request, chosen, self._interrupt)
         return replace(observation, seconds=time.perf_counter() - started)
 
     def _interrupt(self) -> None:
@@ -403,6 +409,7 @@ class DockerBackend:
 
     def root_identity(self, spec: RootSpec) -> str:
         """The image id (a content digest) of ``spec.template``, with the backend's name."""
+        _check_options(spec.options)  # refused at open, not at every call
         return f"{BACKEND_NAME}:{self._image(spec)[1]['Id']}"
 
     def start(self, spec: RootSpec) -> DockerSandbox:

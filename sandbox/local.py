@@ -39,7 +39,7 @@ from sandbox._tools import (
     default_tools,
     initial_env,
 )
-from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
+from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolSpec, call_timeout
 from snapshots import SnapshotError, SnapshotHandle, TvcacheError
 from snapshots import directory as sdir
 from snapshots.fingerprint import directory_fingerprint
@@ -125,11 +125,9 @@ class LocalSandbox:
             )
         tool = self._backend.tools.get(call.tool)
         args = tool.spec.validate(call.args)
-        chosen = args.get("timeout", timeout if timeout is not None else self._backend.timeout)
-        if isinstance(chosen, bool) or not isinstance(chosen, int | float) or not chosen > 0:
-            raise ToolCallError(f"timeout must be a positive number of seconds, got {chosen!r}")
+        chosen = call_timeout(args, timeout if timeout is not None else self._backend.timeout)
         start = time.perf_counter()
-        observation = tool.run(self._ctx, args, float(chosen))
+        observation = tool.run(self._ctx, args, chosen)
         return replace(observation, seconds=time.perf_counter() - start)
 
     def fingerprint(self) -> str:
@@ -243,6 +241,7 @@ class LocalBackend:
         template is hashed again only when something in it changed.
         """
         template = self._template(spec)
+        _check_options(spec.options)  # refused at open, not at every call
         if template is None:
             return f"{BACKEND_NAME}:{sdir.tree_digest(None)}"
         signature = (str(template), _stat_signature(template)[0])

@@ -10,6 +10,11 @@ order, zero mtimes and owners, fixed xz preset).
 Kept: the 20 SQLite databases; per task (list index = task id) db, query, gold, hardness; per
 trace file the raw recorded actions by task id. Dropped: observations, rewards, thoughts,
 db_tables and the MySQL dump, which the workload does not need.
+
+Repaired: a table the shared SQLite conversion lost (``employee_hire_evaluation`` lacks
+``evaluation``, ``hiring`` and ``shop``: the MySQL key prefix ``Year_awarded(255)`` broke it) is
+converted from the MySQL dump here, in the style of the others, and added to the database; the
+tables that were converted keep their bytes.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ import argparse
 import io
 import json
 import lzma
+import re
 import shutil
+import sqlite3
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +67,73 @@ def _traces(source: Path) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+_MYSQL_ESCAPES = {"0": "\0", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a", "b": "\b"}
+
+
+def _mysql_section(dump: str, db: str) -> str:
+    """The part of the dump after ``USE `db`;`` up to the next database."""
+    start = dump.index(f"USE `{db}`;")
+    end = dump.find("CREATE DATABASE", start)
+    return dump[start : end if end >= 0 else len(dump)]
+
+
+def _mysql_tables(section: str) -> dict[str, tuple[str, list[str]]]:
+    """Table name -> (its CREATE TABLE, its INSERT statements), as MySQL wrote them."""
+    tables: dict[str, tuple[str, list[str]]] = {}
+    for match in re.finditer(r"^CREATE TABLE `(\w+)` \(.*?^\).*?;$", section, re.M | re.S):
+        inserts = re.findall(rf"^INSERT INTO `{match[1]}` VALUES .*?;$", section, re.M | re.S)
+        tables[match[1]] = (match[0], inserts)
+    return tables
+
+
+def sqlite_create(mysql: str) -> str:
+    """A MySQL ``CREATE TABLE`` as the shared conversion wrote the others: no collations,
+    AUTO_INCREMENT, key prefix lengths, plain KEY lines or table options."""
+    text = re.sub(r" (?:COLLATE|CHARACTER SET) \w+", " ", mysql)
+    text = text.replace(" AUTO_INCREMENT", "")
+    text = re.sub(r"^  KEY `\w+` \(.*\),?$", "", text, flags=re.M)
+    text = re.sub(r"(`\w+`)\(\d+\)", r"\1", text)  # PRIMARY KEY (`a`,`b`(255))
+    text = re.sub(r" {2,}", " ", text.replace("\n  ", "\n\t")).replace("\n\t", "\n  ")
+    return re.sub(r"\n\).*;$", "\n)", text, flags=re.S)
+
+
+def sqlite_insert(mysql: str) -> str:
+    """A MySQL ``INSERT`` with its backslash escapes as SQLite string literals."""
+    out, i, quoted = [], 0, False
+    while i < len(mysql):
+        char = mysql[i]
+        if quoted and char == "\\":
+            following = mysql[i + 1]
+            out.append("''" if following == "'" else _MYSQL_ESCAPES.get(following, following))
+            i += 2
+            continue
+        if char == "'":
+            quoted = not quoted
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def repaired(database: Path, section: str) -> tuple[bytes, list[str]]:
+    """The database's bytes with the tables of ``section`` it lacks added; their names."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / database.name
+        shutil.copyfile(database, path)
+        conn = sqlite3.connect(path)
+        try:
+            have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            added = [name for name in _mysql_tables(section) if name not in have]
+            for name in added:
+                create, inserts = _mysql_tables(section)[name]
+                conn.execute(sqlite_create(create))
+                for insert in inserts:
+                    conn.execute(sqlite_insert(insert))
+            conn.commit()
+        finally:
+            conn.close()
+        return path.read_bytes(), added
+
+
 def _members(source: Path) -> dict[str, bytes]:
     tasks = json.loads((source / "tasks.json").read_text())
     slim = [{k: t[k] for k in ("db", "query", "gold", "hardness")} for t in tasks]
@@ -66,8 +141,12 @@ def _members(source: Path) -> dict[str, bytes]:
         "tasks.json": _json_bytes(slim),
         "traces.json": _json_bytes(_traces(source)),
     }
+    dump = (source / "spider_dev_mysql.sql").read_text(encoding="utf-8")
     for db in sorted((source / "sqlite").glob("*.sqlite")):
-        members[f"sqlite/{db.name}"] = db.read_bytes()
+        data, added = repaired(db, _mysql_section(dump, db.stem))
+        if added:
+            print(f"{db.stem}: added {', '.join(added)} from the MySQL dump")
+        members[f"sqlite/{db.name}"] = data if added else db.read_bytes()
     return members
 
 

@@ -26,11 +26,18 @@ def add_service_commands(sub: Any) -> None:
     serve = sub.add_parser("serve", help=cmd_serve.__doc__)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     serve.add_argument("--port", type=int, default=8710, help="port (0: any free port)")
-    serve.add_argument(
+    token = serve.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the bearer token every request must carry (default: $TVCACHE_TOKEN); "
+        "required when not bound to loopback",
+    )
+    token.add_argument(
         "--token",
         default=os.environ.get("TVCACHE_TOKEN"),
-        help="bearer token every request "
-        "must carry (default $TVCACHE_TOKEN); required when not bound to loopback",
+        help="the token itself (visible to every local user in the process list: prefer "
+        "$TVCACHE_TOKEN or --token-file)",
     )
     serve.add_argument("--backend", choices=_backends(), default="local")
     serve.add_argument(
@@ -65,6 +72,11 @@ def add_service_commands(sub: Any) -> None:
     serve.add_argument("--threads", type=int, default=64, help="threads running misses")
     serve.add_argument(
         "--grace", type=float, default=60.0, help="on shutdown, seconds to let running calls finish"
+    )
+    serve.add_argument(
+        "--max-request-bytes",
+        type=int,
+        help="refuse larger request bodies with 413 (default 8 MiB)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.set_defaults(func=cmd_serve)
@@ -121,10 +133,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tvcache.cli import _settings
     from tvcache.service import ServeOptions, serve
 
+    limit = {} if args.max_request_bytes is None else {"max_request_bytes": args.max_request_bytes}
+    if args.max_request_bytes is not None and args.max_request_bytes < 1:
+        raise TvcacheError("--max-request-bytes must be at least 1", "e.g. 8388608 (8 MiB)")
     options = ServeOptions(
         host=args.host,
         port=args.port,
-        token=args.token or None,
+        token=_token(args),
         backend=args.backend,
         level=args.level,
         idle_seconds=args.idle_timeout,
@@ -132,6 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         grace=args.grace,
         log_level=args.log_level,
+        **limit,
     )
     state = StateAwareness(
         read_only=args.read_only,
@@ -142,6 +158,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shadow_fraction=args.shadow_fraction,
     )
     return serve(dataclasses.replace(_settings(args), state=state), options)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """``--token-file``'s content (one line), else ``--token`` / ``$TVCACHE_TOKEN``."""
+    path: Path | None = args.token_file
+    if path is None:
+        return str(args.token) if args.token else None
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise TvcacheError(
+            f"cannot read the token file {path}: {error.strerror}",
+            "pass a readable file holding the token",
+        ) from error
+    if not token or any(c.isspace() for c in token):
+        raise TvcacheError(
+            f"the token file {path} must hold one token (no spaces)",
+            "write it with e.g. `openssl rand -hex 16 > FILE`",
+        )
+    return token
 
 
 def _names(text: str) -> frozenset[str]:
@@ -247,6 +283,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 f"trajectory {d.trajectory}, call {d.call}: {call} differs from {d.against}{note}"
             )
             print(d.diff)
+        for t in report.uncompared:
+            print(
+                f"trajectory {t}: nothing to compare: no recorded observations, and the cache "
+                "holds none of its calls (record observations, or pass the --home/--store-url "
+                "of the cache that served it)"
+            )
         print(
             f"{report.trajectories} trajectories, {report.calls} calls, {report.compared} "
             f"compared, {len(report.divergences)} divergence(s)"

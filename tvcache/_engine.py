@@ -143,6 +143,21 @@ class Engine:
             self._specs[rid] = spec
         return rid
 
+    def load_root(self, record: RootRecord) -> str:
+        """Load a stored root under its stored id, without asking the backend: its template
+        may be gone or edited since. For maintenance (``tvcache gc``); writes nothing."""
+        rid = record.root_id
+        with self._lock:
+            if self.graph.root(rid) is not None:
+                return rid
+        assert self.store is not None
+        records, snaps = self.store.load_nodes(rid), self.store.snapshots(rid)
+        with self._lock:
+            if self.graph.root(rid) is None:
+                self._load(rid, records, snaps)
+            self._specs.setdefault(rid, record.spec)
+        return rid
+
     def root_spec(self, rid: str) -> RootSpec:
         spec = self._specs.get(rid)
         if spec is None and self.store is not None:

@@ -10,7 +10,9 @@ Each trajectory runs in a sandbox started fresh from its root (no cache, no fork
 call's output is compared with the recorded observation (a string compares the output; an
 object compares the fields it has), or, without recorded observations, with what the cache
 holds for that history. A divergence at a node the cache knows is nondeterministic is
-reported but does not fail the run: a fresh run may legitimately differ there.
+reported but does not fail the run: a fresh run may legitimately differ there. A trajectory
+with nothing to compare (no recorded observations, none of its calls in the cache) fails the
+run: a check that cannot fail is no check.
 """
 
 from __future__ import annotations
@@ -56,10 +58,11 @@ class Report:
     calls: int = 0
     compared: int = 0
     divergences: list[Divergence] = field(default_factory=list)
+    uncompared: list[int] = field(default_factory=list)  # trajectories with nothing to compare
 
     @property
     def failed(self) -> bool:
-        return any(not d.nondeterministic for d in self.divergences)
+        return bool(self.uncompared) or any(not d.nondeterministic for d in self.divergences)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "failed": self.failed}
@@ -151,6 +154,9 @@ def replay(trajectories: list[Trajectory], engine_for: Callable[[str], Engine]) 
     for t, trajectory in enumerate(trajectories):
         engine = engine_for(trajectory.spec.backend)
         against, expectations, tainted = _expectations(engine, trajectory)
+        if not expectations[: len(trajectory.calls)]:
+            report.uncompared.append(t)
+            continue  # running it could not fail
         sandbox = engine.backend.start(trajectory.spec)
         try:
             for c, call in enumerate(trajectory.calls):

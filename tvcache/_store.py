@@ -142,9 +142,15 @@ def _check_sqlite_file(path: Path) -> None:
 
 def _sqlite_tables(path: Path) -> set[str] | None:
     """Table names, read through a read-only connection: opening for writing switches the
-    journal mode, which rewrites the header of a file that is not ours."""
+    journal mode, which rewrites the header of a file that is not ours. Without a ``-wal``
+    file beside it the file is opened immutable: a read-only open of a WAL-mode database
+    would create ``-wal`` and ``-shm`` files, and deleting them afterwards could race its
+    owner's writers."""
+    wal = path.with_name(path.name + "-wal").exists()
     try:
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        connection = sqlite3.connect(
+            f"{path.as_uri()}?{'mode=ro' if wal else 'immutable=1'}", uri=True
+        )
         try:
             rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             return {str(row[0]) for row in rows}
@@ -315,6 +321,14 @@ class Store:
             if self._dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_INIT_LOCK})
             tables = set(inspect(conn).get_table_names())
+            if tables and "schema_version" not in tables:
+                shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+                raise StoreError(
+                    f"the database {self._shown} holds another application's tables ({shown}), "
+                    "not a tvcache store",
+                    "point the store URL at an empty database of its own (e.g. CREATE DATABASE "
+                    "tvcache); tvcache left this one unchanged",
+                )
             version = None
             if "schema_version" in tables:
                 version = conn.scalar(select(func.max(schema.schema_version.c.version)))

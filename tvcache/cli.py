@@ -178,7 +178,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         assert engine.store is not None
         report = dict(engine.recovery)  # opening the engine reconciled store and disk
         for root in engine.store.roots():
-            engine.open_root(root.spec)
+            engine.load_root(root)  # as stored: its template may be gone or edited
         before = engine.graph.snapshot_bytes()
         engine.enforce_budget()
         report["snapshot_bytes_before"] = before

@@ -120,3 +120,35 @@ def test_bench_sql_quick_json(tmp_path: Path) -> None:
     assert result["naive"]["wrong_observations"] > 0
     assert result["no_cache"]["hit_rate"] == 0
     assert result["tvcache"]["executed_calls"] < result["no_cache"]["executed_calls"]
+
+
+def test_gc_enforces_the_budget_when_a_template_is_gone_or_edited(tmp_path: Path) -> None:
+    from sandbox import RootSpec
+
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "data.txt").write_text("a\n")
+    engine = open_engine(Settings(home=tmp_path / "home"))
+    spec = RootSpec("gone", template=str(template))
+    rid = engine.open_root(spec)
+    root = engine.graph.root(rid)
+    assert root is not None
+    sandbox = engine.backend.start(spec)
+    assert engine.snapshots.take(sandbox, root, "test") is not None
+    sandbox.close()
+    engine.close()
+    assert engine.store is not None
+    engine.store.close()
+    home = tmp_path / "home"
+    (template / "data.txt").write_text("edited\n")
+    edited = json.loads(run(home, "gc", "--json").stdout)
+    assert edited["snapshot_bytes_before"] > 0
+    stats = json.loads(run(home, "stats", "--json").stdout)
+    assert [r["root_id"] for r in stats] == [rid], "gc wrote a new root record"
+    (template / "data.txt").unlink()
+    template.rmdir()
+    report = json.loads(run(home, "gc", "--budget", "0", "--json").stdout)
+    assert report["snapshot_bytes_before"] > 0 and report["snapshot_bytes_after"] == 0
+    assert report["evicted"] == 1
+    stats = json.loads(run(home, "stats", "--json").stdout)
+    assert [(r["root_id"], r["snapshots"]) for r in stats] == [(rid, 0)]

@@ -98,3 +98,23 @@ def test_replay_reports_every_divergence(
     trajectories.write_text('{"root": {}, "calls": []}\n')
     broken = tvcache(home, "replay", str(trajectories))
     assert broken.returncode == 2 and "line 1" in broken.stderr
+
+
+def test_replay_with_nothing_to_compare_fails(
+    recorded: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    home, template, _nodes = recorded
+    calls = [{"tool": "bash", "args": {"command": c}} for c in CALLS]
+    unknown = {"task_id": "not-in-the-cache", "backend": "local", "template": str(template)}
+    known = {"task_id": "demo", "backend": "local", "template": str(template)}
+    trajectories = tmp_path / "t.jsonl"
+    lines = [{"root": known, "calls": calls}, {"root": unknown, "calls": calls}]
+    trajectories.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = tvcache(home, "replay", str(trajectories))
+    assert result.returncode == 1, result.stdout
+    assert "trajectory 1: nothing to compare" in result.stdout and "--home" in result.stdout
+    report = json.loads(tvcache(home, "replay", str(trajectories), "--json").stdout)
+    assert report["uncompared"] == [1] and report["compared"] == 3 and report["failed"]
+    trajectories.write_text(json.dumps(lines[1]) + "\n")
+    alone = tvcache(home, "replay", str(trajectories))
+    assert alone.returncode == 1 and "0 compared" in alone.stdout

@@ -428,6 +428,39 @@ def test_another_applications_database_is_refused(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
+def test_a_wal_mode_database_of_another_application_is_refused_without_leftovers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a tvcache store"):
+        Store(f"sqlite:///{path}")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal, no -shm
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_of_another_application_is_refused(postgres_url: str) -> None:
+    foreign = create_engine(postgres_url)
+    try:
+        with foreign.begin() as conn:
+            conn.execute(text("CREATE TABLE accounts (id integer PRIMARY KEY)"))
+        with pytest.raises(StoreError, match="another application's tables \\(accounts\\)"):
+            Store(postgres_url)
+        with foreign.connect() as conn:
+            tables = conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).scalars()
+            assert sorted(tables) == ["accounts"]
+    finally:
+        foreign.dispose()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

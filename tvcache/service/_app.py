@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
 
 import tvcache
 from sandbox import RootSpec
@@ -29,23 +27,23 @@ from snapshots import TvcacheError
 from tvcache._engine import Engine, RootNotFoundError
 from tvcache._session import CallResult
 from tvcache.pool import PreforkPool
-from tvcache.service._errors import InvalidRequest, Unauthorized, error_body
+from tvcache.service._admit import admit
+from tvcache.service._errors import (
+    ApiError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    SessionConflict,
+    SessionNotFound,
+)
+from tvcache.service._errors import error_response as _error
+from tvcache.service._errors import json_response as _json
+from tvcache.service._guard import DEFAULT_MAX_REQUEST_BYTES, BodyTooLarge, Guard, too_large
 from tvcache.service._metrics import Metrics
 from tvcache.service._models import CallRequest, OpenSession
 from tvcache.service._sessions import Registry
 
 log = logging.getLogger("tvcache.service")
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data), status_code=status, media_type="application/json")
-
-
-def _error(error: BaseException) -> Response:
-    status, body = error_body(error)
-    if status >= 500:
-        log.error("internal error", exc_info=error)
-    return _json(body, status)
 
 
 def _validation_error(_request: Request, error: Exception) -> Response:
@@ -63,23 +61,24 @@ def _validation_error(_request: Request, error: Exception) -> Response:
     return _error(InvalidRequest(f"invalid request: {text}", hint, field=field))
 
 
-class TokenAuth:
-    """Every request must carry ``Authorization: Bearer <token>`` (compared in constant time)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                error = Unauthorized(
-                    "missing or wrong token", "send the header 'Authorization: Bearer <token>'"
-                )
-                await _error(error)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def _http_error(_request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (no such route or method, an unreadable body) in our format."""
+    assert isinstance(error, HTTPException)
+    answer: ApiError
+    if isinstance(error, BodyTooLarge):
+        answer = too_large(error.limit)
+    elif error.status_code == 404:
+        answer = NotFound("no such endpoint", "see docs/service.md for the endpoints")
+    elif error.status_code == 405:
+        answer = MethodNotAllowed("this endpoint does not take that method", "see docs/service.md")
+    else:
+        answer = InvalidRequest(
+            f"the request body cannot be read: {error.detail}",
+            "send a JSON object encoded as UTF-8",
+            field="body",
+        )
+        answer.status = error.status_code if 400 <= error.status_code < 500 else 400
+    return _error(answer, error.headers)
 
 
 def _call_result(result: CallResult, seq: int) -> dict[str, Any]:
@@ -127,6 +126,7 @@ def create_app(
     grace: float = 60.0,
     threads: int = 64,
     order_seconds: float = 2.0,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> FastAPI:
     """The service on ``engine`` (which needs a store). Shutting the app down closes every
     session; the engine, its pool and its store stay open for their owner to close.
@@ -156,10 +156,10 @@ def create_app(
 
     app = FastAPI(title="tvcache", version=tvcache.__version__, lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(TvcacheError, lambda _r, e: _error(e))
-    app.add_exception_handler(Exception, lambda _r, e: _error(e))  # logged, then re-raised
-    if token:
-        app.add_middleware(TokenAuth, token=token)
+    # anything else is answered by the guard (a 500 in the same format, connection kept)
+    app.add_middleware(Guard, token=token, max_request_bytes=max_request_bytes)
 
     @app.get("/v1/health")
     async def health() -> Response:
@@ -182,6 +182,15 @@ def create_app(
                 field="backend",
             )
         spec = RootSpec(body.task_id, backend, body.template, body.options)
+        rid = await asyncio.to_thread(admit, engine, spec, body.at_node)  # nothing stored yet
+        if body.session_id is not None:
+            with contextlib.suppress(SessionNotFound):
+                if sessions.get(body.session_id).session.root_id != rid:
+                    raise SessionConflict(
+                        f"session {body.session_id!r} is open on another root",
+                        "use a new session_id for another task, template or options",
+                        field="session_id",
+                    )
         remote = await sessions.open(spec, body.session_id, body.at_node)
         position = remote.session.position
         return _json(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Mapping
 from typing import Any
+
+from starlette.responses import Response
 
 from sandbox import ToolCallError
 from snapshots import TvcacheError
 from tvcache._engine import RootNotFoundError
 from tvcache._session import SessionClosedError
+
+log = logging.getLogger("tvcache.service")
 
 
 class ApiError(TvcacheError):
@@ -49,6 +56,18 @@ class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
 
+class TooLarge(ApiError):
+    status, code = 413, "too_large"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status, code = 405, "method_not_allowed"
+
+
 _BY_TYPE: tuple[tuple[type[TvcacheError], int, str], ...] = (
     (ToolCallError, 422, "tool_call"),
     (RootNotFoundError, 404, "root_not_found"),
@@ -71,3 +90,17 @@ def error_body(error: BaseException) -> tuple[int, dict[str, Any]]:
     else:
         message, hint = f"{type(error).__name__}: {error}", "see the server log"
     return status, {"error": {"code": code, "message": message, "hint": hint, "field": field}}
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(json.dumps(data), status, headers, media_type="application/json")
+
+
+def error_response(error: BaseException, headers: Mapping[str, str] | None = None) -> Response:
+    """``error`` as the documented JSON body; an unexpected one is logged with its traceback."""
+    status, body = error_body(error)
+    if status >= 500:
+        log.error("internal error", exc_info=error)
+    return json_response(body, status, headers)

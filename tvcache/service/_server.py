@@ -23,6 +23,7 @@ from tvcache._factory import open_engine
 from tvcache._settings import Settings
 from tvcache.pool import PreforkPool
 from tvcache.service._app import create_app
+from tvcache.service._guard import DEFAULT_MAX_REQUEST_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class ServeOptions:
     threads: int = 64
     grace: float = 60.0
     log_level: str = "info"
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
 def is_loopback(host: str) -> bool:
@@ -87,7 +89,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         raise TvcacheError(
             f"refusing to serve on {options.host} without a token: anyone who can reach it "
             "could run commands",
-            "pass --token SECRET (or set TVCACHE_TOKEN), or bind 127.0.0.1",
+            "set TVCACHE_TOKEN or pass --token-file FILE, or bind 127.0.0.1",
         )
     sock = bind(options.host, options.port)
     try:
@@ -104,6 +106,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
             idle_seconds=options.idle_seconds,
             grace=options.grace,
             threads=options.threads,
+            max_request_bytes=options.max_request_bytes,
         )
         config = uvicorn.Config(
             app, log_level=options.log_level, access_log=False, lifespan="on", timeout_keep_alive=30
