@@ -35,6 +35,7 @@ from tvcache.service._errors import (
     NotFound,
     SessionConflict,
     SessionNotFound,
+    UnreadableBody,
 )
 from tvcache.service._errors import error_response as _error
 from tvcache.service._errors import json_response as _json
@@ -71,13 +72,12 @@ def _http_error(_request: Request, error: Exception) -> Response:
         answer = NotFound("no such endpoint", "see docs/service.md for the endpoints")
     elif error.status_code == 405:
         answer = MethodNotAllowed("this endpoint does not take that method", "see docs/service.md")
-    else:
-        answer = InvalidRequest(
+    else:  # FastAPI's 400 for a body its JSON parser fails on other than by syntax
+        answer = UnreadableBody(
             f"the request body cannot be read: {error.detail}",
             "send a JSON object encoded as UTF-8",
             field="body",
         )
-        answer.status = error.status_code if 400 <= error.status_code < 500 else 400
     return _error(answer, error.headers)
 
 

@@ -56,6 +56,10 @@ class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
 
+class UnreadableBody(ApiError):
+    status, code = 400, "invalid_request"
+
+
 class TooLarge(ApiError):
     status, code = 413, "too_large"
 
