@@ -10,7 +10,7 @@ import pytest
 from docker_env import BackendFactory, sh, start
 
 from sandbox import RootSpec, ToolCall
-from sandbox.docker import Level
+from sandbox.docker import DockerSandbox, Level
 from tvcache import AlwaysSnapshot, Engine, Settings
 from tvcache._settings import StateAwareness
 
@@ -119,18 +119,28 @@ def test_a_running_process_withholds_the_fingerprint(make_backend: BackendFactor
         assert box.fingerprint() == before
 
 
-def test_sqlite_files_count_by_logical_content(make_backend: BackendFactory) -> None:
-    def sql(statement: str) -> None:
-        assert box.run(ToolCall("sqlite", {"sql": statement})).exit_code == 0
-        sh(box, SET_TIMES)  # the writes' times may fall in other seconds: their order is state
+def test_sqlite_files_count_by_bytes(make_backend: BackendFactory) -> None:
+    """SQL sees a database's layout (``page_count``, ``freelist_count``, ``rootpage``) and bash
+    its bytes, so a write undone is another state; a read keeps it, byte-equal files match."""
 
-    with start(make_backend()) as box:
-        sql("CREATE TABLE t(x)")
+    def sql(box: DockerSandbox, statement: str) -> str:
+        observation = box.run(ToolCall("sqlite", {"sql": statement}))
+        assert observation.exit_code == 0, observation.output
+        sh(box, SET_TIMES)  # the writes' times may fall in other seconds: their order is state
+        return observation.output
+
+    md5 = "md5sum /work/db.sqlite"
+    with start(make_backend()) as box, start(make_backend()) as other:
+        for each in (box, other):
+            sql(each, "CREATE TABLE t(x)")
         created = box.fingerprint()
-        sql("INSERT INTO t VALUES (1)")
-        inserted = box.fingerprint()
-        sql("DELETE FROM t")
-        assert box.fingerprint() == created != inserted  # other bytes, same database
+        assert other.fingerprint() == created  # the same history writes the same bytes
+        digest = sh(box, md5).output
+        assert sql(box, "SELECT count(*) FROM t") == "(0,)"
+        assert box.fingerprint() == created
+        sql(box, "INSERT INTO t VALUES (1)")
+        sql(box, "DELETE FROM t")
+        assert box.fingerprint() != created and sh(box, md5).output != digest
 
 
 def test_engine_merges_commuting_docker_writes_and_reuses_reads(
