@@ -98,13 +98,14 @@ def test_a_read_that_recovers_files_is_not_read_only(
     assert [output for output, _ in b] == expected
 
 
+HALF = "DELETE FROM t WHERE b % 2 = 0"
 SERVED_WRONG: dict[str, tuple[list[str], list[str], str]] = {
     # name: (history a, history b, the probe both end with); a's probe differs from b's fresh
-    "vacuum": (["DELETE FROM t WHERE b % 2 = 0"], ["DELETE FROM t WHERE b % 2 = 0; VACUUM"], "PRAGMA freelist_count"),
+    "vacuum": ([HALF], [f"{HALF}; VACUUM"], "PRAGMA freelist_count"),
     "application_id": ([], ["PRAGMA application_id = 7"], "PRAGMA application_id"),
     "journal_mode": ([], ["PRAGMA journal_mode = WAL"], "PRAGMA journal_mode"),
     "schema_version": ([], ["CREATE TABLE z(x)", "DROP TABLE z"], "PRAGMA schema_version"),
-    "reindex": (["DELETE FROM t WHERE b % 2 = 0"], ["DELETE FROM t WHERE b % 2 = 0", "REINDEX"], "PRAGMA freelist_count"),
+    "reindex": ([HALF], [HALF, "REINDEX"], "PRAGMA freelist_count"),
     "rootpage": (
         ["CREATE TABLE p(x)", "CREATE TABLE q(x)"],
         ["CREATE TABLE q(x)", "CREATE TABLE p(x)"],
@@ -115,7 +116,7 @@ SERVED_WRONG: dict[str, tuple[list[str], list[str], str]] = {
         ["INSERT INTO t(b, pad) SELECT b, pad FROM t", "DELETE FROM t WHERE a > 300"],
         "PRAGMA page_count",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(SERVED_WRONG))
@@ -184,7 +185,7 @@ def test_extensions_and_process_wide_pragmas_are_out_of_reach(box: LocalSandbox)
     [
         ("ln -s {outside} db.sqlite-journal", "'db.sqlite-journal' is a symbolic link"),
         ("ln -s {outside} db.sqlite-wal", "'db.sqlite-wal' is a symbolic link"),
-        ("mv db.sqlite real.sqlite && ln -s real.sqlite db.sqlite", "'db.sqlite' is a symbolic link"),
+        ("mv db.sqlite r.sqlite && ln -s r.sqlite db.sqlite", "'db.sqlite' is a symbolic link"),
         ("mkfifo db.sqlite-journal", "'db.sqlite-journal' is not a regular file"),
         ("mkfifo db.sqlite-shm", "'db.sqlite-shm' is not a regular file"),
         ("mkdir db.sqlite-wal", "'db.sqlite-wal' is not a regular file"),
