@@ -16,8 +16,8 @@ import selectors
 import shlex
 import shutil
 import signal
-import stat
 import sqlite3
+import stat
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -462,10 +462,8 @@ def file_state(path: Path) -> FileState:
         except FileNotFoundError:
             state.append(None)
             continue
-        state.append(
-            (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size)
-            + (st.st_mtime_ns, st.st_ctime_ns)
-        )
+        owner = (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid)
+        state.append((*owner, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return tuple(state)
 
 
@@ -499,7 +497,7 @@ class SqliteTool(LocalTool):
 
     spec = ToolSpec(
         name="sqlite",
-        version="1",
+        version="2",  # 1 claimed read-only for reads that recovered a journal: not reused
         volatile=frozenset({"timeout"}),
         required=("sql",),
         description="Run SQL statement(s) on a SQLite database file in the sandbox.",
@@ -524,30 +522,15 @@ class SqliteTool(LocalTool):
             conn = sqlite3.connect(
                 path, timeout=min(timeout, 5.0), isolation_level=None, cached_statements=0
             )
-        except sqlite3.Error as error:
-            return _error(f"cannot open database {db!r}: {error}")
+        except sqlite3.Error as failure:
+            return _error(f"cannot open database {db!r}: {failure}")
         writes = WriteDetector()
         conn.set_authorizer(writes)
         conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         buffer = OutputBuffer(ctx.max_output_bytes)
-        error: Exception | None = None
         try:
-            changes, had_rows = conn.total_changes, False
-            for statement in split_sql(sql):
-                writes.statement()
-                cursor = conn.execute(statement)
-                writes.finish_statement()
-                if cursor.description is not None:
-                    had_rows = True
-                    for row in cursor:
-                        buffer.add(format_row(row).encode("utf-8", errors="replace") + b"\n")
-            if conn.in_transaction:
-                conn.commit()
-            if not had_rows:
-                buffer.add(changed_message(conn.total_changes - changes).encode())
-        except (sqlite3.Error, sqlite3.Warning) as caught:
-            error = caught
+            error = _execute(conn, sql, writes, buffer)
         finally:
             conn.close()
         unchanged = quiet and not writes.wrote and file_state(path) == before
@@ -564,6 +547,29 @@ class SqliteTool(LocalTool):
             message = f"{db!r} is not a SQLite database (file is not a database)"
             return _error(message, read_only=unchanged)
         return _error(ctx.public(str(error)), read_only=unchanged)
+
+
+def _execute(
+    conn: sqlite3.Connection, sql: str, writes: WriteDetector, buffer: OutputBuffer
+) -> sqlite3.Error | sqlite3.Warning | None:
+    """Run ``sql`` statement by statement into ``buffer``; the error that stopped it, if any."""
+    try:
+        changes, had_rows = conn.total_changes, False
+        for statement in split_sql(sql):
+            writes.statement()
+            cursor = conn.execute(statement)
+            writes.finish_statement()
+            if cursor.description is not None:
+                had_rows = True
+                for row in cursor:
+                    buffer.add(format_row(row).encode("utf-8", errors="replace") + b"\n")
+        if conn.in_transaction:
+            conn.commit()
+        if not had_rows:
+            buffer.add(changed_message(conn.total_changes - changes).encode())
+    except (sqlite3.Error, sqlite3.Warning) as error:
+        return error
+    return None
 
 
 def _error(message: str, *, read_only: bool = False) -> Observation:
