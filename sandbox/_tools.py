@@ -432,8 +432,9 @@ def _unsafe_file(path: Path) -> str | None:
     A symbolic link would send the in-process SQLite anywhere (``db.sqlite-journal ->`` the
     store), a FIFO or device would block or misbehave, an extra hard link shares the inode
     with a file elsewhere. A check right before opening is sound because no sandbox process
-    runs between calls (the bash tool kills each call's processes), so nothing can swap a
-    file between this check and SQLite's open.
+    runs between calls: the bash tool kills each call's processes when it ends (an isolated
+    call, its whole PID namespace), so nothing can swap a file between this check and SQLite's
+    open. A process that outlived its call (``setsid`` escapes a mere process-group kill) could.
     """
     for name in (path.name, *(path.name + suffix for suffix in SIDECARS)):
         try:

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_sqlite_state import CRASH, CRASH_WAL, MODES, Call, call, make_template
+from test_sqlite_state import CRASH, CRASH_WAL, MODES, Call, call, fresh, make_template
 
-from sandbox import LocalBackend, RootSpec
 from tvcache import Settings, open_engine
 
 READS = [
@@ -85,15 +84,13 @@ class Oracle:
     """Fresh executions, remembered per history (the template never changes)."""
 
     def __init__(self, template: Path, directory: Path) -> None:
-        self.template = template
-        self.backend = LocalBackend(directory, default_timeout=30)
+        self.template, self.directory = template, directory
         self.known: dict[tuple[Call, ...], list[str]] = {}
 
     def outputs(self, history: Sequence[Call]) -> list[str]:
         key = tuple(history)
         if key not in self.known:
-            with self.backend.start(RootSpec("fresh", template=str(self.template))) as box:
-                self.known[key] = [box.run(call(*step)).output for step in history]
+            self.known[key] = fresh(self.directory, self.template, history)
         return self.known[key]
 
 
