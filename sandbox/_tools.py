@@ -441,12 +441,20 @@ def _unsafe_file(path: Path) -> str | None:
             st = os.lstat(path.parent / name)
         except FileNotFoundError:
             continue
-        if stat.S_ISLNK(st.st_mode):
-            return f"{name!r} is a symbolic link; the sqlite tool opens regular files only"
-        if not stat.S_ISREG(st.st_mode):
-            return f"{name!r} is not a regular file; the sqlite tool opens regular files only"
-        if st.st_nlink > 1:
-            return f"{name!r} has other hard links; the sqlite tool opens unshared files only"
+        problem = (
+            "is a symbolic link"
+            if stat.S_ISLNK(st.st_mode)
+            else "is not a regular file"
+            if not stat.S_ISREG(st.st_mode)
+            else "has other hard links"
+            if st.st_nlink > 1
+            else None
+        )
+        if problem is not None:
+            return (
+                f"{name!r} {problem}; the sqlite tool opens only regular files with one link:"
+                " replace it with a plain copy or remove it"
+            )
     return None
 
 
