@@ -147,6 +147,18 @@ def run(sandbox: LocalSandbox, tool: str, text: str) -> Observation:
     return sandbox.run(call(tool, text))
 
 
+def test_read_only_claims(box: LocalSandbox) -> None:
+    """Reads and value-less PRAGMAs of a quiet database are read-only; a database in WAL mode
+    is never quiet (a read creates and removes ``-wal`` and ``-shm``)."""
+    for read in ("SELECT count(*) FROM t", "PRAGMA user_version", "PRAGMA freelist_count"):
+        assert run(box, "sqlite", read).read_only, read
+    for write in ("PRAGMA user_version = 1", "REINDEX", "BEGIN; SELECT 1; COMMIT"):
+        assert not run(box, "sqlite", write).read_only, write
+    run(box, "sqlite", "PRAGMA journal_mode = WAL")
+    wal_read = run(box, "sqlite", "SELECT count(*) FROM t")
+    assert wal_read.output == "(300,)" and not wal_read.read_only
+
+
 def test_attach_and_vacuum_into_are_refused_and_create_nothing(
     box: LocalSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
