@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from docker_env import BackendFactory, sh, start
+from test_sqlite_state import CRASH, MODES, SCHEMA, call
 
 from sandbox import RootSpec, ToolCall
 from sandbox.docker import DockerSandbox, Level
@@ -176,3 +177,29 @@ def test_engine_merges_commuting_docker_writes_and_reuses_reads(
         for node in engine.graph.snapshotted():
             if node.snapshot is not None:
                 backend.delete_snapshot(node.snapshot)
+
+
+@pytest.mark.parametrize("mode", ["read-only", "fingerprint"])
+def test_a_sqlite_read_that_recovers_a_journal_is_a_write_on_docker(
+    make_backend: BackendFactory, tmp_path: Path, mode: str
+) -> None:
+    """The issue's reproducer in the container (the sqlite tool runs there): a read after a
+    writer died mid-transaction rolls the hot journal back, so what ``ls`` shows next is what a
+    fresh container shows, not the listing cached before the read."""
+    backend = make_backend("fs")
+    engine = Engine(backend, None, settings=Settings(home=tmp_path, state=MODES[mode]))
+    spec = RootSpec("journal", backend="docker")
+    setup = [("sqlite", SCHEMA), ("bash", CRASH)]
+    first = [*setup, ("bash", "ls"), ("bash", "md5sum db.sqlite")]
+    second = [*setup, ("sqlite", "SELECT count(*) FROM t"), *first[2:]]
+    try:
+        served = []
+        for history in (first, second):
+            with engine.session(spec) as rollout:
+                served.append([rollout.call(t, **call(t, text).args).output for t, text in history])
+        with start(backend) as box:
+            fresh = [box.run(call(*step)).output for step in second]
+        assert served[0][2] != fresh[3]  # the crash left a journal that the read removed
+        assert served[1] == fresh
+    finally:
+        engine.close()

@@ -42,15 +42,18 @@ MODES = {
 }
 
 
+SCHEMA = (
+    "CREATE TABLE t(a INTEGER PRIMARY KEY, b INT, pad TEXT); CREATE INDEX tb ON t(b, pad);"
+    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 300)"
+    " INSERT INTO t(b, pad) SELECT x, printf('%0200d', x) FROM n;"
+)
+
+
 def make_template(directory: Path) -> Path:
     """A database with an index and enough rows that deletes leave free pages."""
     directory.mkdir()
     conn = sqlite3.connect(directory / "db.sqlite")
-    conn.executescript(
-        "CREATE TABLE t(a INTEGER PRIMARY KEY, b INT, pad TEXT); CREATE INDEX tb ON t(b, pad);"
-        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 300)"
-        " INSERT INTO t(b, pad) SELECT x, printf('%0200d', x) FROM n;"
-    )
+    conn.executescript(SCHEMA)
     conn.close()
     return directory
 
