@@ -20,6 +20,8 @@ from test_sqlite_state import CRASH, CRASH_WAL, MODES, Call, call, fresh, make_t
 
 from tvcache import Settings, open_engine
 
+pytestmark = pytest.mark.slow
+
 READS = [
     *[("bash", "ls"), ("bash", "md5sum db.sqlite")] * 2,  # what sees files: twice as likely
     ("sqlite", "SELECT count(*), sum(b) FROM t"),
