@@ -17,6 +17,7 @@ import shlex
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -348,26 +349,145 @@ _READ_PRAGMAS = frozenset(
         "compile_options",
     }
 )
+_QUERY_PRAGMAS = frozenset(
+    {
+        "user_version",
+        "application_id",
+        "schema_version",
+        "freelist_count",
+        "page_count",
+        "page_size",
+        "encoding",
+        "auto_vacuum",
+        "integrity_check",
+        "quick_check",
+    }
+)
+"""Pragmas that only read when given no value (``PRAGMA user_version`` but not ``= 5``)."""
+_PROCESS_PRAGMAS = frozenset(
+    {"temp_store_directory", "data_store_directory", "soft_heap_limit", "hard_heap_limit"}
+)
+"""Pragmas that set something for the whole process: the local backend's tool runs in the
+server, so a sandbox must not reach them."""
+SIDECARS = ("-journal", "-wal", "-shm")
+"""The files SQLite keeps beside a database; a read with any of them present may change them."""
 
 
 class WriteDetector:
-    """An SQLite authorizer that allows everything and remembers whether anything could write.
+    """An SQLite authorizer that remembers whether anything could write, and refuses escapes.
 
     SQLite consults it for every action of every statement it prepares, so "no write action
-    seen" is a proof that the call changed nothing. Anything not known to be a read counts as
-    a write (a pragma with a value, a transaction, a temp table): conservative, never wrong.
+    seen" shows the SQL asked for no change. Anything not known to be a read counts as a write
+    (a pragma with a value, a transaction, a temp table), and so does a statement prepared
+    without consulting it at all (nothing proves it read): conservative, never wrong.
+    ``ATTACH`` (which ``VACUUM INTO`` uses too) and ``DETACH`` are refused: SQLite would open
+    any path the SQL names, outside the sandbox. Plain ``VACUUM`` attaches ``''``, a private
+    temporary database, which stays allowed. ``refused`` says why the last denial happened.
     """
 
     def __init__(self) -> None:
         self.wrote = False
+        self.asked = False
+        self.refused: str | None = None
+
+    def statement(self) -> None:
+        """Call before each statement; see :meth:`finish_statement`."""
+        self.asked = False
+
+    def finish_statement(self) -> None:
+        if not self.asked:
+            self.wrote = True
 
     def __call__(self, action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        self.asked = True
+        pragma = (arg1 or "").lower() if action == sqlite3.SQLITE_PRAGMA else None
         if action in _READ_ACTIONS:
             return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _READ_PRAGMAS:
+        if pragma in _READ_PRAGMAS or (pragma in _QUERY_PRAGMAS and arg2 is None):
             return sqlite3.SQLITE_OK
         self.wrote = True
+        if action == sqlite3.SQLITE_ATTACH and arg1 != "":
+            return self._refuse(
+                "ATTACH is not allowed: the sqlite tool works on its one database file (the"
+                " 'db' argument); ATTACH and VACUUM INTO would open or create files by any"
+                " path. Use one call per database, and VACUUM without INTO."
+            )
+        if action == sqlite3.SQLITE_DETACH:
+            return self._refuse("DETACH is not allowed: nothing can be attached (see ATTACH)")
+        if pragma in _PROCESS_PRAGMAS:
+            return self._refuse(
+                f"PRAGMA {pragma} is not allowed: it is a setting of the whole process that"
+                " runs the tool, not of this database"
+            )
         return sqlite3.SQLITE_OK
+
+    def _refuse(self, reason: str) -> int:
+        self.refused = reason
+        return sqlite3.SQLITE_DENY
+
+
+def _unsafe_file(path: Path) -> str | None:
+    """Why the database or a side file of it must not be opened; None when all are safe.
+
+    A symbolic link would send the in-process SQLite anywhere (``db.sqlite-journal ->`` the
+    store), a FIFO or device would block or misbehave, an extra hard link shares the inode
+    with a file elsewhere. A check right before opening is sound because no sandbox process
+    runs between calls: the bash tool kills each call's processes when it ends (an isolated
+    call, its whole PID namespace), so nothing can swap a file between this check and SQLite's
+    open. A process that outlived its call (``setsid`` escapes a mere process-group kill) could.
+    """
+    for name in (path.name, *(path.name + suffix for suffix in SIDECARS)):
+        try:
+            st = os.lstat(path.parent / name)
+        except FileNotFoundError:
+            continue
+        problem = (
+            "is a symbolic link"
+            if stat.S_ISLNK(st.st_mode)
+            else "is not a regular file"
+            if not stat.S_ISREG(st.st_mode)
+            else "has other hard links"
+            if st.st_nlink > 1
+            else None
+        )
+        if problem is not None:
+            return (
+                f"{name!r} {problem}; the sqlite tool opens only regular files with one link:"
+                " replace it with a plain copy or remove it"
+            )
+    return None
+
+
+FileState = tuple[tuple[int, ...] | None, ...]
+
+
+def file_state(path: Path) -> FileState:
+    """What the files of a database show to a later call: each one's existence and metadata,
+    and the directory's (a file created and removed again moves its modification time)."""
+    state: list[tuple[int, ...] | None] = []
+    for name in (str(path), *(str(path) + suffix for suffix in SIDECARS), str(path.parent)):
+        try:
+            st = os.lstat(name)
+        except FileNotFoundError:
+            state.append(None)
+            continue
+        owner = (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid)
+        state.append((*owner, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(state)
+
+
+def quiet_database(state: FileState, path: Path) -> bool:
+    """Whether a read cannot change the files: the database exists, in a rollback journal
+    mode, with no side file. Otherwise opening it may roll back a hot journal or checkpoint
+    and remove a WAL (WAL mode creates ``-wal`` and ``-shm`` even to read)."""
+    if state[0] is None or any(side is not None for side in state[1:-1]):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return len(header) < 20 or (header[18] == 1 and header[19] == 1)
 
 
 class SqliteTool(LocalTool):
@@ -376,14 +496,17 @@ class SqliteTool(LocalTool):
     Output: one line per result row, each a Python tuple repr; a read with no rows gives ``""``;
     a call whose statements return no result set gives ``OK, N rows changed``. SQL errors give
     ``Error: <message>`` with exit code 1, and statements before the failing one stay applied.
-    The observation is ``read_only`` when the database existed and no statement could write.
+    The observation is ``read_only`` when no statement could write, the database existed in a
+    state a read cannot change (see :func:`quiet_database`) and its files are indeed unchanged.
     ``db`` is relative to the sandbox root (not to bash's cwd); its default is the root option
-    ``sqlite_db``, else ``db.sqlite``.
+    ``sqlite_db``, else ``db.sqlite``. It must be a regular file (no link) inside the sandbox;
+    ``ATTACH`` and ``VACUUM INTO`` are refused, extension loading stays off (the local backend
+    runs this tool in the server process).
     """
 
     spec = ToolSpec(
         name="sqlite",
-        version="1",
+        version="2",  # 1 claimed read-only for reads that recovered a journal: not reused
         volatile=frozenset({"timeout"}),
         required=("sql",),
         description="Run SQL statement(s) on a SQLite database file in the sandbox.",
@@ -393,48 +516,69 @@ class SqliteTool(LocalTool):
         sql, db = args["sql"], args.get("db", ctx.options.get("sqlite_db", DEFAULT_DB))
         if not isinstance(sql, str) or not isinstance(db, str) or not db:
             raise ToolCallError("sqlite: 'sql' and 'db' must be strings", "e.g. sql='SELECT 1'")
-        path = (ctx.root / db).resolve()
-        if os.path.isabs(db) or not path.is_relative_to(ctx.root.resolve()):
+        given = ctx.root / db
+        path = given.parent.resolve() / given.name
+        root = ctx.root.resolve()
+        if os.path.isabs(db) or given.name in ("", ".", "..") or not path.is_relative_to(root):
             return _error(f"database path {db!r} is outside the sandbox; use a relative path")
+        unsafe = _unsafe_file(path)
+        if unsafe is not None:
+            return _error(f"cannot open database {db!r}: {unsafe}")
         deadline = time.monotonic() + timeout
-        existed = path.is_file()
+        before = file_state(path)
+        quiet = quiet_database(before, path)
         try:
-            conn = sqlite3.connect(path, timeout=min(timeout, 5.0), isolation_level=None)
-        except sqlite3.Error as error:
-            return _error(f"cannot open database {db!r}: {error}")
+            conn = sqlite3.connect(
+                path, timeout=min(timeout, 5.0), isolation_level=None, cached_statements=0
+            )
+        except sqlite3.Error as failure:
+            return _error(f"cannot open database {db!r}: {failure}")
         writes = WriteDetector()
         conn.set_authorizer(writes)
         conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         buffer = OutputBuffer(ctx.max_output_bytes)
         try:
-            before, had_rows = conn.total_changes, False
-            for statement in split_sql(sql):
-                cursor = conn.execute(statement)
-                if cursor.description is not None:
-                    had_rows = True
-                    for row in cursor:
-                        buffer.add(format_row(row).encode("utf-8", errors="replace") + b"\n")
-            if conn.in_transaction:
-                conn.commit()
-            if not had_rows:
-                buffer.add(changed_message(conn.total_changes - before).encode())
-        except (sqlite3.Error, sqlite3.Warning) as error:
-            if time.monotonic() > deadline and "interrupted" in str(error):
-                return timeout_observation(*buffer.finish(ctx), timeout)
-            unchanged = existed and not writes.wrote
-            if "file is not a database" in str(error):
-                message = f"{db!r} is not a SQLite database (file is not a database)"
-                return _error(message, read_only=unchanged)
-            return _error(ctx.public(str(error)), read_only=unchanged)
+            error = _execute(conn, sql, writes, buffer)
         finally:
             conn.close()
-        text, truncated = buffer.finish(ctx)
-        return Observation(
-            output=text.removesuffix("\n"),
-            truncated=truncated,
-            read_only=existed and not writes.wrote,
-        )
+        unchanged = quiet and not writes.wrote and file_state(path) == before
+        if error is None:
+            text, truncated = buffer.finish(ctx)
+            return Observation(
+                output=text.removesuffix("\n"), truncated=truncated, read_only=unchanged
+            )
+        if time.monotonic() > deadline and "interrupted" in str(error):
+            return timeout_observation(*buffer.finish(ctx), timeout)
+        if writes.refused is not None:  # "not authorized", or "authorization denied" inside
+            return _error(writes.refused, read_only=unchanged)
+        if "file is not a database" in str(error):
+            message = f"{db!r} is not a SQLite database (file is not a database)"
+            return _error(message, read_only=unchanged)
+        return _error(ctx.public(str(error)), read_only=unchanged)
+
+
+def _execute(
+    conn: sqlite3.Connection, sql: str, writes: WriteDetector, buffer: OutputBuffer
+) -> sqlite3.Error | sqlite3.Warning | None:
+    """Run ``sql`` statement by statement into ``buffer``; the error that stopped it, if any."""
+    try:
+        changes, had_rows = conn.total_changes, False
+        for statement in split_sql(sql):
+            writes.statement()
+            cursor = conn.execute(statement)
+            writes.finish_statement()
+            if cursor.description is not None:
+                had_rows = True
+                for row in cursor:
+                    buffer.add(format_row(row).encode("utf-8", errors="replace") + b"\n")
+        if conn.in_transaction:
+            conn.commit()
+        if not had_rows:
+            buffer.add(changed_message(conn.total_changes - changes).encode())
+    except (sqlite3.Error, sqlite3.Warning) as error:
+        return error
+    return None
 
 
 def _error(message: str, *, read_only: bool = False) -> Observation:

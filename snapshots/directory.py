@@ -17,7 +17,7 @@ import shutil
 import stat
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -192,17 +192,12 @@ def size_on_disk(path: Path) -> int:
     return total
 
 
-def tree_digest(
-    path: Path | None,
-    content_digest: Callable[[str], bytes | None] | None = None,
-    mtimes: dict[str, int] | None = None,
-) -> str:
+def tree_digest(path: Path | None, mtimes: dict[str, int] | None = None) -> str:
     """sha256 over relative paths, entry types, permission bits, file bytes and link targets.
 
     Times and owners are left out: they differ between checkouts of the same content. ``None``
-    digests as an empty directory. ``content_digest(file)`` may stand in for a file's bytes
-    (a database whose logical content matters, not its page layout); None means "use bytes".
-    ``mtimes``, if given, receives every entry's modification time in whole seconds.
+    digests as an empty directory. ``mtimes``, if given, receives every entry's modification
+    time in whole seconds.
     """
     digest = hashlib.sha256(b"tvcache-tree-v1\0")
     if path is None:
@@ -220,10 +215,6 @@ def tree_digest(
             if stat.S_ISLNK(st.st_mode):
                 digest.update(os.fsencode(os.readlink(full)) + b"\0")
             elif stat.S_ISREG(st.st_mode):
-                logical = content_digest(full) if content_digest is not None else None
-                if logical is not None:
-                    digest.update(b"logical\0" + logical)
-                    continue
                 digest.update(f"{st.st_size}\0".encode())
                 with open(full, "rb") as handle:
                     for block in iter(lambda: handle.read(1 << 20), b""):

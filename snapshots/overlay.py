@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from snapshots.fingerprint import order_times, sqlite_content_digest
+from snapshots.fingerprint import order_times
 
 Entry = tuple[Any, ...]
 """``("dir", perms, uid, gid, opaque, mtime)``, ``("file", perms, uid, gid, size, digest,
@@ -72,11 +72,7 @@ class FileDigests:
 
 
 def _file_digest(path: str) -> str:
-    """SQLite files by logical content unless a journal or WAL sits beside them; else bytes."""
-    if not any(os.path.lexists(path + suffix) for suffix in ("-wal", "-journal")):
-        logical = sqlite_content_digest(path, immutable=True)
-        if logical is not None:
-            return "sqlite:" + logical.hex()
+    """A file's bytes (SQLite databases too: SQL observes their layout, see fingerprint.py)."""
     digest = hashlib.sha256()
     with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

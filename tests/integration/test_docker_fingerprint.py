@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from docker_env import BackendFactory, sh, start
+from test_sqlite_state import CRASH, MODES, SCHEMA, call
 
 from sandbox import RootSpec, ToolCall
-from sandbox.docker import Level
+from sandbox.docker import DockerSandbox, Level
 from tvcache import AlwaysSnapshot, Engine, Settings
 from tvcache._settings import StateAwareness
 
@@ -119,18 +120,28 @@ def test_a_running_process_withholds_the_fingerprint(make_backend: BackendFactor
         assert box.fingerprint() == before
 
 
-def test_sqlite_files_count_by_logical_content(make_backend: BackendFactory) -> None:
-    def sql(statement: str) -> None:
-        assert box.run(ToolCall("sqlite", {"sql": statement})).exit_code == 0
-        sh(box, SET_TIMES)  # the writes' times may fall in other seconds: their order is state
+def test_sqlite_files_count_by_bytes(make_backend: BackendFactory) -> None:
+    """SQL sees a database's layout (``page_count``, ``freelist_count``, ``rootpage``) and bash
+    its bytes, so a write undone is another state; a read keeps it, byte-equal files match."""
 
-    with start(make_backend()) as box:
-        sql("CREATE TABLE t(x)")
+    def sql(box: DockerSandbox, statement: str) -> str:
+        observation = box.run(ToolCall("sqlite", {"sql": statement}))
+        assert observation.exit_code == 0, observation.output
+        sh(box, SET_TIMES)  # the writes' times may fall in other seconds: their order is state
+        return observation.output
+
+    md5 = "md5sum /work/db.sqlite"
+    with start(make_backend()) as box, start(make_backend()) as other:
+        for each in (box, other):
+            sql(each, "CREATE TABLE t(x)")
         created = box.fingerprint()
-        sql("INSERT INTO t VALUES (1)")
-        inserted = box.fingerprint()
-        sql("DELETE FROM t")
-        assert box.fingerprint() == created != inserted  # other bytes, same database
+        assert other.fingerprint() == created  # the same history writes the same bytes
+        digest = sh(box, md5).output
+        assert sql(box, "SELECT count(*) FROM t") == "(0,)"
+        assert box.fingerprint() == created
+        sql(box, "INSERT INTO t VALUES (1)")
+        sql(box, "DELETE FROM t")
+        assert box.fingerprint() != created and sh(box, md5).output != digest
 
 
 def test_engine_merges_commuting_docker_writes_and_reuses_reads(
@@ -166,3 +177,29 @@ def test_engine_merges_commuting_docker_writes_and_reuses_reads(
         for node in engine.graph.snapshotted():
             if node.snapshot is not None:
                 backend.delete_snapshot(node.snapshot)
+
+
+@pytest.mark.parametrize("mode", ["read-only", "fingerprint"])
+def test_a_sqlite_read_that_recovers_a_journal_is_a_write_on_docker(
+    make_backend: BackendFactory, tmp_path: Path, mode: str
+) -> None:
+    """The issue's reproducer in the container (the sqlite tool runs there): a read after a
+    writer died mid-transaction rolls the hot journal back, so what ``ls`` shows next is what a
+    fresh container shows, not the listing cached before the read."""
+    backend = make_backend("fs")
+    engine = Engine(backend, None, settings=Settings(home=tmp_path, state=MODES[mode]))
+    spec = RootSpec("journal", backend="docker")
+    setup = [("sqlite", SCHEMA), ("bash", CRASH)]
+    first = [*setup, ("bash", "ls"), ("bash", "md5sum db.sqlite")]
+    second = [*setup, ("sqlite", "SELECT count(*) FROM t"), *first[2:]]
+    try:
+        served = []
+        for history in (first, second):
+            with engine.session(spec) as rollout:
+                served.append([rollout.call(t, **call(t, text).args).output for t, text in history])
+        with start(backend) as box:
+            fresh = [box.run(call(*step)).output for step in second]
+        assert served[0][2] != fresh[3]  # the crash left a journal that the read removed
+        assert served[1] == fresh
+    finally:
+        engine.close()

@@ -156,7 +156,7 @@ def run(
             else:
                 apply(overlay.merged, op, step)
         mtimes: dict[str, int] = {}
-        tree = tree_digest(overlay.merged, None, mtimes)
+        tree = tree_digest(overlay.merged, mtimes)
         times = order_times(mtimes, ROOT_TIME + 1, CLOCK + len(history))
         return overlay.fingerprint(digests), (tree, sorted(times.items()))
     finally:
