@@ -158,6 +158,7 @@ class DockerSandbox:
         config: _Config,
         channel: shell.ShellChannel,
         boot_id: str,
+        files: ContainerFiles | None = None,
     ) -> None:
         self._backend = backend
         self.container_id = container_id
@@ -167,7 +168,10 @@ class DockerSandbox:
         self.boot_id = boot_id
         self.restore_fallback: str | None = None
         self._closed = False
-        self._files = ContainerFiles(backend.api, backend.overlay, container_id, config.image)
+        self._files = files or ContainerFiles(
+            backend.api, backend.overlay, container_id, config.image
+        )
+        channel.set_pin(lambda last: shell.set_last_pid(self._files.init_pid, last))
 
     @property
     def sandbox_id(self) -> str:
@@ -198,7 +202,12 @@ class DockerSandbox:
                 "timeout": float(chosen),
             }
             observation = self._channel.sqlite(request, float(chosen), self._interrupt)
-        return replace(observation, seconds=time.perf_counter() - started)
+        held = shell.output_holders(self._files.init_pid, self._channel.directory / "log")
+        return replace(
+            observation,
+            seconds=time.perf_counter() - started,
+            nondeterministic=observation.nondeterministic or held > 0,
+        )
 
     def _interrupt(self) -> None:
         """End the running call: freeze the container, SIGKILL the call's processes, thaw."""
@@ -215,6 +224,12 @@ class DockerSandbox:
                 shell.kill_call(self._files.init_pid, shell_pid, keep)
         finally:
             api.unpause(self.container_id)
+
+    def pin_pid(self, last_pid: object) -> None:
+        """Continue the pid counter from ``last_pid`` (a snapshot's), so that the same history
+        gives the same pids in a fork as in a fresh run. Anything but an int is ignored."""
+        if isinstance(last_pid, int) and not isinstance(last_pid, bool):
+            self._channel.pin_pid(last_pid)
 
     def background_processes(self) -> int:
         """Processes besides the supervisor (PID 1) and the session shell."""
@@ -255,6 +270,7 @@ class DockerSandbox:
             "shell": self._channel.full_state().to_dict(),
             "config": self._config.to_dict(),
             "processes": running,
+            "last_pid": self._channel.last_pid,
         }
         labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
         api, container, depth = backend.api, self.container_id, backend.flatten_depth
@@ -281,6 +297,8 @@ class DockerSandbox:
                 f"snapshot {snapshot_id} of {self._name} failed: {api_error(error)}",
                 "check that the container still runs (else fork a new sandbox) and disk space",
             ) from error
+        finally:
+            self._channel.pin_pid(meta["last_pid"])  # whatever the checkpoint did to the counter
         if "full_failure" in handle.meta:
             log.warning("snapshot %s is fs only: %s", snapshot_id, handle.meta["full_failure"])
             backend.count("full_snapshot_fallbacks")
@@ -448,9 +466,11 @@ class DockerBackend:
             else:
                 self.count("full_restores")
                 self.count("forks")
+                sandbox.pin_pid(handle.meta.get("last_pid"))
                 return sandbox
         sandbox = self._launch(handle.location, config, state)
         sandbox.restore_fallback = reason
+        sandbox.pin_pid(handle.meta.get("last_pid"))
         self.count("forks")
         return sandbox
 
@@ -524,9 +544,11 @@ class DockerBackend:
         """A container started cold; its shell starts in ``state`` (or the image's defaults)."""
         container, name, directory = self._create(image, config, state, env or [])
         channel: shell.ShellChannel | None = None
+        files = ContainerFiles(self.api, self.overlay, container, config.image)
         try:
             self.api.start(container)
             channel = shell.ShellChannel(directory, self._alive(container), self.ready_timeout)
+            channel.go(files.init_pid, (state or shell.SessionState()).shell_pid())
             boot = channel.ping(self.ready_timeout)
         except BaseException as error:
             self.discard(container, directory, channel)
@@ -536,7 +558,7 @@ class DockerBackend:
                 f"starting a sandbox from {image} failed: {api_error(error)}",
                 "the image needs bash",
             ) from error
-        return DockerSandbox(self, container, name, config, channel, boot)
+        return DockerSandbox(self, container, name, config, channel, boot, files)
 
     def _restore(
         self, handle: SnapshotHandle, config: _Config, state: shell.SessionState
