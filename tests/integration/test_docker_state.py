@@ -10,6 +10,7 @@ subtree as a plain hit.
 from __future__ import annotations
 
 import uuid
+
 from docker_env import BackendFactory, sh, start
 
 from sandbox.docker import DockerSandbox, Level

@@ -2,8 +2,9 @@
 
 Any interleaving of rollouts, any snapshot policy, any byte budget (so snapshots get
 evicted and misses replay from further up), with a declared-nondeterministic tool and one
-whose sandbox flags its observations nondeterministic (background output) in the mix: every observation the cache returns equals what a fresh environment returns for the
-same history, or the result is marked ``tainted`` (its history passes a nondeterministic node).
+whose sandbox flags its observations nondeterministic (background output) in the mix: every
+observation the cache returns equals what a fresh environment returns for the same history,
+or the result is marked ``tainted`` (its history passes a nondeterministic node).
 """
 
 from __future__ import annotations
