@@ -362,6 +362,11 @@ class ShellChannel:
             self.last_pid = reply[2]
         return reply[1]
 
+    def shell_pid(self) -> int | None:
+        """The session shell's pid in the container (it writes it when it starts)."""
+        text = read_head(self.directory / "shellpid", 64)[0].strip()
+        return int(text) if text.isdigit() else None
+
     def set_pin(self, pin: Callable[[int], None]) -> None:
         """How to set the pid counter (the sandbox knows the container's PID 1)."""
         self._pin = pin
@@ -627,41 +632,6 @@ def set_last_pid(init_pid: int, last_pid: int) -> None:
             f"cannot set the pid counter of the container of pid {init_pid}: {said}",
             "run tvcache as root on the Docker host",
         )
-
-
-def _children(pid: int) -> list[int]:
-    """Host pids of the children of every thread of ``pid`` (none if it is gone)."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-                found.extend(int(child) for child in f.read().split())
-    return found
-
-
-def output_holders(init_pid: int, log: Path) -> int:
-    """How many processes of the container (besides PID 1) hold the call output ``log`` open.
-
-    The session shell closes it at the end of each call, so after a call any holder is a
-    background process that may write into a later call's output, at a time no history fixes.
-    """
-    try:
-        st = os.stat(log, follow_symlinks=False)
-    except OSError:
-        return 0
-    wanted = (st.st_dev, st.st_ino)
-    holders, stack = 0, _children(init_pid)
-    while stack:
-        pid = stack.pop()
-        stack.extend(_children(pid))
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    target = os.stat(f"/proc/{pid}/fd/{fd}")
-                    if (target.st_dev, target.st_ino) == wanted:
-                        holders += 1
-                        break
-    return holders
 
 
 def helper_files() -> dict[str, bytes]:

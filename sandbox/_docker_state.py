@@ -1,15 +1,23 @@
-"""What a Docker sandbox's state is made of, beyond its processes: the digest of its files.
+"""What a Docker sandbox's state is made of, beyond its processes: the digest of its files,
+and what its background processes do on their own.
 
-The container's overlay layers above the root image (:mod:`snapshots.overlay`), plus what
-lives outside them: ``/dev/shm`` (a tmpfs), the ``/etc/hosts``, ``/etc/hostname`` and
+The digest: the container's overlay layers above the root image (:mod:`snapshots.overlay`),
+plus what lives outside them: ``/dev/shm`` (a tmpfs), the ``/etc/hosts``, ``/etc/hostname`` and
 ``/etc/resolv.conf`` that Docker bind-mounts, and any volume. The protocol directory is left
 out: it is tvcache's, not the task's. Read from the host, as root, with the container idle.
+
+The background (:func:`background`): processes besides PID 1 and the session shell act on
+their own clock. A call's observation is a function of its history only if none of them could
+have changed what it saw at a moment no history fixes; :class:`Activity` holds the evidence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +106,96 @@ def _read(path: str) -> str:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
     except OSError:
         return "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The background processes of a container at one instant (host pids).
+
+    ``writes``: bytes each has written so far (``wchar``, reaped children included); ``busy``:
+    some thread of one of them is running or in disk sleep; ``holders``: how many hold the
+    call output file open (they can write into any later call's output).
+    """
+
+    writes: dict[int, int]
+    busy: bool
+    holders: int
+
+    def unstable(self, since: Activity | None) -> bool:
+        """Whether a call that ends (or starts) now may see what a fresh run would not: a
+        background process runs, holds the output, or wrote or came or went since ``since``
+        (the end of the previous call: between calls no command of the agent runs)."""
+        moved = since is not None and since.writes != self.writes
+        return self.busy or self.holders > 0 or moved
+
+
+def _children(pid: int) -> list[int]:
+    """Host pids of the children of every thread of ``pid`` (none if it is gone)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                found.extend(int(child) for child in f.read().split())
+    return found
+
+
+def _ns_pid_and_state(pid: int) -> tuple[int, str]:
+    ns, state = -1, "X"
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("State:"):
+                state = line.split()[1]
+            elif line.startswith("NSpid:"):
+                ns = int(line.split()[-1])
+    return ns, state
+
+
+def _busy(pid: int) -> bool:
+    """Some thread of ``pid`` runs (R) or waits for the disk (D)."""
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/stat") as f:
+                if f.read().rsplit(")", 1)[-1].split()[0] in ("R", "D"):
+                    return True
+    return False
+
+
+def _wchar(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return -1
+
+
+def _holds(pid: int, wanted: tuple[int, int]) -> bool:
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.stat(f"/proc/{pid}/fd/{fd}")
+                if (target.st_dev, target.st_ino) == wanted:
+                    return True
+    return False
+
+
+def background(init_pid: int, shell_ns_pid: int | None, output: Path) -> Activity:
+    """What the container's processes besides PID 1 and the session shell (namespace pid
+    ``shell_ns_pid``) are doing; ``output`` is the call output file. Cheap when there are
+    none: two small reads."""
+    try:
+        st = os.stat(output, follow_symlinks=False)
+        wanted = (st.st_dev, st.st_ino)
+    except OSError:
+        wanted = (-1, -1)
+    writes: dict[int, int] = {}
+    busy, holders, stack = False, 0, _children(init_pid)
+    while stack:
+        pid = stack.pop()
+        stack.extend(_children(pid))
+        ns, state = _ns_pid_and_state(pid)
+        if ns == shell_ns_pid or state in ("Z", "X"):
+            continue
+        writes[pid] = _wchar(pid)
+        busy = busy or _busy(pid)
+        holders += _holds(pid, wanted)
+    return Activity(writes, busy, holders)

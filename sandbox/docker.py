@@ -44,7 +44,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
-from sandbox._docker_state import ContainerFiles
+from sandbox._docker_state import Activity, ContainerFiles, background
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import BashTool, SqliteTool
 from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
@@ -168,6 +168,7 @@ class DockerSandbox:
         self.boot_id = boot_id
         self.restore_fallback: str | None = None
         self._closed = False
+        self._after_last_call: Activity | None = None
         self._files = files or ContainerFiles(
             backend.api, backend.overlay, container_id, config.image
         )
@@ -188,6 +189,7 @@ class DockerSandbox:
         if isinstance(chosen, bool) or not isinstance(chosen, int | float) or not chosen > 0:
             raise ToolCallError(f"timeout must be a positive number of seconds, got {chosen!r}")
         started, limit = time.perf_counter(), self._backend.max_output_bytes
+        unstable = self._activity().unstable(self._after_last_call)
         if call.tool == "bash":
             command = args["command"]
             if not isinstance(command, str) or "\0" in command:
@@ -202,12 +204,22 @@ class DockerSandbox:
                 "timeout": float(chosen),
             }
             observation = self._channel.sqlite(request, float(chosen), self._interrupt)
-        held = shell.output_holders(self._files.init_pid, self._channel.directory / "log")
+        self._after_last_call = after = self._activity()
         return replace(
             observation,
             seconds=time.perf_counter() - started,
-            nondeterministic=observation.nondeterministic or held > 0,
+            nondeterministic=observation.nondeterministic or unstable or after.unstable(None),
         )
+
+    def _activity(self) -> Activity:
+        """What the background processes do now (see :class:`Activity`)."""
+        channel = self._channel
+        return background(self._files.init_pid, channel.shell_pid(), channel.directory / "log")
+
+    def settle(self) -> None:
+        """Take now as the end of the last call: harness work (a checkpoint, a restore) is
+        not the background's doing."""
+        self._after_last_call = self._activity()
 
     def _interrupt(self) -> None:
         """End the running call: freeze the container, SIGKILL the call's processes, thaw."""
@@ -299,6 +311,7 @@ class DockerSandbox:
             ) from error
         finally:
             self._channel.pin_pid(meta["last_pid"])  # whatever the checkpoint did to the counter
+            self.settle()
         if "full_failure" in handle.meta:
             log.warning("snapshot %s is fs only: %s", snapshot_id, handle.meta["full_failure"])
             backend.count("full_snapshot_fallbacks")
@@ -467,6 +480,7 @@ class DockerBackend:
                 self.count("full_restores")
                 self.count("forks")
                 sandbox.pin_pid(handle.meta.get("last_pid"))
+                sandbox.settle()
                 return sandbox
         sandbox = self._launch(handle.location, config, state)
         sandbox.restore_fallback = reason

@@ -9,6 +9,7 @@ subtree as a plain hit.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from docker_env import BackendFactory, sh, start
@@ -75,11 +76,33 @@ def test_a_background_writer_makes_calls_nondeterministic(make_backend: BackendF
     backend = make_backend()
     with start(backend) as box:
         assert not sh(box, "echo quiet; sleep 0 & wait").nondeterministic
-        assert not sh(box, "nohup sleep 30 >/dev/null 2>&1 &").nondeterministic
-        assert not sh(box, "echo still quiet").nondeterministic
+        sh(box, "nohup sleep 30 >/dev/null 2>&1 &")  # flagged if caught while starting
+        assert not sh(box, "echo still quiet").nondeterministic  # a sleeping job
     with start(backend) as box:
         assert sh(box, "(sleep 30; echo late) &").nondeterministic
         assert sh(box, "echo later").nondeterministic  # the writer may print into this one
+
+
+_LOADER = (
+    "python3 -c 'import time\nt = time.time()\nwhile time.time() < t + 1: pass\n"
+    'open("/tmp/state", "w").write("loaded")\ntime.sleep(60)\' >/dev/null 2>&1 &'
+)
+"""Like the http-service task's server: busy for a second, then writes a file and idles."""
+
+
+def test_a_busy_or_self_timed_background_makes_calls_nondeterministic(
+    make_backend: BackendFactory,
+) -> None:
+    with start(make_backend()) as box:
+        sh(box, _LOADER)
+        assert sh(box, "cat /tmp/state").nondeterministic  # loading: what cat sees is timing
+        time.sleep(1.5)
+        assert sh(box, "cat /tmp/state").nondeterministic  # it wrote since the last call
+        assert not sh(box, "cat /tmp/state").nondeterministic  # idle now: as in every run
+        sh(box, "(sleep 0.3; echo x > /tmp/timer) >/dev/null 2>&1 &")
+        time.sleep(1.0)
+        assert sh(box, "ls /tmp").nondeterministic  # it wrote between calls, on its clock
+        assert not sh(box, "ls /tmp").nondeterministic
 
 
 def test_the_engine_never_serves_background_output_as_a_plain_hit(
