@@ -5,30 +5,45 @@ processes are not in it), and a call must cost milliseconds, not a ``docker exec
 So PID 1 is a tiny bash *supervisor* whose child, the *session shell*, runs every command with
 ``eval`` in the same bash process: ``cd``, ``export``, unexported variables, functions, options
 and background jobs (``cmd &``) persist from call to call, and a ``full`` snapshot catches them.
+Both are a plain ``bash`` (their scripts come through ``BASH_ENV``, not the command line), so
+``ps`` shows what a plain shell in a container shows.
+
+PIDs are a function of the history: the session shell of a fresh start is always pid
+:data:`FIRST_SHELL_PID` (the host sets the namespace's ``ns_last_pid`` before the supervisor
+may start it; an ``fs`` fork's gets the pid the snapshotted one had), every reply carries the
+last pid after the call, and after a fork or a snapshot the host sets the counter back to
+it before the next call (:func:`set_last_pid`). Nothing of the harness forks in the container
+between calls (the state dump uses builtins only), so the counter moves only with commands.
 
 The two sides talk through a host directory bind-mounted at ``/run/tvcache`` (never committed
 into images, re-bound to a fresh directory in every fork):
 
+- ``init``/``shell``/``loop``: the scripts; ``go``: a FIFO the supervisor reads once before it
+  starts the first session shell (the host writes it after setting the pid counter);
 - ``cmd``: the command text; ``req``: a FIFO that carries ``<id> <mode>`` (``sh`` runs in the
   session shell, ``sub`` in a subshell that leaves its state alone, ``ping`` only answers,
   ``state`` writes ``vars``). The
   session shell holds it open, so the host's non-blocking open fails (ENXIO) exactly while no
   shell is listening (a restart after ``exit`` or a timeout);
 - ``log``: the merged stdout+stderr of the running call (``O_APPEND``; the host truncates it
-  before each call, so output of background jobs lands in the call during which they write);
-- ``status``: a FIFO that answers ``<id> <exit code> <boot id>``. The boot id is drawn once by
-  the supervisor and lives in memory only: a restored checkpoint answers with the old one,
-  which is how a ``full`` fork proves that it restored rather than started cold;
+  before each call). A background job that keeps it open may write into any later call: the
+  sandbox flags such calls nondeterministic (:mod:`sandbox._docker_state`);
+- ``status``: a FIFO that answers ``<id> <exit code> <boot id> <last pid>``. The boot id is
+  drawn once by the supervisor and lives in memory only: a restored checkpoint answers with the
+  old one, which is how a ``full`` fork proves that it restored rather than started cold;
 - ``cur``/``jobs``: the running call and the background jobs that existed before it, so a
   timeout kills the call's processes and the session shell but spares earlier jobs;
-- ``cwd``/``env``/``functions``: the shell state after each completed call. A session shell
-  that was killed (timeout) or exited (``exit 3``) is restarted by the supervisor from them;
-  ``fs`` snapshots record them;
+- ``cwd``/``env``/``functions``/``shellpid``: the shell state after each completed call. A
+  session shell that was killed (timeout) or exited (``exit 3``) is restarted by the
+  supervisor from them; ``fs`` snapshots record them;
 - ``vars``: written on request (mode ``state``): every variable (exported or not), the
-  options, aliases and umask, as a script. ``fs`` snapshots and fingerprints use it; an ``fs``
-  fork's shell sources it once at start (as ``vars.fork``), a restart does not. Background
-  jobs survive only in the live shell and in ``full`` forks.
+  options, aliases and umask, as a script (``names``/``opts`` are its scratch files). ``fs``
+  snapshots and fingerprints use it; an ``fs`` fork's shell sources it once at start (as
+  ``vars.fork``), a restart does not. Background jobs survive only in the live shell and in
+  ``full`` forks.
 
+A command's top-level ``return`` ends the sourced request loop, not the shell: the call ends
+there with that exit code (bash would print an error and go on with the next command).
 Every host-side open uses ``O_NOFOLLOW``: the container may plant symlinks in the directory.
 """
 

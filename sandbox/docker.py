@@ -18,6 +18,14 @@ call's own ``cd``/``export`` are lost; its file changes and earlier background p
 An ``fs`` fork gets files and the shell state (not jobs, not the ``pushd`` stack); a ``full``
 fork gets all of it. Files keep their modification times to the second (Docker's tar).
 
+What a fresh run would see: pids follow the history (the same in a fresh start, after
+snapshots and fingerprints, in ``fs`` and ``full`` forks; see :mod:`sandbox._docker_shell`).
+What background processes do runs on the clock, not on the history: a call is flagged
+``nondeterministic`` (the engine then never serves it or its subtree as a plain hit) when,
+at its start or end, one of them runs or holds the call output open, or when one wrote,
+started or ended between the previous call and this one (:class:`sandbox._docker_state.Activity`).
+A job that sleeps on a timer and acts during a later call is not seen.
+
 Fingerprints (:meth:`DockerSandbox.fingerprint`): the files changed since the root image, read
 from the overlay layers on the host (:mod:`sandbox._docker_state`), and the whole shell state;
 None while a background process runs.
