@@ -177,6 +177,8 @@ class DockerSandbox:
         self.restore_fallback: str | None = None
         self._closed = False
         self._after_last_call: Activity | None = None
+        self._moved = False
+        """The background wrote, came or went after the last call, before harness work."""
         self._files = files or ContainerFiles(
             backend.api, backend.overlay, container_id, config.image
         )
@@ -197,7 +199,8 @@ class DockerSandbox:
         if isinstance(chosen, bool) or not isinstance(chosen, int | float) or not chosen > 0:
             raise ToolCallError(f"timeout must be a positive number of seconds, got {chosen!r}")
         started, limit = time.perf_counter(), self._backend.max_output_bytes
-        unstable = self._activity().unstable(self._after_last_call)
+        unstable = self._moved or self._activity().unstable(self._after_last_call)
+        self._moved = False
         if call.tool == "bash":
             command = args["command"]
             if not isinstance(command, str) or "\0" in command:
@@ -224,9 +227,11 @@ class DockerSandbox:
         channel = self._channel
         return background(self._files.init_pid, channel.shell_pid(), channel.directory / "log")
 
-    def settle(self) -> None:
+    def settle(self, moved: bool = False) -> None:
         """Take now as the end of the last call: harness work (a checkpoint, a restore) is
-        not the background's doing."""
+        not the background's doing. ``moved``: it did something before that work, which the
+        next call must not forget."""
+        self._moved = self._moved or moved
         self._after_last_call = self._activity()
 
     def _interrupt(self) -> None:
@@ -234,7 +239,7 @@ class DockerSandbox:
         self._backend.count("timeouts")
         api = self._backend.api
         try:
-            api.pause(self.container_id)
+            docker_fs.pause(api, self.container_id)
         except Exception as error:  # the container is gone: nothing left to kill
             log.warning("timeout in %s: cannot pause: %s", self._name, api_error(error))
             return
@@ -286,11 +291,13 @@ class DockerSandbox:
                 f"{running} background process(es) run in {self._name}: level fs keeps files only",
                 "use level full to checkpoint processes; tvcache replays from an earlier snapshot",
             )
+        moved = self._moved or self._activity().unstable(self._after_last_call)
         meta: dict[str, Any] = {
             "shell": self._channel.full_state().to_dict(),
             "config": self._config.to_dict(),
             "processes": running,
             "last_pid": self._channel.last_pid,
+            "background_moved": moved,
         }
         labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
         api, container, depth = backend.api, self.container_id, backend.flatten_depth
@@ -319,7 +326,7 @@ class DockerSandbox:
             ) from error
         finally:
             self._channel.pin_pid(meta["last_pid"])  # whatever the checkpoint did to the counter
-            self.settle()
+            self.settle(moved)
         if "full_failure" in handle.meta:
             log.warning("snapshot %s is fs only: %s", snapshot_id, handle.meta["full_failure"])
             backend.count("full_snapshot_fallbacks")
@@ -488,7 +495,7 @@ class DockerBackend:
                 self.count("full_restores")
                 self.count("forks")
                 sandbox.pin_pid(handle.meta.get("last_pid"))
-                sandbox.settle()
+                sandbox.settle(bool(handle.meta.get("background_moved")))
                 return sandbox
         sandbox = self._launch(handle.location, config, state)
         sandbox.restore_fallback = reason

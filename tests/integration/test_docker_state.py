@@ -105,6 +105,23 @@ def test_a_busy_or_self_timed_background_makes_calls_nondeterministic(
         assert not sh(box, "ls /tmp").nondeterministic
 
 
+def test_what_the_background_did_before_a_checkpoint_is_not_forgotten(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend("full")
+    with start(backend) as box:
+        sh(box, _LOADER)
+        time.sleep(1.5)  # it loads and writes /tmp/state after the call, before the checkpoint
+        snap = box.snapshot(f"moved-{uuid.uuid4().hex[:8]}")
+        assert snap.level == "full", snap.meta.get("full_failure")
+        assert sh(box, "cat /tmp/state").nondeterministic
+        assert not sh(box, "cat /tmp/state").nondeterministic
+        with backend.fork(snap) as fork:
+            assert sh(fork, "cat /tmp/state").nondeterministic
+            assert not sh(fork, "cat /tmp/state").nondeterministic
+        backend.delete_snapshot(snap)
+
+
 def test_the_engine_never_serves_background_output_as_a_plain_hit(
     make_backend: BackendFactory,
 ) -> None:
