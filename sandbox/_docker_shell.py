@@ -555,7 +555,7 @@ class ShellChannel:
             )
 
 
-def _ns_pid(pid: int) -> int | None:
+def ns_pid(pid: int) -> int | None:
     """A host pid's pid inside its innermost pid namespace (the container's)."""
     try:
         with open(f"/proc/{pid}/status", "rb") as handle:
@@ -576,7 +576,7 @@ def kill_call(init_pid: int, shell_pid: int, keep: set[int]) -> int:
         tree = psutil.Process(init_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return 0
-    ns = {proc.pid: _ns_pid(proc.pid) for proc in tree}
+    ns = {proc.pid: ns_pid(proc.pid) for proc in tree}
     shell = next((proc for proc in tree if ns[proc.pid] == shell_pid), None)
     if shell is None:
         return 0
@@ -584,7 +584,7 @@ def kill_call(init_pid: int, shell_pid: int, keep: set[int]) -> int:
     while stack:
         with contextlib.suppress(psutil.NoSuchProcess):
             for child in stack.pop().children():
-                if ns.get(child.pid, _ns_pid(child.pid)) not in keep:
+                if ns.get(child.pid, ns_pid(child.pid)) not in keep:
                     victims.append(child)
                     stack.append(child)
     for proc in victims:

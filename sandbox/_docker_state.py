@@ -17,13 +17,14 @@ import contextlib
 import datetime
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from sandbox._docker_shell import MOUNT
+from sandbox._docker_shell import MOUNT, ns_pid
 from snapshots import overlay
 from snapshots.directory import tree_digest
 from snapshots.docker_fs import DockerAPI
@@ -129,35 +130,29 @@ class Activity:
         return self.busy or self.holders > 0 or moved
 
 
-def _children(pid: int) -> list[int]:
-    """Host pids of the children of every thread of ``pid`` (none if it is gone)."""
+def _children(pid: int, *, threaded: bool = True) -> list[int]:
+    """Host pids of the children of ``pid`` (of every thread unless not ``threaded``)."""
     found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-                found.extend(int(child) for child in f.read().split())
+    tasks = [str(pid)]
+    if threaded:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return found
+    for task in tasks:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            found.extend(int(child) for child in f.read().split())
     return found
 
 
-def _ns_pid_and_state(pid: int) -> tuple[int, str]:
-    ns, state = -1, "X"
-    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("State:"):
-                state = line.split()[1]
-            elif line.startswith("NSpid:"):
-                ns = int(line.split()[-1])
-    return ns, state
-
-
-def _busy(pid: int) -> bool:
-    """Some thread of ``pid`` runs (R) or waits for the disk (D)."""
+def _states(pid: int) -> list[str]:
+    """The scheduler state of every thread of ``pid`` (R, S, D, Z, ...)."""
+    states: list[str] = []
     with contextlib.suppress(OSError):
         for task in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/stat") as f:
-                if f.read().rsplit(")", 1)[-1].split()[0] in ("R", "D"):
-                    return True
-    return False
+                states.append(f.read().rsplit(")", 1)[-1].split()[0])
+    return states
 
 
 def _wchar(pid: int) -> int:
@@ -178,24 +173,47 @@ def _holds(pid: int, wanted: tuple[int, int]) -> bool:
     return False
 
 
-def background(init_pid: int, shell_ns_pid: int | None, output: Path) -> Activity:
-    """What the container's processes besides PID 1 and the session shell (namespace pid
-    ``shell_ns_pid``) are doing; ``output`` is the call output file. Cheap when there are
-    none: two small reads."""
-    try:
-        st = os.stat(output, follow_symlinks=False)
-        wanted = (st.st_dev, st.st_ino)
-    except OSError:
-        wanted = (-1, -1)
-    writes: dict[int, int] = {}
-    busy, holders, stack = False, 0, _children(init_pid)
-    while stack:
-        pid = stack.pop()
-        stack.extend(_children(pid))
-        ns, state = _ns_pid_and_state(pid)
-        if ns == shell_ns_pid or state in ("Z", "X"):
-            continue
-        writes[pid] = _wchar(pid)
-        busy = busy or _busy(pid)
-        holders += _holds(pid, wanted)
-    return Activity(writes, busy, holders)
+class Background:
+    """Samples what a container's processes besides PID 1 and the session shell do.
+
+    ``init_pid`` is PID 1 on the host; ``shell_pid()`` the session shell's pid in the
+    container (it changes when the shell restarts); ``output`` the call output file. With no
+    background process a sample is two small reads: PID 1's children (the shell, known by its
+    host pid) and the shell's.
+    """
+
+    def __init__(self, init_pid: int, shell_pid: Callable[[], int | None], output: Path) -> None:
+        self._init_pid = init_pid
+        self._shell_pid = shell_pid
+        self._output = output
+        self._shell_host_pid = -1
+
+    def _is_shell(self, pid: int) -> bool:
+        if pid == self._shell_host_pid:
+            return True
+        ns = self._shell_pid()
+        if ns is not None and ns_pid(pid) == ns:
+            self._shell_host_pid = pid
+            return True
+        return False
+
+    def sample(self) -> Activity:
+        writes: dict[int, int] = {}
+        busy, holders, wanted = False, 0, None
+        stack = [(pid, True) for pid in _children(self._init_pid, threaded=False)]
+        while stack:
+            pid, top = stack.pop()
+            if top and self._is_shell(pid):  # bash: one thread
+                stack.extend((child, False) for child in _children(pid, threaded=False))
+                continue
+            states = _states(pid)
+            if not states or states[0] in ("Z", "X"):
+                continue
+            stack.extend((child, False) for child in _children(pid))
+            if wanted is None:
+                st = os.stat(self._output, follow_symlinks=False)
+                wanted = (st.st_dev, st.st_ino)
+            writes[pid] = _wchar(pid)
+            busy = busy or any(state in ("R", "D") for state in states)
+            holders += _holds(pid, wanted)
+        return Activity(writes, busy, holders)

@@ -52,7 +52,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
-from sandbox._docker_state import Activity, ContainerFiles, background
+from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import BashTool, SqliteTool
 from sandbox._types import JSON, Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
@@ -177,6 +177,7 @@ class DockerSandbox:
         self.restore_fallback: str | None = None
         self._closed = False
         self._after_last_call: Activity | None = None
+        self._background: Background | None = None
         self._moved = False
         """The background wrote, came or went after the last call, before harness work."""
         self._files = files or ContainerFiles(
@@ -224,8 +225,12 @@ class DockerSandbox:
 
     def _activity(self) -> Activity:
         """What the background processes do now (see :class:`Activity`)."""
-        channel = self._channel
-        return background(self._files.init_pid, channel.shell_pid(), channel.directory / "log")
+        if self._background is None:
+            channel = self._channel
+            self._background = Background(
+                self._files.init_pid, channel.shell_pid, channel.directory / "log"
+            )
+        return self._background.sample()
 
     def settle(self, moved: bool = False) -> None:
         """Take now as the end of the last call: harness work (a checkpoint, a restore) is
