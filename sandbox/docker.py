@@ -505,6 +505,7 @@ class DockerBackend:
         sandbox = self._launch(handle.location, config, state)
         sandbox.restore_fallback = reason
         sandbox.pin_pid(handle.meta.get("last_pid"))
+        sandbox.settle(bool(handle.meta.get("background_moved")))  # its files may show it
         self.count("forks")
         return sandbox
 
