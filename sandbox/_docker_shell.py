@@ -5,42 +5,59 @@ processes are not in it), and a call must cost milliseconds, not a ``docker exec
 So PID 1 is a tiny bash *supervisor* whose child, the *session shell*, runs every command with
 ``eval`` in the same bash process: ``cd``, ``export``, unexported variables, functions, options
 and background jobs (``cmd &``) persist from call to call, and a ``full`` snapshot catches them.
+Both are a plain ``bash`` (their scripts come through ``BASH_ENV``, not the command line), so
+``ps`` shows what a plain shell in a container shows.
+
+PIDs are a function of the history: the session shell of a fresh start is always pid
+:data:`FIRST_SHELL_PID` (the host sets the namespace's ``ns_last_pid`` before the supervisor
+may start it; an ``fs`` fork's gets the pid the snapshotted one had), every reply carries the
+last pid after the call, and after a fork or a snapshot the host sets the counter back to
+it before the next call (:func:`set_last_pid`). Nothing of the harness forks in the container
+between calls (the state dump uses builtins only), so the counter moves only with commands.
 
 The two sides talk through a host directory bind-mounted at ``/run/tvcache`` (never committed
 into images, re-bound to a fresh directory in every fork):
 
+- ``init``/``shell``/``loop``: the scripts; ``go``: a FIFO the supervisor reads once before it
+  starts the first session shell (the host writes it after setting the pid counter);
 - ``cmd``: the command text; ``req``: a FIFO that carries ``<id> <mode>`` (``sh`` runs in the
   session shell, ``sub`` in a subshell that leaves its state alone, ``ping`` only answers,
   ``state`` writes ``vars``). The
   session shell holds it open, so the host's non-blocking open fails (ENXIO) exactly while no
   shell is listening (a restart after ``exit`` or a timeout);
 - ``log``: the merged stdout+stderr of the running call (``O_APPEND``; the host truncates it
-  before each call, so output of background jobs lands in the call during which they write);
-- ``status``: a FIFO that answers ``<id> <exit code> <boot id>``. The boot id is drawn once by
-  the supervisor and lives in memory only: a restored checkpoint answers with the old one,
-  which is how a ``full`` fork proves that it restored rather than started cold;
+  before each call). A background job that keeps it open may write into any later call: the
+  sandbox flags such calls nondeterministic (:mod:`sandbox._docker_state`);
+- ``status``: a FIFO that answers ``<id> <exit code> <boot id> <last pid>``. The boot id is
+  drawn once by the supervisor and lives in memory only: a restored checkpoint answers with the
+  old one, which is how a ``full`` fork proves that it restored rather than started cold;
 - ``cur``/``jobs``: the running call and the background jobs that existed before it, so a
   timeout kills the call's processes and the session shell but spares earlier jobs;
-- ``cwd``/``env``/``functions``: the shell state after each completed call. A session shell
-  that was killed (timeout) or exited (``exit 3``) is restarted by the supervisor from them;
-  ``fs`` snapshots record them;
+- ``cwd``/``env``/``functions``/``shellpid``: the shell state after each completed call. A
+  session shell that was killed (timeout) or exited (``exit 3``) is restarted by the
+  supervisor from them; ``fs`` snapshots record them;
 - ``vars``: written on request (mode ``state``): every variable (exported or not), the
-  options, aliases and umask, as a script. ``fs`` snapshots and fingerprints use it; an ``fs``
-  fork's shell sources it once at start (as ``vars.fork``), a restart does not. Background
-  jobs survive only in the live shell and in ``full`` forks.
+  options, aliases and umask, as a script (``names``/``opts`` are its scratch files). ``fs``
+  snapshots and fingerprints use it; an ``fs`` fork's shell sources it once at start (as
+  ``vars.fork``), a restart does not. Background jobs survive only in the live shell and in
+  ``full`` forks.
 
+A command's top-level ``return`` ends the sourced request loop, not the shell: the call ends
+there with that exit code (bash would print an error and go on with the next command).
 Every host-side open uses ``O_NOFOLLOW``: the container may plant symlinks in the directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
 import select
 import signal
 import stat
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -55,21 +72,33 @@ from snapshots import SnapshotError, _errors, _handle
 
 MOUNT = "/run/tvcache"
 """Where the protocol directory appears inside the container."""
+FIRST_SHELL_PID = 10
+"""The session shell's pid in a fresh start: fixed, whatever pids the runtime used starting."""
 _LIVENESS_SECONDS = 3.0
 
-_SUPERVISOR = """
+_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+"""The PID namespace's last allocated pid: readable inside, writable only by the host."""
+
+_SUPERVISOR = f"""
+builtin unset BASH_ENV
 exec </dev/null >/dev/null 2>&1
 IFS= read -r B </proc/sys/kernel/random/uuid
+IFS= read -r _ <@@/go
 while :; do
-  TVCACHE_BOOT=$B bash -c 'eval "$(<@@/shell)"' tvcache-shell &
+  BASH_ENV=@@/shell TVCACHE_BOOT=$B bash &
   wait "$!"
   rc=$?
+  IFS= read -r L <{_LAST_PID}
   if IFS=' ' read -r id rest <@@/cur && [[ -n $id ]]; then
     : >|@@/cur
-    echo "$id $rc $B" >@@/status
+    echo "$id $rc $B $L" >@@/status
   fi
 done
 """
+"""PID 1: ``bash`` sourcing this through ``BASH_ENV`` (nothing in its command line). It waits
+for the host's ``go`` (sent once the host set the pid counter, so that the session shell's pid
+is the same in every fresh start and fs fork), then starts the session shell the same way and
+restarts it when it dies. Neither forks anything else."""
 
 _SAVE = (
     'builtin printf %s "$PWD" >|@@/cwd; builtin export -p >|@@/env; '
@@ -85,44 +114,40 @@ _VOLATILE = (
 """Variables that bash sets itself or that say which process this is, not what state it is in."""
 
 _DUMP = (
-    "{ builtin compgen -v | while IFS= builtin read -r __tvc_v; do case $__tvc_v in "
-    f'{_VOLATILE}) ;; *) builtin declare -p -- "$__tvc_v";; esac; done; '
-    "builtin shopt -p | while IFS= builtin read -r __tvc_v; do "
-    '[[ $__tvc_v == *compat* ]] || builtin echo "$__tvc_v"; done; '
+    "builtin compgen -v >|@@/names; builtin shopt -p >|@@/opts; "
+    "{ while IFS= builtin read -r __tvc_v; do case $__tvc_v in "
+    f'{_VOLATILE}) ;; *) builtin declare -p -- "$__tvc_v";; esac; done <@@/names; '
+    "while IFS= builtin read -r __tvc_v; do "
+    '[[ $__tvc_v == *compat* ]] || builtin echo "$__tvc_v"; done <@@/opts; '
     "builtin set +o; builtin alias -p; builtin umask -p; } >|@@/vars 2>/dev/null"
 )
 """All variables (exported or not), options, aliases and the umask, as a script that restores
-them: the rest of the session shell's state beyond cwd and functions. The ``compat*`` options
-are left out: setting them back would set ``BASH_COMPAT``."""
+them: the rest of the session shell's state beyond cwd and functions. Builtins and files of
+the protocol directory only, no pipe or subshell: a dump must not fork (a fork would move the
+pids every later call sees). The ``compat*`` options are left out: setting them back would
+set ``BASH_COMPAT``."""
 
-_SESSION = f"""
-readonly __tvc_boot=$TVCACHE_BOOT
-builtin unset TVCACHE_BOOT
-if [[ -e @@/env ]]; then
-  IFS= builtin read -r -d '' __tvc_c <@@/cwd
-  builtin cd -- "$__tvc_c" 2>/dev/null
-  builtin unset OLDPWD
-  for __tvc_v in $(builtin compgen -e); do builtin unset "$__tvc_v" 2>/dev/null; done
-  builtin source @@/env >/dev/null 2>&1
-  builtin source @@/functions >/dev/null 2>&1
-  builtin unset __tvc_c __tvc_v
-fi
-if [[ -s @@/vars.fork ]]; then
-  builtin source @@/vars.fork >/dev/null 2>&1
-  builtin : >|@@/vars.fork
-fi
-{_SAVE}
-builtin trap '{_SAVE}' EXIT
-exec </dev/null >/dev/null 2>&1 3<>@@/req
+_FINISH = f"""
+  IFS= builtin read -r __tvc_pid <{_LAST_PID}
+  IFS=' ' builtin read -r __tvc_id __tvc_x <@@/cur
+  builtin : >|@@/cur
+  {_SAVE}
+  builtin echo "$__tvc_id $__tvc_rc $__tvc_boot $__tvc_pid" >@@/status
+"""
+"""The end of a call: the last pid (the state of the pid counter), then the shell state, then
+the reply ``<id> <exit code> <boot id> <last pid>``."""
+
+_LOOP = f"""
 while :; do
   IFS=' ' builtin read -r -u 3 __tvc_id __tvc_mode || continue
+  IFS= builtin read -r __tvc_pid <{_LAST_PID}
   if [[ $__tvc_mode == ping ]]; then
-    builtin echo "$__tvc_id 0 $__tvc_boot" >@@/status
+    builtin echo "$__tvc_id 0 $__tvc_boot $__tvc_pid" >@@/status
     continue
   fi
   if [[ $__tvc_mode == state ]]; then
     {_DUMP}
-    builtin echo "$__tvc_id 0 $__tvc_boot" >@@/status
+    builtin echo "$__tvc_id 0 $__tvc_boot $__tvc_pid" >@@/status
     continue
   fi
   builtin jobs -p >|@@/jobs
@@ -134,26 +159,57 @@ while :; do
     {{ builtin eval "$__tvc_cmd"; }} >>@@/log 2>&1 </dev/null 3<&-
   fi
   __tvc_rc=$?
-  IFS=' ' builtin read -r __tvc_id __tvc_x <@@/cur
-  builtin : >|@@/cur
-  {_SAVE}
-  builtin echo "$__tvc_id $__tvc_rc $__tvc_boot" >@@/status
+  {_FINISH}
 done
 """
+"""The session shell's request loop, sourced: a top-level ``return`` in a command ends the
+``source`` (not the shell), and :data:`_SESSION` finishes that call and sources it again."""
+
+_SESSION = f"""
+builtin unset BASH_ENV
+readonly __tvc_boot=$TVCACHE_BOOT
+builtin unset TVCACHE_BOOT
+if [[ -e @@/env ]]; then
+  IFS= builtin read -r -d '' __tvc_c <@@/cwd
+  builtin cd -- "$__tvc_c" 2>/dev/null
+  builtin unset OLDPWD
+  builtin compgen -e >|@@/names
+  while IFS= builtin read -r __tvc_v; do builtin unset "$__tvc_v" 2>/dev/null; done <@@/names
+  builtin source @@/env >/dev/null 2>&1
+  builtin source @@/functions >/dev/null 2>&1
+  builtin unset __tvc_c __tvc_v
+fi
+if [[ -s @@/vars.fork ]]; then
+  builtin source @@/vars.fork >/dev/null 2>&1
+  builtin : >|@@/vars.fork
+fi
+builtin echo $$ >|@@/shellpid
+{_SAVE}
+builtin trap '{_SAVE}' EXIT
+while :; do
+  exec </dev/null >/dev/null 2>&1 3<>@@/req
+  builtin source @@/loop
+  __tvc_rc=$?
+  {_FINISH}
+done
+"""
+"""The session shell (``bash``, from ``BASH_ENV`` like PID 1): every call runs in it with
+``eval``, so its whole state persists between calls."""
 
 
 def container_command() -> list[str]:
-    """The container's ``Cmd``: the supervisor, read from the protocol directory.
+    """The container's ``Cmd``: PID 1 becomes a plain ``bash`` that sources the supervisor.
 
-    Scripts are read into memory (``eval "$(<file)"``), not kept open: a regular file that a
-    checkpointed process holds open must exist with the same size in every restored fork.
+    Scripts are sourced (bash reads the whole file, then closes it), not kept open: a regular
+    file that a checkpointed process holds open must exist with the same size in every fork.
     """
-    return ["bash", "-c", f'eval "$(<{MOUNT}/init)"', "tvcache-init"]
+    return ["bash", "-c", f"BASH_ENV={MOUNT}/init exec bash"]
 
 
 SCRIPTS = {
     "init": _SUPERVISOR.replace("@@", MOUNT).encode(),
     "shell": _SESSION.replace("@@", MOUNT).encode(),
+    "loop": _LOOP.replace("@@", MOUNT).encode(),
 }
 """The files :func:`prepare` writes for :func:`container_command`."""
 
@@ -204,20 +260,28 @@ class ShellError(SnapshotError):
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
-    """The session shell's state as files: absolute cwd, ``export -p``, ``declare -f``, and
-    (when asked for, see :meth:`ShellChannel.full_state`) the ``vars`` script."""
+    """The session shell's state as files: absolute cwd, ``export -p``, ``declare -f``,
+    (when asked for, see :meth:`ShellChannel.full_state`) the ``vars`` script, and its pid."""
 
     cwd: str = ""
     env: str = ""
     functions: str = ""
     vars: str = ""
+    shellpid: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {"cwd": self.cwd, "env": self.env, "functions": self.functions, "vars": self.vars}
+        return {name: getattr(self, name) for name in _STATE_FILES}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SessionState:
-        return cls(*(str(data.get(k, "")) for k in ("cwd", "env", "functions", "vars")))
+        return cls(*(str(data.get(k, "")) for k in _STATE_FILES))
+
+    def shell_pid(self) -> int:
+        """The pid the session shell had (and a fork's gets); a fresh start's if unknown."""
+        return int(self.shellpid) if self.shellpid.strip().isdigit() else FIRST_SHELL_PID
+
+
+_STATE_FILES = ("cwd", "env", "functions", "vars", "shellpid")
 
 
 def _open(path: Path, flags: int, mode: int = 0o666) -> int:
@@ -253,14 +317,14 @@ def prepare(directory: Path, state: SessionState | None, files: Mapping[str, byt
     """Lay out a fresh protocol directory; ``state`` is what the session shell starts in."""
     directory.mkdir(parents=True)
     directory.chmod(0o777)  # the image's USER may not be root
-    for fifo in ("req", "status"):
+    for fifo in ("req", "status", "go"):
         os.mkfifo(directory / fifo, 0o666)
         (directory / fifo).chmod(0o666)
     for name in ("log", "cmd", "cur", "jobs"):
         write_file(directory / name, b"")
     if state is not None and state.cwd:
         for name, text in state.to_dict().items():
-            name = "vars.fork" if name == "vars" else name
+            name = {"vars": "vars.fork"}.get(name, name)
             write_file(directory / name, text.encode("utf-8", "surrogateescape"))
     for name, data in {**SCRIPTS, **files}.items():
         (directory / name).parent.mkdir(parents=True, exist_ok=True)
@@ -276,11 +340,19 @@ class ShellChannel:
     """
 
     def __init__(
-        self, directory: Path, alive: Callable[[], bool], ready_timeout: float = 30.0
+        self,
+        directory: Path,
+        alive: Callable[[], bool],
+        ready_timeout: float = 30.0,
     ) -> None:
         self.directory = directory
         self.alive = alive
         self.ready_timeout = ready_timeout
+        self._pin: Callable[[int], None] | None = None
+        self.last_pid: int | None = None
+        """The namespace's last pid after the last call: the pid counter's place in history."""
+        self.pending_pid: int | None = None
+        """Set the counter to this before the next call (a fork, or harness work, moved it)."""
         # O_RDWR: the FIFO always has a writer (us), so it never reports end-of-file.
         self._status = _open(directory / "status", os.O_RDWR | os.O_NONBLOCK)
         self._pending = b""
@@ -291,12 +363,33 @@ class ShellChannel:
             os.close(self._status)
             self._status = -1
 
+    def go(self, init_pid: int, shell_pid: int) -> None:
+        """Let a cold-started supervisor start the session shell, as pid ``shell_pid``."""
+        set_last_pid(init_pid, shell_pid - 1)
+        self._send(b"\n", time.monotonic() + self.ready_timeout, fifo="go")
+
     def ping(self, timeout: float) -> str:
         """Ask the session shell for its boot id; raise :class:`ShellError` if it is silent."""
         reply = self._call("ping", timeout)
         if reply is None:
             raise ShellError(f"the shell server did not answer within {timeout:g} s")
+        if self.last_pid is None:
+            self.last_pid = reply[2]
         return reply[1]
+
+    def shell_pid(self) -> int | None:
+        """The session shell's pid in the container (it writes it when it starts)."""
+        text = read_head(self.directory / "shellpid", 64)[0].strip()
+        return int(text) if text.isdigit() else None
+
+    def set_pin(self, pin: Callable[[int], None]) -> None:
+        """How to set the pid counter (the sandbox knows the container's PID 1)."""
+        self._pin = pin
+
+    def pin_pid(self, last_pid: int | None) -> None:
+        """Make the next call continue the pid counter from ``last_pid`` (None: where it is)."""
+        if last_pid is not None:
+            self.last_pid = self.pending_pid = last_pid
 
     def run(
         self, command: str, mode: str, timeout: float, interrupt: Callable[[], None]
@@ -355,11 +448,11 @@ class ShellChannel:
 
     def state(self) -> SessionState:
         """The shell state saved after the last completed call."""
-        parts = [
+        cwd, env, functions, shellpid = (
             read_head(self.directory / name, 1 << 26)[0].decode("utf-8", "surrogateescape")
-            for name in ("cwd", "env", "functions")
-        ]
-        return SessionState(*parts)
+            for name in ("cwd", "env", "functions", "shellpid")
+        )
+        return SessionState(cwd, env, functions, shellpid=shellpid.strip())
 
     def full_state(self, timeout: float = 30.0) -> SessionState:
         """The saved state plus a fresh ``vars`` dump (a round trip to the idle shell)."""
@@ -377,23 +470,45 @@ class ShellChannel:
         return pid, {int(j) for j in jobs if j.isdigit()}
 
     # ------------------------------------------------------------------ internals
-    def _call(self, mode: str, timeout: float) -> tuple[int, str] | None:
+    def _call(self, mode: str, timeout: float) -> tuple[int, str, int | None] | None:
+        """Send a request; the reply's ``(exit code, boot id, last pid)``, None at timeout.
+
+        Before a command (modes ``sh``/``sub``) the pid counter is set to :attr:`pending_pid`
+        if that is due, once the shell listens (a restarted shell has forked all it forks).
+        """
         self._next_id += 1
         deadline = time.monotonic() + timeout
         ready = min(deadline, time.monotonic() + self.ready_timeout)
-        self._send(f"{self._next_id} {mode}\n".encode(), ready)
-        return self._await(self._next_id, deadline)
+        command = mode in ("sh", "sub")
+        before = self._pin_pending if command else None
+        self._send(f"{self._next_id} {mode}\n".encode(), ready, before)
+        reply = self._await(self._next_id, deadline)
+        if command and reply is not None and reply[2] is not None:
+            self.last_pid = reply[2]
+        return reply
 
-    def _send(self, line: bytes, deadline: float) -> None:
-        """Write to the request FIFO once the session shell has it open (ENXIO until then)."""
+    def _pin_pending(self) -> None:
+        if self.pending_pid is not None and self._pin is not None:
+            self._pin(self.pending_pid)
+            self.pending_pid = None
+
+    def _send(
+        self,
+        line: bytes,
+        deadline: float,
+        before: Callable[[], None] | None = None,
+        fifo: str = "req",
+    ) -> None:
+        """Write to the request FIFO once the session shell has it open (ENXIO until then);
+        ``before()`` runs just before the write. ``fifo="go"``: the supervisor's start."""
         delay, checked = 0.0, time.monotonic()
         while True:
             try:
-                fd = _open(self.directory / "req", os.O_WRONLY | os.O_NONBLOCK)
+                fd = _open(self.directory / fifo, os.O_WRONLY | os.O_NONBLOCK)
             except OSError as error:
                 if error.errno != errno.ENXIO or time.monotonic() > deadline:
                     raise ShellError(
-                        f"the shell of {self.directory.name} takes no requests "
+                        f"the shell of {self.directory.name} takes no requests on {fifo} "
                         f"({os.strerror(error.errno or 0)})",
                         "close this sandbox and fork a new one",
                     ) from error
@@ -404,20 +519,24 @@ class ShellChannel:
                 delay = min(max(delay * 2, 0.0002), 0.02)
                 continue
             try:
+                if before is not None:
+                    before()
                 os.write(fd, line)
             finally:
                 os.close(fd)
             return
 
-    def _await(self, call_id: int, deadline: float) -> tuple[int, str] | None:
-        """``(exit code, boot id)`` of the reply to ``call_id``; None at the deadline."""
+    def _await(self, call_id: int, deadline: float) -> tuple[int, str, int | None] | None:
+        """``(exit code, boot id, last pid)`` of the reply to ``call_id``; None at the
+        deadline. The last pid is None in replies of shells restored from older snapshots."""
         expected = str(call_id).encode()
         while True:
             while b"\n" in self._pending:
                 line, self._pending = self._pending.split(b"\n", 1)
                 fields = line.split()
-                if len(fields) == 3 and fields[0] == expected and fields[1].isdigit():
-                    return int(fields[1]), fields[2].decode(errors="replace")
+                if len(fields) in (3, 4) and fields[0] == expected and fields[1].isdigit():
+                    pid = int(fields[3]) if len(fields) == 4 and fields[3].isdigit() else None
+                    return int(fields[1]), fields[2].decode(errors="replace"), pid
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -436,7 +555,7 @@ class ShellChannel:
             )
 
 
-def _ns_pid(pid: int) -> int | None:
+def ns_pid(pid: int) -> int | None:
     """A host pid's pid inside its innermost pid namespace (the container's)."""
     try:
         with open(f"/proc/{pid}/status", "rb") as handle:
@@ -457,7 +576,7 @@ def kill_call(init_pid: int, shell_pid: int, keep: set[int]) -> int:
         tree = psutil.Process(init_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return 0
-    ns = {proc.pid: _ns_pid(proc.pid) for proc in tree}
+    ns = {proc.pid: ns_pid(proc.pid) for proc in tree}
     shell = next((proc for proc in tree if ns[proc.pid] == shell_pid), None)
     if shell is None:
         return 0
@@ -465,13 +584,69 @@ def kill_call(init_pid: int, shell_pid: int, keep: set[int]) -> int:
     while stack:
         with contextlib.suppress(psutil.NoSuchProcess):
             for child in stack.pop().children():
-                if ns.get(child.pid, _ns_pid(child.pid)) not in keep:
+                if ns.get(child.pid, ns_pid(child.pid)) not in keep:
                     victims.append(child)
                     stack.append(child)
     for proc in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
     return len(victims)
+
+
+_CLONE_NEWPID = 0x20000000
+_libc: ctypes.CDLL | None = None
+
+
+def _setns(fd: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, _CLONE_NEWPID) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def set_last_pid(init_pid: int, last_pid: int) -> None:
+    """Set the last pid of the pid namespace of host process ``init_pid`` (a container's PID 1).
+
+    The kernel takes ``ns_last_pid`` writes only from a process *inside* the namespace with
+    CAP_SYS_ADMIN over it: the calling thread joins the namespace for its children, spawns one
+    ``sh`` that writes the value (after taking a pid of its own) and goes back. Nothing in the
+    container gets a capability; the ``sh`` lives for about a millisecond while the shell is
+    idle. Raises :class:`ShellError` if it cannot (tvcache must run as root).
+    """
+    try:
+        own = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            target = os.open(f"/proc/{init_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(target)
+                try:
+                    done = subprocess.run(
+                        ["/bin/sh", "-c", f"echo {int(last_pid)} >/proc/sys/kernel/ns_last_pid"],
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        env={},
+                        timeout=10,
+                        check=False,
+                    )
+                finally:
+                    _setns(own)
+            finally:
+                os.close(target)
+        finally:
+            os.close(own)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise ShellError(
+            f"cannot set the pid counter of the container of pid {init_pid}: {error}",
+            "run tvcache as root on the Docker host",
+        ) from error
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip()
+        raise ShellError(
+            f"cannot set the pid counter of the container of pid {init_pid}: {said}",
+            "run tvcache as root on the Docker host",
+        )
 
 
 def helper_files() -> dict[str, bytes]:

@@ -1,21 +1,30 @@
-"""What a Docker sandbox's state is made of, beyond its processes: the digest of its files.
+"""What a Docker sandbox's state is made of, beyond its processes: the digest of its files,
+and what its background processes do on their own.
 
-The container's overlay layers above the root image (:mod:`snapshots.overlay`), plus what
-lives outside them: ``/dev/shm`` (a tmpfs), the ``/etc/hosts``, ``/etc/hostname`` and
+The digest: the container's overlay layers above the root image (:mod:`snapshots.overlay`),
+plus what lives outside them: ``/dev/shm`` (a tmpfs), the ``/etc/hosts``, ``/etc/hostname`` and
 ``/etc/resolv.conf`` that Docker bind-mounts, and any volume. The protocol directory is left
 out: it is tvcache's, not the task's. Read from the host, as root, with the container idle.
+
+The background (:func:`background`): processes besides PID 1 and the session shell act on
+their own clock. A call's observation is a function of its history only if none of them could
+have changed what it saw at a moment no history fixes; :class:`Activity` holds the evidence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from sandbox._docker_shell import MOUNT
+from sandbox._docker_shell import MOUNT, ns_pid
 from snapshots import overlay
 from snapshots.directory import tree_digest
 from snapshots.docker_fs import DockerAPI
@@ -98,3 +107,113 @@ def _read(path: str) -> str:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
     except OSError:
         return "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The background processes of a container at one instant (host pids).
+
+    ``writes``: bytes each has written so far (``wchar``, reaped children included); ``busy``:
+    some thread of one of them is running or in disk sleep; ``holders``: how many hold the
+    call output file open (they can write into any later call's output).
+    """
+
+    writes: dict[int, int]
+    busy: bool
+    holders: int
+
+    def unstable(self, since: Activity | None) -> bool:
+        """Whether a call that ends (or starts) now may see what a fresh run would not: a
+        background process runs, holds the output, or wrote or came or went since ``since``
+        (the end of the previous call: between calls no command of the agent runs)."""
+        moved = since is not None and since.writes != self.writes
+        return self.busy or self.holders > 0 or moved
+
+
+def _children(pid: int, *, threaded: bool = True) -> list[int]:
+    """Host pids of the children of ``pid`` (of every thread unless not ``threaded``)."""
+    found: list[int] = []
+    tasks = [str(pid)]
+    if threaded:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return found
+    for task in tasks:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            found.extend(int(child) for child in f.read().split())
+    return found
+
+
+def _states(pid: int) -> list[str]:
+    """The scheduler state of every thread of ``pid`` (R, S, D, Z, ...)."""
+    states: list[str] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[-1].split()[0])
+    return states
+
+
+def _wchar(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return -1
+
+
+def _holds(pid: int, wanted: tuple[int, int]) -> bool:
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.stat(f"/proc/{pid}/fd/{fd}")
+                if (target.st_dev, target.st_ino) == wanted:
+                    return True
+    return False
+
+
+class Background:
+    """Samples what a container's processes besides PID 1 and the session shell do.
+
+    ``init_pid`` is PID 1 on the host; ``shell_pid()`` the session shell's pid in the
+    container (it changes when the shell restarts); ``output`` the call output file. With no
+    background process a sample is two small reads: PID 1's children (the shell, known by its
+    host pid) and the shell's.
+    """
+
+    def __init__(self, init_pid: int, shell_pid: Callable[[], int | None], output: Path) -> None:
+        self._init_pid = init_pid
+        self._shell_pid = shell_pid
+        self._output = output
+        self._shell_host_pid = -1
+
+    def _is_shell(self, pid: int) -> bool:
+        if pid == self._shell_host_pid:
+            return True
+        ns = self._shell_pid()
+        if ns is not None and ns_pid(pid) == ns:
+            self._shell_host_pid = pid
+            return True
+        return False
+
+    def sample(self) -> Activity:
+        writes: dict[int, int] = {}
+        busy, holders, wanted = False, 0, None
+        stack = [(pid, True) for pid in _children(self._init_pid, threaded=False)]
+        while stack:
+            pid, top = stack.pop()
+            if top and self._is_shell(pid):  # bash: one thread
+                stack.extend((child, False) for child in _children(pid, threaded=False))
+                continue
+            states = _states(pid)
+            if not states or states[0] in ("Z", "X"):
+                continue
+            stack.extend((child, False) for child in _children(pid))
+            if wanted is None:
+                st = os.stat(self._output, follow_symlinks=False)
+                wanted = (st.st_dev, st.st_ino)
+            writes[pid] = _wchar(pid)
+            busy = busy or any(state in ("R", "D") for state in states)
+            holders += _holds(pid, wanted)
+        return Activity(writes, busy, holders)

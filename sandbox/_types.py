@@ -69,6 +69,8 @@ class Observation:
 
     ``read_only`` is the tool's *proof* that the call changed no state (the ``sqlite`` tool
     knows it exactly); it is not part of what the agent sees and is never guessed.
+    ``nondeterministic`` is the sandbox's word that a fresh run of the same history may see
+    other output (a background process could write into it): the engine marks its node so.
     """
 
     output: str
@@ -77,6 +79,7 @@ class Observation:
     truncated: bool = False
     timed_out: bool = False
     read_only: bool = False
+    nondeterministic: bool = False
 
     def same_as(self, other: Observation) -> bool:
         """Equal as the agent sees it: everything but the time it took."""

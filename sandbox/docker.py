@@ -18,6 +18,14 @@ call's own ``cd``/``export`` are lost; its file changes and earlier background p
 An ``fs`` fork gets files and the shell state (not jobs, not the ``pushd`` stack); a ``full``
 fork gets all of it. Files keep their modification times to the second (Docker's tar).
 
+What a fresh run would see: pids follow the history (the same in a fresh start, after
+snapshots and fingerprints, in ``fs`` and ``full`` forks; see :mod:`sandbox._docker_shell`).
+What background processes do runs on the clock, not on the history: a call is flagged
+``nondeterministic`` (the engine then never serves it or its subtree as a plain hit) when,
+at its start or end, one of them runs or holds the call output open, or when one wrote,
+started or ended between the previous call and this one (:class:`sandbox._docker_state.Activity`).
+A job that sleeps on a timer and acts during a later call is not seen.
+
 Fingerprints (:meth:`DockerSandbox.fingerprint`): the files changed since the root image, read
 from the overlay layers on the host (:mod:`sandbox._docker_state`), and the whole shell state;
 None while a background process runs.
@@ -44,7 +52,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
-from sandbox._docker_state import ContainerFiles
+from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import BashTool, SqliteTool
 from sandbox._types import (
@@ -166,6 +174,7 @@ class DockerSandbox:
         config: _Config,
         channel: shell.ShellChannel,
         boot_id: str,
+        files: ContainerFiles | None = None,
     ) -> None:
         self._backend = backend
         self.container_id = container_id
@@ -175,7 +184,14 @@ class DockerSandbox:
         self.boot_id = boot_id
         self.restore_fallback: str | None = None
         self._closed = False
-        self._files = ContainerFiles(backend.api, backend.overlay, container_id, config.image)
+        self._after_last_call: Activity | None = None
+        self._background: Background | None = None
+        self._moved = False
+        """The background wrote, came or went after the last call, before harness work."""
+        self._files = files or ContainerFiles(
+            backend.api, backend.overlay, container_id, config.image
+        )
+        channel.set_pin(lambda last: shell.set_last_pid(self._files.init_pid, last))
 
     @property
     def sandbox_id(self) -> str:
@@ -190,6 +206,8 @@ class DockerSandbox:
         args = specs[call.tool].validate(call.args)
         chosen = call_timeout(args, timeout if timeout is not None else self._backend.timeout)
         started, limit = time.perf_counter(), self._backend.max_output_bytes
+        unstable = self._moved or self._activity().unstable(self._after_last_call)
+        self._moved = False
         if call.tool == "bash":
             command = args["command"]
             if not isinstance(command, str) or "\0" in command:
@@ -204,14 +222,35 @@ class DockerSandbox:
                 "timeout": chosen,
             }
             observation = self._channel.sqlite(request, chosen, self._interrupt)
-        return replace(observation, seconds=time.perf_counter() - started)
+        self._after_last_call = after = self._activity()
+        return replace(
+            observation,
+            seconds=time.perf_counter() - started,
+            nondeterministic=observation.nondeterministic or unstable or after.unstable(None),
+        )
+
+    def _activity(self) -> Activity:
+        """What the background processes do now (see :class:`Activity`)."""
+        if self._background is None:
+            channel = self._channel
+            self._background = Background(
+                self._files.init_pid, channel.shell_pid, channel.directory / "log"
+            )
+        return self._background.sample()
+
+    def settle(self, moved: bool = False) -> None:
+        """Take now as the end of the last call: harness work (a checkpoint, a restore) is
+        not the background's doing. ``moved``: it did something before that work, which the
+        next call must not forget."""
+        self._moved = self._moved or moved
+        self._after_last_call = self._activity()
 
     def _interrupt(self) -> None:
         """End the running call: freeze the container, SIGKILL the call's processes, thaw."""
         self._backend.count("timeouts")
         api = self._backend.api
         try:
-            api.pause(self.container_id)
+            docker_fs.pause(api, self.container_id)
         except Exception as error:  # the container is gone: nothing left to kill
             log.warning("timeout in %s: cannot pause: %s", self._name, api_error(error))
             return
@@ -221,6 +260,12 @@ class DockerSandbox:
                 shell.kill_call(self._files.init_pid, shell_pid, keep)
         finally:
             api.unpause(self.container_id)
+
+    def pin_pid(self, last_pid: object) -> None:
+        """Continue the pid counter from ``last_pid`` (a snapshot's), so that the same history
+        gives the same pids in a fork as in a fresh run. Anything but an int is ignored."""
+        if isinstance(last_pid, int) and not isinstance(last_pid, bool):
+            self._channel.pin_pid(last_pid)
 
     def background_processes(self) -> int:
         """Processes besides the supervisor (PID 1) and the session shell."""
@@ -257,10 +302,13 @@ class DockerSandbox:
                 f"{running} background process(es) run in {self._name}: level fs keeps files only",
                 "use level full to checkpoint processes; tvcache replays from an earlier snapshot",
             )
+        moved = self._moved or self._activity().unstable(self._after_last_call)
         meta: dict[str, Any] = {
             "shell": self._channel.full_state().to_dict(),
             "config": self._config.to_dict(),
             "processes": running,
+            "last_pid": self._channel.last_pid,
+            "background_moved": moved,
         }
         labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
         api, container, depth = backend.api, self.container_id, backend.flatten_depth
@@ -287,6 +335,9 @@ class DockerSandbox:
                 f"snapshot {snapshot_id} of {self._name} failed: {api_error(error)}",
                 "check that the container still runs (else fork a new sandbox) and disk space",
             ) from error
+        finally:
+            self._channel.pin_pid(meta["last_pid"])  # whatever the checkpoint did to the counter
+            self.settle(moved)
         if "full_failure" in handle.meta:
             log.warning("snapshot %s is fs only: %s", snapshot_id, handle.meta["full_failure"])
             backend.count("full_snapshot_fallbacks")
@@ -455,9 +506,13 @@ class DockerBackend:
             else:
                 self.count("full_restores")
                 self.count("forks")
+                sandbox.pin_pid(handle.meta.get("last_pid"))
+                sandbox.settle(bool(handle.meta.get("background_moved")))
                 return sandbox
         sandbox = self._launch(handle.location, config, state)
         sandbox.restore_fallback = reason
+        sandbox.pin_pid(handle.meta.get("last_pid"))
+        sandbox.settle(bool(handle.meta.get("background_moved")))  # its files may show it
         self.count("forks")
         return sandbox
 
@@ -531,9 +586,11 @@ class DockerBackend:
         """A container started cold; its shell starts in ``state`` (or the image's defaults)."""
         container, name, directory = self._create(image, config, state, env or [])
         channel: shell.ShellChannel | None = None
+        files = ContainerFiles(self.api, self.overlay, container, config.image)
         try:
             self.api.start(container)
             channel = shell.ShellChannel(directory, self._alive(container), self.ready_timeout)
+            channel.go(files.init_pid, (state or shell.SessionState()).shell_pid())
             boot = channel.ping(self.ready_timeout)
         except BaseException as error:
             self.discard(container, directory, channel)
@@ -543,7 +600,7 @@ class DockerBackend:
                 f"starting a sandbox from {image} failed: {api_error(error)}",
                 "the image needs bash",
             ) from error
-        return DockerSandbox(self, container, name, config, channel, boot)
+        return DockerSandbox(self, container, name, config, channel, boot, files)
 
     def _restore(
         self, handle: SnapshotHandle, config: _Config, state: shell.SessionState

@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import json
 import re
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,26 @@ def api_error(error: Exception) -> str:
 
 def is_not_found(error: Exception) -> bool:
     return type(error).__name__ in ("NotFound", "ImageNotFound")
+
+
+PAUSE_ATTEMPTS = 6
+
+
+def pause(api: DockerAPI, container: str, attempts: int = PAUSE_ATTEMPTS) -> None:
+    """Freeze ``container``; retry what the cgroup v1 freezer gives up on under load.
+
+    runc fails with "unable to freeze" when a task does not reach the refrigerator within its
+    budget (a busy process on a loaded host): the container is left running, so trying again
+    a little later is safe. Other errors (the container is gone) raise at once.
+    """
+    for attempt in range(attempts):
+        try:
+            api.pause(container)
+            return
+        except Exception as error:
+            if "unable to freeze" not in api_error(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
 
 
 def image_tag(snapshot_id: str) -> str:

@@ -114,7 +114,7 @@ def take(
     temp.mkdir(parents=True)
     failure: str | None = None
     try:
-        api.pause(container)
+        docker_fs.pause(api, container)
         try:
             while_paused()
             try:

@@ -3,7 +3,9 @@
 State is a dict of str -> int. Tools: ``get k`` (read), ``set k v``, ``add k v`` (writes),
 ``rand k`` (declared nondeterministic: writes a random value), ``drift k`` (undeclared
 nondeterministic: a fresh value every execution), ``echo k`` (pure: depends on args only),
-``sneak k`` (writes, for tests that misdeclare it pure). ``get`` proves itself read-only, as
+``sneak k`` (writes, for tests that misdeclare it pure), ``bg k`` (like ``drift``, but the
+sandbox flags its observation nondeterministic, as Docker does when a background process may
+write into the output). ``get`` proves itself read-only, as
 the sqlite tool does; ``fingerprint()`` digests the whole state, a perfect fingerprint.
 Every call costs ``seconds`` of fake time so that policies see measured costs without waiting.
 """
@@ -26,6 +28,7 @@ TOOLS: dict[str, ToolSpec] = {
     "drift": ToolSpec("drift", required=("k",)),
     "echo": ToolSpec("echo", required=("k",)),
     "sneak": ToolSpec("sneak", required=("k",)),
+    "bg": ToolSpec("bg", required=("k",)),
 }
 
 
@@ -45,7 +48,7 @@ def apply(
     if call.tool == "rand":
         state[k] = rng.randrange(1_000_000)
         return f"{k}={state[k]}"
-    if call.tool == "drift":
+    if call.tool in ("drift", "bg"):
         state[k] = next(counter)
         return f"{k}={state[k]}"
     if call.tool == "echo":
@@ -77,7 +80,13 @@ class FakeSandbox:
         assert not self.closed, "run on a closed sandbox"
         self.backend.runs.append(call)
         output = apply(self.state, call, self.backend.rng, self.backend.counter)
-        return Observation(output, 0, self.backend.call_seconds, read_only=call.tool == "get")
+        return Observation(
+            output,
+            0,
+            self.backend.call_seconds,
+            read_only=call.tool == "get",
+            nondeterministic=call.tool == "bg",
+        )
 
     def fingerprint(self) -> str:
         return repr(sorted(self.state.items()))

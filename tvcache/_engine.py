@@ -367,10 +367,13 @@ class Engine:
         """Make the child durable, then visible: nobody is served what a crash would lose.
 
         A timed-out call left the environment in whatever state the kill caught it in, and its
-        timeout is volatile (not in the key): its node counts as nondeterministic.
+        timeout is volatile (not in the key): its node counts as nondeterministic. So does a
+        call whose sandbox says a fresh run may see other output (``observation``'s flag).
         """
         now = self._clock()
-        nondeterministic = not spec.deterministic or observation.timed_out
+        nondeterministic = (
+            not spec.deterministic or observation.timed_out or observation.nondeterministic
+        )
         with self._lock:
             existing = anchor.children.get(key)
         if existing is not None and existing.observation is None:  # withdrawn: serve anew
@@ -483,6 +486,8 @@ class Engine:
                 self.counters.replayed_seconds += fresh.seconds
             if self.settings.verify_replays and not fresh.same_as(step.observation):
                 self.mark_nondeterministic(step)
+            elif fresh.nondeterministic:
+                self.mark_nondeterministic(step, diverged=False)
 
     def withdraw(self, node: Node) -> None:
         """Take ``node``'s observation out of service (it failed verification); the next call
@@ -494,13 +499,15 @@ class Engine:
             self.store.set_observation(node.node_id, None)
             self.store.set_flags(node.node_id, nondeterministic=True)
 
-    def mark_nondeterministic(self, node: Node) -> None:
+    def mark_nondeterministic(self, node: Node, *, diverged: bool = True) -> None:
+        """Flag ``node``: its replay ``diverged``, or the sandbox said a rerun may differ."""
         with self._lock:
             already = node.nondeterministic
             node.nondeterministic = True
-            self.counters.divergences += 1
+            self.counters.divergences += diverged
         if not already:
-            log.warning("replay of node %s diverged: marked nondeterministic", node.node_id)
+            why = "diverged" if diverged else "may differ in a fresh run"
+            log.warning("replay of node %s %s: marked nondeterministic", node.node_id, why)
             if self.store is not None:
                 self.store.set_flags(node.node_id, nondeterministic=True)
 

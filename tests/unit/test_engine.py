@@ -301,3 +301,32 @@ def test_failed_fork_drops_that_snapshot_and_forks_an_earlier_one() -> None:
             assert b.call("get", k="x").output == "x=3"
     assert broken.snapshot is None and e.stats()["fork_failures"] == 1
     assert e.graph.get(first.node_id).snapshot is not None  # type: ignore[union-attr]
+
+
+def test_an_observation_the_sandbox_flags_makes_its_node_nondeterministic() -> None:
+    e = engine(CostAwarePolicy(replay_factor=1e9, branch_factor=1e9))
+    with e.session("t") as a:
+        flagged = a.call("bg", k="x")  # e.g. a background process holds the output open
+        assert not flagged.hit and flagged.tainted
+        a.call("get", k="x")
+    node = e.graph.get(flagged.node_id)
+    assert node is not None and node.nondeterministic and node.snapshot is not None
+    with e.session("t") as b:
+        served = [b.call("bg", k="x"), b.call("get", k="x")]
+    assert [r.hit for r in served] == [True, True]
+    assert [r.tainted for r in served] == [True, True]  # never a plain hit
+
+
+def test_a_replay_the_sandbox_flags_marks_the_step_without_counting_a_divergence() -> None:
+    settings = Settings(verify_replays=False)
+    e = Engine(FakeBackend(), None, settings=settings, policy=NeverSnapshot())
+    with e.session("t") as a:
+        first = a.call("bg", k="x")
+        a.call("get", k="x")
+    node = e.graph.get(first.node_id)
+    assert node is not None
+    node.nondeterministic = False  # recorded before sandboxes flagged such calls
+    with e.session("t") as b:
+        assert not b.call("bg", k="x").tainted
+        b.call("get", k="y")  # a miss: forks the root and replays bg, which the sandbox flags
+    assert node.nondeterministic and e.stats()["divergences"] == 0

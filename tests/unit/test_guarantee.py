@@ -1,9 +1,10 @@
 """The guarantee, property-based: no observation served as a hit differs from a fresh run.
 
 Any interleaving of rollouts, any snapshot policy, any byte budget (so snapshots get
-evicted and misses replay from further up), with a declared-nondeterministic tool in the
-mix: every observation the cache returns equals what a fresh environment returns for the
-same history, or the result is marked ``tainted`` (its history passes a nondeterministic node).
+evicted and misses replay from further up), with a declared-nondeterministic tool and one
+whose sandbox flags its observations nondeterministic (background output) in the mix: every
+observation the cache returns equals what a fresh environment returns for the same history,
+or the result is marked ``tainted`` (its history passes a nondeterministic node).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ CALLS = [
     ToolCall("add", {"k": "a", "v": 1, "request_id": "volatile-1"}),
     ToolCall("add", {"k": "b", "v": 3}),
     ToolCall("rand", {"k": "b"}),
+    ToolCall("bg", {"k": "a"}),
 ]
 POLICIES = [NeverSnapshot(), AlwaysSnapshot(), CostAwarePolicy(), CostAwarePolicy(0.0, 0.0)]
 
@@ -70,7 +72,7 @@ class Rollouts(RuleBasedStateMachine):
             self.served += 1
         if not result.tainted:
             assert result.output == fresh_output(history), (history, result)
-        if any(c.tool == "rand" for c in history):
+        if any(c.tool in ("rand", "bg") for c in history):
             assert result.tainted
 
     @rule(session=consumes(sessions))
