@@ -7,8 +7,10 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -17,7 +19,11 @@ from tvcache import Settings, Store, open_engine
 WORKER = Path(__file__).with_name("crash_worker.py")
 
 
-def _run_and_kill(home: Path, seconds: float) -> list[tuple[str, str]]:
+def _run_and_kill(home: Path, answers: int, extra: float) -> list[tuple[str, str]]:
+    """Run the worker until it has answered ``answers`` calls, then ``extra`` seconds more
+    (a random moment: mid-call, mid-write), then SIGKILL it. Counting answers rather than
+    sleeping a fixed time keeps the test meaningful on a loaded machine, where start-up alone
+    can take seconds."""
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), str(home)],
         stdout=subprocess.PIPE,
@@ -25,13 +31,28 @@ def _run_and_kill(home: Path, seconds: float) -> list[tuple[str, str]]:
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
-    time.sleep(seconds)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    enough = threading.Event()
+
+    def read(stream: IO[str]) -> None:
+        for line in stream:
+            lines.append(line)
+            if sum(x.startswith("ANSWERED ") for x in lines) >= answers:
+                enough.set()
+        enough.set()
+
+    reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
+    reader.start()
+    assert enough.wait(120), f"the worker answered fewer than {answers} calls in 120 s"
+    time.sleep(extra)
     proc.send_signal(signal.SIGKILL)
-    out, err = proc.communicate()
+    _, err = proc.communicate()
+    reader.join(10)
     assert proc.returncode == -signal.SIGKILL, err
     answered = []
-    for line in out.splitlines():
-        parts = line.split(" ", 2)
+    for line in lines:
+        parts = line.rstrip("\n").split(" ", 2)
         if len(parts) == 3 and parts[0] == "ANSWERED":
             answered.append((parts[1], parts[2]))
     return answered
@@ -42,8 +63,9 @@ def test_sigkill_loses_nothing_answered_and_reconciles(tmp_path: Path) -> None:
     (tmp_path / "template").mkdir()
     rng = random.Random(7)
     answered: dict[str, str] = {}
-    for _round in range(8):
-        for node_id, output in _run_and_kill(tmp_path, rng.uniform(0.8, 2.0)):
+    for round_ in range(8):
+        # each run repeats the earlier runs' calls (hits), then goes further
+        for node_id, output in _run_and_kill(tmp_path, 5 * (round_ + 1), rng.uniform(0, 0.5)):
             answered[node_id] = output
         store = Store(f"sqlite:///{tmp_path / 'cache.db'}")
         try:
