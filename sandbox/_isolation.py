@@ -113,8 +113,15 @@ class Isolation:
 
     @classmethod
     def from_env(cls) -> Isolation:
-        """Defaults, with ``TVCACHE_SANDBOX_UID``/``_GID`` and the limits from the environment."""
+        """Defaults, with ``TVCACHE_SANDBOX_UID``/``_GID`` and the limits from the environment;
+        ``TVCACHE_SANDBOX_ISOLATION=off`` is the opt-out (``serve --unsafe-no-isolation``)."""
+        switch = os.environ.get("TVCACHE_SANDBOX_ISOLATION", "on").strip().lower()
+        if switch not in ("on", "off"):
+            raise IsolationError(
+                f"$TVCACHE_SANDBOX_ISOLATION={switch!r} is neither 'on' nor 'off'", "unset it"
+            )
         return cls(
+            enabled=switch == "on",
             uid=_env_int("TVCACHE_SANDBOX_UID", 65534),
             gid=_env_int("TVCACHE_SANDBOX_GID", 65534),
             limits=Limits.from_env(),
@@ -186,14 +193,9 @@ _INSTALL = "run `sh scripts/install-bubblewrap.sh` (apt-get install bubblewrap)"
 
 @functools.cache
 def _tools() -> tuple[str, str | None] | None:
-    bwrap = shutil.which("bwrap") or next(
-        (p for p in ("/usr/bin/bwrap", "/usr/local/bin/bwrap") if os.access(p, os.X_OK)), None
-    )
-    if bwrap is None:
-        return None
-    return bwrap, shutil.which("setpriv") or (
-        "/usr/bin/setpriv" if os.access("/usr/bin/setpriv", os.X_OK) else None
-    )
+    """``bwrap`` and ``setpriv`` as found on ``$PATH`` (None without bwrap)."""
+    bwrap = shutil.which("bwrap")
+    return None if bwrap is None else (bwrap, shutil.which("setpriv"))
 
 
 @functools.cache
@@ -223,6 +225,12 @@ class Probe:
 def probe(isolation: Isolation | None = None) -> Probe:
     """Run one tiny isolated command (cached per process and uid mode) and report."""
     isolation = isolation or Isolation()
+    if not isolation.enabled:
+        return Probe(
+            False,
+            "disabled ($TVCACHE_SANDBOX_ISOLATION=off or Isolation(enabled=False))",
+            "unset TVCACHE_SANDBOX_ISOLATION",
+        )
     return _probe(isolation.drops_privileges, isolation.uid, isolation.gid)
 
 

@@ -417,15 +417,10 @@ class LocalBackend:
         reflink = sdir.reflink_supported(self.snapshot_dir)
         writable = os.access(self.snapshot_dir, os.W_OK) and os.access(self.work_dir, os.W_OK)
         isolation = probe(self.isolation or Isolation.from_env())
+        if isolation.ok and not self.isolated:
+            isolation = probe(Isolation(enabled=False))
         return [
-            DoctorCheck(
-                "local: isolation",
-                isolation.ok,
-                isolation.detail
-                if self.isolated or not isolation.ok
-                else "works, but this backend was made with isolation disabled",
-                isolation.fix,
-            ),
+            DoctorCheck("local: isolation", isolation.ok, isolation.detail, isolation.fix),
             DoctorCheck("local: bash", bash is not None, bash or "not found", "install bash"),
             DoctorCheck("local: sqlite3", True, f"SQLite {sqlite3.sqlite_version}"),
             DoctorCheck(

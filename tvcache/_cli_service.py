@@ -67,6 +67,13 @@ def add_service_commands(sub: Any) -> None:
         "--grace", type=float, default=60.0, help="on shutdown, seconds to let running calls finish"
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--unsafe-no-isolation",
+        action="store_true",
+        help="local backend: run commands without isolation (the default refuses to serve where "
+        "bubblewrap does not work); they then have this process's rights and can rewrite the "
+        "cache. Only for trusted commands, never for a model being trained",
+    )
     serve.set_defaults(func=cmd_serve)
 
     restore = sub.add_parser("restore", help=cmd_restore.__doc__)
@@ -121,6 +128,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tvcache.cli import _settings
     from tvcache.service import ServeOptions, serve
 
+    if args.backend == "local":
+        _check_isolation(args.unsafe_no_isolation)
     options = ServeOptions(
         host=args.host,
         port=args.port,
@@ -142,6 +151,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shadow_fraction=args.shadow_fraction,
     )
     return serve(dataclasses.replace(_settings(args), state=state), options)
+
+
+def _check_isolation(unsafe: bool) -> None:
+    """Refuse the local backend unless its commands run isolated or the opt-out is explicit."""
+    from sandbox._isolation import Isolation, probe
+
+    if unsafe:
+        os.environ["TVCACHE_SANDBOX_ISOLATION"] = "off"  # what LocalBackend reads
+        banner = "!" * 78
+        print(
+            f"{banner}\nWARNING --unsafe-no-isolation: local commands run WITHOUT isolation.\n"
+            "They can read and write anything this process can, including the cache store: "
+            f"never serve commands from a model being trained.\n{banner}",
+            file=sys.stderr,
+        )
+        return
+    found = probe(Isolation.from_env())
+    if not found.ok:
+        raise TvcacheError(
+            f"refusing to serve the local backend: its commands cannot be isolated here "
+            f"({found.detail}); an untrusted command could read the host and rewrite the cache",
+            f"{found.fix}; check with `tvcache doctor`; or use --backend docker; or, for trusted "
+            "commands only, pass --unsafe-no-isolation",
+        )
+    print(f"local backend: commands run isolated ({found.detail})", file=sys.stderr)
 
 
 def _names(text: str) -> frozenset[str]:

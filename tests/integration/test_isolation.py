@@ -1,0 +1,114 @@
+"""The local backend's isolation beyond the hostile suite: what works where, the opt-out, the
+options and limits, and what a command inside sees."""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import LocalBackend, RootSpec, ToolCall
+from sandbox import _isolation as iso
+from sandbox.local import LocalBackendError
+from tvcache._factory import local_backend
+from tvcache._settings import Settings
+
+pytestmark = pytest.mark.skipif(iso.probe().ok is False, reason="needs working bubblewrap")
+
+
+@pytest.fixture
+def no_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A ``$PATH`` without bubblewrap (yields the real one), process-wide caches and warning
+    reset."""
+    real = os.environ.get("PATH", "")
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(iso, "_warned", [])
+    iso._tools.cache_clear()
+    iso._probe.cache_clear()
+    yield real
+    monkeypatch.undo()
+    iso._tools.cache_clear()
+    iso._probe.cache_clear()
+
+
+def test_doctor_says_whether_isolation_works(tmp_path: Path) -> None:
+    checks = {c.name: c for c in local_backend(Settings(home=tmp_path)).doctor()}
+    assert checks["local: isolation"].ok and "bubblewrap" in checks["local: isolation"].detail
+
+
+def test_doctor_says_why_not(tmp_path: Path, no_bwrap: str) -> None:
+    with pytest.warns(RuntimeWarning):
+        backend = local_backend(Settings(home=tmp_path))
+    check = {c.name: c for c in backend.doctor()}["local: isolation"]
+    assert not check.ok and "bubblewrap (bwrap) is not installed" in check.detail
+    assert "install-bubblewrap.sh" in check.fix
+
+
+def test_library_without_isolation_warns_once_and_keys_roots_apart(
+    tmp_path: Path, no_bwrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.warns(RuntimeWarning, match="WITHOUT isolation.*not installed"):
+        plain = LocalBackend(tmp_path / "a" / "snapshots")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second backend: no second warning
+        again = LocalBackend(tmp_path / "b" / "snapshots")
+    assert not plain.isolated and not again.isolated
+    monkeypatch.setenv("PATH", no_bwrap)
+    iso._tools.cache_clear()
+    iso._probe.cache_clear()
+    isolated = LocalBackend(tmp_path / "c" / "snapshots")
+    # outputs differ with isolation (paths, /tmp, hostname): their roots never share entries
+    isolated_id = isolated.root_identity(RootSpec("t"))
+    assert isolated.isolated and plain.root_identity(RootSpec("t")) != isolated_id
+
+
+def test_network_option_is_validated_and_opens_the_network(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "snapshots", default_timeout=10)
+    with pytest.raises(LocalBackendError, match="'network' must be true or false"):
+        backend.start(RootSpec("t", options={"network": "yes"}))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        probe = f"(exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected) 2>/dev/null || echo no"
+        with backend.start(RootSpec("t")) as closed:
+            assert closed.run(ToolCall("bash", {"command": probe})).output == "no\n"
+        with backend.start(RootSpec("t", options={"network": True})) as opened:
+            assert opened.run(ToolCall("bash", {"command": probe})).output == "connected\n"
+
+
+def test_limits_come_from_the_environment_and_bad_values_say_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TVCACHE_SANDBOX_FILE_MB", "3")
+    monkeypatch.setenv("TVCACHE_SANDBOX_PROCESSES", "0")
+    limits = iso.Limits.from_env()
+    assert limits.file_mb == 3 and limits.processes == 0 and limits.memory_mb == 4096
+    monkeypatch.setenv("TVCACHE_SANDBOX_MEMORY_MB", "lots")
+    with pytest.raises(iso.IsolationError, match="TVCACHE_SANDBOX_MEMORY_MB='lots'"):
+        iso.Limits.from_env()
+    monkeypatch.setenv("TVCACHE_SANDBOX_ISOLATION", "maybe")
+    with pytest.raises(iso.IsolationError, match="neither 'on' nor 'off'"):
+        iso.Isolation.from_env()
+
+
+def test_commands_see_only_their_sandbox_and_their_limits(tmp_path: Path) -> None:
+    limits = iso.Limits(memory_mb=512, processes=50, cpu_seconds=7, file_mb=2)
+    backend = LocalBackend(tmp_path / "snapshots", isolation=iso.Isolation(limits=limits))
+    with backend.start(RootSpec("t")) as box:
+        out = box.run(ToolCall("bash", {"command": "ulimit -H -v -u -t -f; pwd; hostname"}))
+        assert out.output.split() == [
+            *"virtual memory (kbytes, -v) 524288".split(),
+            *"max user processes (-u) 50".split(),
+            *"cpu time (seconds, -t) 7".split(),
+            *"file size (blocks, -f) 2048".split(),
+            "/sandbox",
+            "sandbox",
+        ]
+        assert str(tmp_path) not in box.run(ToolCall("bash", {"command": "cat /proc/mounts"})).output
