@@ -46,7 +46,8 @@ def _env_int(name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise IsolationError(f"${name}={raw!r} is not an integer", f"unset it or set e.g. {default}")
+        message = f"${name}={raw!r} is not an integer"
+        raise IsolationError(message, f"unset it or set e.g. {default}") from None
     if value < 0:
         raise IsolationError(f"${name}={raw!r} is negative", "use 0 for no limit, or a size")
     return value

@@ -226,6 +226,7 @@ class BashTool(LocalTool):
         (ctx.private / "cmd").write_text(command, encoding="utf-8", errors="replace")
         (ctx.private / "env.in").write_text(ctx.shell.env.replace(ROOT_PLACEHOLDER, inside))
         out = ctx.private / "out"
+        out.mkdir(exist_ok=True)  # LocalSandbox makes it (owned by the sandbox uid)
         for name in _STATE_FILES:
             _remove(out / name)
         cwd = os.path.normpath(os.path.join(inside, ctx.shell.cwd))
@@ -253,8 +254,10 @@ class BashTool(LocalTool):
         recorded = self._record(ctx)
         code = proc.returncode
         if ctx.isolation is not None and not recorded and code == 1 and _jail_failed(text):
-            raise IsolationError(f"bash: the isolated command did not start: {text.strip()}",
-                "run `tvcache doctor`; it tries an isolated command and says what is missing")
+            raise IsolationError(
+                f"bash: the isolated command did not start: {text.strip()}",
+                "run `tvcache doctor`; it tries an isolated command and says what is missing",
+            )
         return Observation(
             output=text, exit_code=128 - code if code < 0 else code, truncated=truncated
         )

@@ -193,8 +193,8 @@ def _open_store(arena: Arena, host: Host) -> tuple[str, Callable[[Observation], 
     poison = "UPDATE nodes SET output='POISONED'"
     command = (
         f'cat {store} | head -c 16; sqlite3 {store} "{poison}"; '
-        f'for db in ../../cache.db ../../../cache.db /sandbox/../cache.db; do sqlite3 $db "{poison}"'
-        f"; printf POISONED >> $db; done; printf POISONED >> {store}; true"
+        "for db in ../../cache.db ../../../cache.db /sandbox/../cache.db; do "
+        f'sqlite3 $db "{poison}"; printf POISONED >> $db; done; printf POISONED >> {store}; true'
     )
 
     def check(out: Observation) -> None:
