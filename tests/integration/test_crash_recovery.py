@@ -43,7 +43,8 @@ def test_sigkill_loses_nothing_answered_and_reconciles(tmp_path: Path) -> None:
     rng = random.Random(7)
     answered: dict[str, str] = {}
     for _round in range(8):
-        for node_id, output in _run_and_kill(tmp_path, rng.uniform(0.8, 2.0)):
+        # the worker needs ~1.2 s to import and start an isolated sandbox on a loaded 2-core VM
+        for node_id, output in _run_and_kill(tmp_path, rng.uniform(1.5, 3.0)):
             answered[node_id] = output
         store = Store(f"sqlite:///{tmp_path / 'cache.db'}")
         try:
@@ -67,4 +68,4 @@ def test_sigkill_loses_nothing_answered_and_reconciles(tmp_path: Path) -> None:
         assert not any((tmp_path / "sandboxes").iterdir())
         engine.close()
         engine.store.close()
-    assert len(answered) > 20
+    assert len(answered) > 20, len(answered)
