@@ -12,6 +12,13 @@ The command never runs as root: a root server starts ``bwrap`` with its real pri
 can reach sandboxes under a ``0700`` home) and ``setpriv`` drops to :attr:`Isolation.uid` with
 ``no_new_privs`` before bash starts; a non-root server runs unprivileged ``bwrap`` (a user
 namespace) and the command keeps the server's uid.
+
+Cost and why a fresh bwrap per call: bwrap's own start is ~15 ms. A long-lived supervisor per
+sandbox that forks each call would cost ~1 ms, but it would run beside the command with the same
+uid, so the command could ptrace or kill it and keep processes alive past its call; the per-call
+namespace dies with the call whatever the command does. A supervisor that stays out of reach (its
+own uid, ``CAP_SETUID``/``CAP_KILL`` only, dropping each call with ``setpriv``) is the way to the
+2 ms target.
 """
 
 from __future__ import annotations
