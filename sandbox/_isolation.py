@@ -33,10 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox._tools import INNER_ROOT, INNER_STATE
 from snapshots import TvcacheError
 
-INNER_ROOT = "/sandbox"
-INNER_STATE = "/run/tvcache"
 READ_ONLY = ("/usr", "/etc")
 LINKABLE = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 MiB = 1024**2

@@ -26,8 +26,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sandbox._isolation import INNER_ROOT, INNER_STATE, Isolation, IsolationError
 from sandbox._types import (
     JSON,
     TRUNCATION_MARKER,
@@ -37,7 +37,12 @@ from sandbox._types import (
     cap_output,
 )
 
+if TYPE_CHECKING:  # the Docker backend ships this module into containers: stdlib and _types only
+    from sandbox._isolation import Isolation
+
 PUBLIC_ROOT = "/sandbox"
+INNER_ROOT = PUBLIC_ROOT  # where isolated commands see the sandbox root
+INNER_STATE = "/run/tvcache"  # and its private state (read-only, ``out/`` writable)
 ROOT_PLACEHOLDER = "@@TVCACHE_SANDBOX_ROOT@@"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_DB = "db.sqlite"
@@ -254,6 +259,8 @@ class BashTool(LocalTool):
         recorded = self._record(ctx)
         code = proc.returncode
         if ctx.isolation is not None and not recorded and code == 1 and _jail_failed(text):
+            from sandbox._isolation import IsolationError
+
             raise IsolationError(
                 f"bash: the isolated command did not start: {text.strip()}",
                 "run `tvcache doctor`; it tries an isolated command and says what is missing",

@@ -33,9 +33,10 @@ from types import TracebackType
 
 import psutil
 
-from sandbox._isolation import INNER_ROOT, Isolation, probe, warn_unisolated
+from sandbox._isolation import Isolation, probe, warn_unisolated
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import (
+    INNER_ROOT,
     ROOT_PLACEHOLDER,
     BashTool,
     LocalTool,
