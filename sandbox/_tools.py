@@ -211,7 +211,8 @@ class BashTool(LocalTool):
 
     Persist across calls (and snapshots): the working directory and exported variables. Do not
     persist: shell functions, aliases, unexported variables, options (``set -e``), traps, and
-    processes — the whole process group is killed when the command ends or times out.
+    processes — isolated, the command's PID namespace dies with it; unisolated, its process
+    group is killed when the command ends or times out.
     """
 
     spec = ToolSpec(
