@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from needs import unavailable
 
 from sandbox import LocalBackend, RootSpec, ToolCall
@@ -120,3 +122,42 @@ def test_commands_see_only_their_sandbox_and_their_limits(tmp_path: Path) -> Non
         ]
         mounts = box.run(ToolCall("bash", {"command": "cat /proc/mounts"})).output
         assert str(tmp_path) not in mounts
+
+
+# ordinary commands; not ``cd ..`` above the root or ``ls /``: there isolation shows another system
+STEPS = [
+    "mkdir -p d/e && cd d",
+    "cd $HOME/d 2>/dev/null && cd ..; pwd",
+    "echo hello > f && cat f",
+    "echo $((7 * 6)) >> f; wc -l f",
+    "export X=$PWD/x; echo $X",
+    "echo ${X:-unset}",
+    "pwd; ls | sort",
+    "ln -sf $HOME/f link 2>&1; readlink link; cat link",
+    "ls -l --time-style=+ link f 2>&1 | cut -c1-10,24-",
+    "printf 'a\\nb\\n' | sort -r | head -1",
+    "echo $HOME; cd ~; pwd",
+    "cat missing 2>&1; echo rc=$?",
+    "sqlite3 db.sqlite 'CREATE TABLE IF NOT EXISTS t(a); INSERT INTO t VALUES (1)'",
+    "sqlite3 db.sqlite 'SELECT count(*) FROM t' 2>&1",
+]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(STEPS), min_size=1, max_size=5))
+def test_ordinary_commands_give_the_same_outputs_isolated_or_not(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[str]
+) -> None:
+    base = tmp_path_factory.mktemp("same")
+    isolated = LocalBackend(base / "isolated" / "snapshots")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plain = LocalBackend(base / "plain" / "snapshots", isolation=iso.Isolation(enabled=False))
+    with isolated.start(RootSpec("t")) as boxed, plain.start(RootSpec("t")) as free:
+        for step in steps:
+            call = ToolCall("bash", {"command": step})
+            assert boxed.run(call).same_as(free.run(call)), step
+        snap = boxed.snapshot("s")
+        with isolated.fork(snap) as fork:  # and a fork of the isolated one goes on alike
+            call = ToolCall("bash", {"command": "pwd; echo $X; ls -R | sort; cat link 2>&1"})
+            assert fork.run(call).same_as(free.run(call))
