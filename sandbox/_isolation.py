@@ -13,12 +13,11 @@ can reach sandboxes under a ``0700`` home) and ``setpriv`` drops to :attr:`Isola
 ``no_new_privs`` before bash starts; a non-root server runs unprivileged ``bwrap`` (a user
 namespace) and the command keeps the server's uid.
 
-Cost and why a fresh bwrap per call: bwrap's own start is ~15 ms. A long-lived supervisor per
-sandbox that forks each call would cost ~1 ms, but it would run beside the command with the same
-uid, so the command could ptrace or kill it and keep processes alive past its call; the per-call
-namespace dies with the call whatever the command does. A supervisor that stays out of reach (its
-own uid, ``CAP_SETUID``/``CAP_KILL`` only, dropping each call with ``setpriv``) is the way to the
-2 ms target.
+Cost: bwrap's own start is ~15 ms, so a root server keeps one isolated supervisor per sandbox
+(:mod:`sandbox._supervisor`) and each call is a fork of it (~2 ms added); it runs as uid 0 with
+three capabilities, out of the calls' reach. A non-root server (or ``TVCACHE_SANDBOX_SUPERVISED=
+off``) starts a fresh bwrap per call: a supervisor there would share the calls' uid, and a call
+could trace or kill it and keep processes alive past its end.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox._supervisor import PYTHON
 from sandbox._tools import INNER_ROOT, INNER_STATE
 from snapshots import TvcacheError
 
@@ -107,12 +107,15 @@ class Limits:
 class Isolation:
     """How local-backend commands are isolated. ``enabled=False`` is the explicit opt-out.
 
+    ``supervised``: root servers keep one isolated supervisor per sandbox that forks each call
+    (:mod:`sandbox._supervisor`, ~2 ms a call) instead of a fresh bwrap per call (~15 ms);
     ``uid``/``gid``: who commands run as when the server is root (default ``nobody``);
     ``hidden``: host paths masked by an empty tmpfs when they lie under a read-only system
     directory (the backend passes its snapshot and sandbox directories).
     """
 
     enabled: bool = True
+    supervised: bool = True
     uid: int = 65534
     gid: int = 65534
     limits: Limits = field(default_factory=Limits)
@@ -127,12 +130,19 @@ class Isolation:
             raise IsolationError(
                 f"$TVCACHE_SANDBOX_ISOLATION={switch!r} is neither 'on' nor 'off'", "unset it"
             )
+        supervised = os.environ.get("TVCACHE_SANDBOX_SUPERVISED", "on").strip().lower() != "off"
         return cls(
             enabled=switch == "on",
+            supervised=supervised,
             uid=_env_int("TVCACHE_SANDBOX_UID", 65534),
             gid=_env_int("TVCACHE_SANDBOX_GID", 65534),
             limits=Limits.from_env(),
         )
+
+    @property
+    def uses_supervisor(self) -> bool:
+        """Whether calls fork from a per-sandbox supervisor (root servers with python3)."""
+        return self.supervised and self.drops_privileges and os.access(PYTHON, os.X_OK)
 
     @property
     def drops_privileges(self) -> bool:
@@ -140,10 +150,19 @@ class Isolation:
         return os.geteuid() == 0
 
     def command(
-        self, home: Path, state: Path, argv: Sequence[str], *, network: bool = False
+        self,
+        home: Path,
+        state: Path,
+        argv: Sequence[str],
+        *,
+        network: bool = False,
+        supervisor: bool = False,
     ) -> list[str]:
         """``argv`` (run inside) wrapped in bwrap: ``home`` at ``/sandbox``, ``state`` read-only
-        at ``/run/tvcache`` with its ``out`` writable, the rest as the module docstring says."""
+        at ``/run/tvcache`` with its ``out`` writable, the rest as the module docstring says.
+
+        ``supervisor``: ``argv`` is :mod:`sandbox._supervisor`'s PID 1, which keeps uid 0 with
+        CAP_SETUID, CAP_SETGID and CAP_KILL and drops each call itself (root servers only)."""
         tools = _tools()
         if tools is None:
             raise IsolationError("bubblewrap (bwrap) is not installed", _INSTALL)
@@ -153,7 +172,9 @@ class Isolation:
             cmd.append("--unshare-net")
         if not self.drops_privileges:
             cmd.append("--unshare-user")
-        cmd += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        if not supervisor:  # a supervisor outlives the thread that started it: it ends on EOF
+            cmd += ["--die-with-parent", "--new-session"]
+        cmd += ["--hostname", "sandbox"]
         cmd += _system_mounts()
         for path in self.hidden:
             if any(Path(path).is_relative_to(p) for p in READ_ONLY):
@@ -165,6 +186,9 @@ class Isolation:
         cmd += ["--perms", "0755", "--dir", os.path.dirname(INNER_STATE)]
         cmd += ["--ro-bind", str(state), INNER_STATE]
         cmd += ["--bind", str(state / "out"), f"{INNER_STATE}/out", "--chdir", INNER_ROOT]
+        if supervisor:
+            kill = ["--cap-add", "CAP_KILL", "--as-pid-1"]
+            return [*cmd, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", *kill, "--", *argv]
         if self.drops_privileges:
             assert setpriv is not None
             cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", setpriv]

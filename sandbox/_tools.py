@@ -39,6 +39,7 @@ from sandbox._types import (
 
 if TYPE_CHECKING:  # the Docker backend ships this module into containers: stdlib and _types only
     from sandbox._isolation import Isolation
+    from sandbox._supervisor import Supervisor
 
 PUBLIC_ROOT = "/sandbox"
 INNER_ROOT = PUBLIC_ROOT  # where isolated commands see the sandbox root
@@ -88,6 +89,7 @@ class ToolContext:
     max_output_bytes: int
     options: Mapping[str, JSON] = field(default_factory=dict)
     isolation: Isolation | None = None
+    supervisor: Supervisor | None = None  # made at the first isolated call, if it uses one
 
     @property
     def inside(self) -> str:
@@ -236,29 +238,23 @@ class BashTool(LocalTool):
         for name in _STATE_FILES:
             _remove(out / name)
         cwd = os.path.normpath(os.path.join(inside, ctx.shell.cwd))
+        buffer = OutputBuffer(ctx.max_output_bytes)
         if ctx.isolation is None:
             argv = [bash, "-c", _WRAPPER, "bash", str(ctx.private), cwd, inside]
+            code = _spawn(argv, ctx.root, buffer, timeout)
         else:
             limits = ctx.isolation.limits.ulimit_args()
             inner = [bash, "-c", _LIMITS + _WRAPPER, "bash", INNER_STATE, cwd, inside, *limits]
             network = ctx.options.get("network") is True
-            argv = ctx.isolation.command(ctx.root, ctx.private, inner, network=network)
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=ctx.root,
-            env={},
-            start_new_session=True,
-        )
-        buffer = OutputBuffer(ctx.max_output_bytes)
-        timed_out = _collect(proc, buffer, timeout)
+            if ctx.isolation.uses_supervisor:
+                code = _supervised(ctx, inner, network, buffer, timeout)
+            else:
+                argv = ctx.isolation.command(ctx.root, ctx.private, inner, network=network)
+                code = _spawn(argv, ctx.root, buffer, timeout)
         text, truncated = buffer.finish(ctx)
-        if timed_out:
+        if code is None:
             return timeout_observation(text, truncated, timeout)
         recorded = self._record(ctx)
-        code = proc.returncode
         if ctx.isolation is not None and not recorded and code == 1 and _jail_failed(text):
             from sandbox._isolation import IsolationError
 
@@ -287,6 +283,39 @@ class BashTool(LocalTool):
         ctx.shell.cwd = cwd
         ctx.shell.env = env.replace(inside, ROOT_PLACEHOLDER)
         return True
+
+
+def _spawn(argv: list[str], cwd: Path, buffer: OutputBuffer, timeout: float) -> int | None:
+    """Run ``argv`` as a new session; its exit status, or None if it timed out."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env={},
+        start_new_session=True,
+    )
+    return None if _collect(proc, buffer, timeout) else proc.returncode
+
+
+def _supervised(
+    ctx: ToolContext, argv: list[str], network: bool, buffer: OutputBuffer, timeout: float
+) -> int | None:
+    """Run ``argv`` as a fork of the sandbox's supervisor (started at the first call)."""
+    from sandbox._isolation import IsolationError
+    from sandbox._supervisor import Supervisor, SupervisorError
+
+    assert ctx.isolation is not None
+    if ctx.supervisor is None:
+        ctx.supervisor = Supervisor(ctx.isolation, ctx.root, ctx.private, network)
+    try:
+        return ctx.supervisor.run(argv, timeout, buffer)
+    except SupervisorError as error:
+        raise IsolationError(
+            f"bash: the sandbox's isolation failed: {error}",
+            "run `tvcache doctor`; it tries an isolated command and says what is missing",
+        ) from error
 
 
 def _jail_failed(text: str) -> bool:

@@ -184,6 +184,8 @@ class LocalSandbox:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._ctx.supervisor is not None:
+                self._ctx.supervisor.close()
             sdir.delete_tree(self._dir)
 
     def __enter__(self) -> LocalSandbox:

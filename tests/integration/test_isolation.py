@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -134,7 +135,7 @@ STEPS = [
     "echo ${X:-unset}",
     "pwd; ls | sort",
     "ln -sf $HOME/f link 2>&1; readlink link; cat link",
-    "ls -l --time-style=+ link f 2>&1 | cut -c1-10,24-",
+    "stat -c '%A %N' f link 2>&1",  # not owners nor link sizes: real paths differ outside
     "printf 'a\\nb\\n' | sort -r | head -1",
     "echo $HOME; cd ~; pwd",
     "cat missing 2>&1; echo rc=$?",
@@ -161,3 +162,40 @@ def test_ordinary_commands_give_the_same_outputs_isolated_or_not(
         with isolated.fork(snap) as fork:  # and a fork of the isolated one goes on alike
             call = ToolCall("bash", {"command": "pwd; echo $X; ls -R | sort; cat link 2>&1"})
             assert fork.run(call).same_as(free.run(call))
+
+
+@pytest.mark.parametrize("supervised", [True, False], ids=["supervised", "bwrap-per-call"])
+def test_both_ways_end_every_process_with_the_call(tmp_path: Path, supervised: bool) -> None:
+    isolation = iso.Isolation(supervised=supervised)
+    backend = LocalBackend(tmp_path / "snapshots", isolation=isolation)
+    with backend.start(RootSpec("t")) as box:
+        run = lambda command, **kw: box.run(ToolCall("bash", {"command": command, **kw}))  # noqa: E731
+        assert run("sleep 60 & setsid sleep 61 & echo started").output == "started\n"
+        assert run("ps -eo user,args | grep -c '[s]leep 6'; id -u").output == "0\n65534\n"
+        slow = run("sleep 62 & echo x; sleep 30", timeout=1)
+        assert slow.timed_out and slow.output.startswith("x\n")
+        assert run("ps -eo args | grep -c '[s]leep 6'").output == "0\n"
+        assert run("kill -9 1; kill -STOP 1; echo $?").output.endswith("1\n")  # PID 1 untouchable
+        assert run("echo still").output == "still\n"
+
+
+def test_the_supervisor_ends_with_its_sandbox_and_with_the_server(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "snapshots")
+    assert backend.isolation is not None and backend.isolation.uses_supervisor
+    with backend.start(RootSpec("t")) as box:
+        box.run(ToolCall("bash", {"command": "sleep 300 & true"}))
+        supervisor = box._ctx.supervisor
+        assert supervisor is not None and supervisor._proc is not None
+        proc = supervisor._proc
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert proc.stdin is not None
+        proc.stdin.close()  # what the server's death does to the request pipe
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        assert alive == []
+        # the next call starts a new supervisor
+        assert box.run(ToolCall("bash", {"command": "echo again"})).output == "again\n"
+        second = box._ctx.supervisor._proc  # type: ignore[union-attr]
+        assert second is not None and second.pid != proc.pid
+        tree = [psutil.Process(second.pid), *psutil.Process(second.pid).children(recursive=True)]
+    _, alive = psutil.wait_procs(tree, timeout=10)  # closing the sandbox ends it
+    assert alive == []
