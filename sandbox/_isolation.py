@@ -4,8 +4,8 @@ Each ``bash`` call runs in fresh namespaces (mount, PID, IPC, UTS, network unles
 option ``network`` is true): the sandbox's ``home`` is the only writable directory (mounted at
 ``/sandbox``), ``/tmp`` is a private size-limited tmpfs, ``/usr`` and ``/etc`` are read-only,
 and nothing else of the host exists (``$TVCACHE_HOME``, other sandboxes, ``/root``, ``/home``,
-``/run``, ``/var``). The command's PID namespace dies with it, so no process outlives a call and
-nothing outside can be seen or signalled. Resource limits (address space, processes, CPU time,
+``/run``, ``/var``). Every process of the sandbox's PID namespace is killed when a call ends, so
+no process outlives a call, and nothing outside can be seen or signalled. Resource limits (address space, processes, CPU time,
 file size) are set with ``ulimit`` before the command, as hard limits it cannot raise.
 
 The command never runs as root: a root server starts ``bwrap`` with its real privileges (so it

@@ -213,8 +213,8 @@ class BashTool(LocalTool):
 
     Persist across calls (and snapshots): the working directory and exported variables. Do not
     persist: shell functions, aliases, unexported variables, options (``set -e``), traps, and
-    processes — isolated, the command's PID namespace dies with it; unisolated, its process
-    group is killed when the command ends or times out.
+    processes — isolated, every process of the sandbox's PID namespace is killed when the
+    command ends or times out; unisolated, its process group is.
     """
 
     spec = ToolSpec(

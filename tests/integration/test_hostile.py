@@ -258,15 +258,10 @@ def host(tmp_path: Path) -> Iterator[Host]:
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_hostile_command_fails_and_changes_nothing(
-    arena: Arena, host: Host, attack: str, request: pytest.FixtureRequest
-) -> None:
-    if arena.backend.name == "docker" and attack == "fork-bomb":
-        reason = (
-            "Docker backend: a timed-out fork bomb survives (the container cannot be frozen "
-            "to kill it), so the sandbox stays unusable; the host and the store are fine"
-        )
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+def test_hostile_command_fails_and_changes_nothing(arena: Arena, host: Host, attack: str) -> None:
+    # Docker: a timed-out fork bomb sometimes survives (the container cannot be frozen to kill
+    # it), leaving that sandbox unusable; the host, the store and other sandboxes are fine
+    survives = arena.backend.name == "docker" and attack == "fork-bomb"
     before = arena.workload("task")
     assert not any(hit for _, _, hit in before)
     digest = arena.store_digest()
@@ -277,7 +272,8 @@ def test_hostile_command_fails_and_changes_nothing(
         out = _run(box, command, timeout=4)
         assert time.monotonic() - start < 60, "the attack was not bounded"
         check(out)
-        assert _run(box, "echo still-usable").output == "still-usable\n"
+        if not survives:
+            assert _run(box, "echo still-usable").output == "still-usable\n"
 
     assert arena.store_digest() == digest, f"{attack}: the store changed"
     assert _run(arena.victim, "cat v").output == "untouched\n"
