@@ -5,8 +5,9 @@ option ``network`` is true): the sandbox's ``home`` is the only writable directo
 ``/sandbox``), ``/tmp`` is a private size-limited tmpfs, ``/usr`` and ``/etc`` are read-only,
 and nothing else of the host exists (``$TVCACHE_HOME``, other sandboxes, ``/root``, ``/home``,
 ``/run``, ``/var``). Every process of the sandbox's PID namespace is killed when a call ends, so
-no process outlives a call, and nothing outside can be seen or signalled. Resource limits (address space, processes, CPU time,
-file size) are set with ``ulimit`` before the command, as hard limits it cannot raise.
+no process outlives a call, and nothing outside can be seen or signalled. Resource limits
+(address space, processes, CPU time, file size) are set with ``ulimit`` before the command, as
+hard limits it cannot raise.
 
 The command never runs as root: a root server starts ``bwrap`` with its real privileges (so it
 can reach sandboxes under a ``0700`` home) and ``setpriv`` drops to :attr:`Isolation.uid` with

@@ -21,9 +21,11 @@ import uuid
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import psutil
+
+from sandbox._tools import OutputBuffer, _drain
 
 if TYPE_CHECKING:
     from sandbox._isolation import Isolation
@@ -83,10 +85,6 @@ while True:
 """
 
 
-class Sink(Protocol):
-    def add(self, data: bytes) -> None: ...
-
-
 class SupervisorError(RuntimeError):
     """The supervisor ended in the middle of a call (never because of the command itself)."""
 
@@ -129,7 +127,7 @@ class Supervisor:
     def _ids(self) -> list[str]:
         return [str(self._isolation.uid), str(self._isolation.gid)]
 
-    def run(self, argv: Sequence[str], timeout: float, sink: Sink) -> int | None:
+    def run(self, argv: Sequence[str], timeout: float, sink: OutputBuffer) -> int | None:
         """Run ``argv`` as one call; its exit code, or None if it timed out (then the whole
         namespace is gone, and the next call starts a new one)."""
         proc = self._proc if self._proc is not None and self._proc.poll() is None else None
@@ -173,16 +171,12 @@ class Supervisor:
 
     @staticmethod
     def _output(proc: subprocess.Popen[bytes]) -> str:
-        chunks: list[bytes] = []
-
-        class _Keep:
-            def add(self, data: bytes) -> None:
-                chunks.append(data)
-
-        if proc.stdout is not None:
-            with suppress(OSError):
-                _drain(proc.stdout.fileno(), _Keep())
-        return b"".join(chunks).decode(errors="replace").strip()[:500]
+        """What the supervisor (or bwrap) said before it died."""
+        try:
+            data = os.read(proc.stdout.fileno(), 4096) if proc.stdout is not None else b""
+        except OSError:
+            data = b""
+        return data.decode(errors="replace").strip()
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -205,15 +199,3 @@ class Supervisor:
         if self._status >= 0:
             os.close(self._status)
             self._status = -1
-
-
-def _drain(fd: int, sink: Sink) -> bool:
-    """Read what is available; False at end of file."""
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            return True
-        if not chunk:
-            return False
-        sink.add(chunk)

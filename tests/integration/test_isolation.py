@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,18 @@ def test_the_supervisor_ends_with_its_sandbox_and_with_the_server(tmp_path: Path
         tree = [psutil.Process(second.pid), *psutil.Process(second.pid).children(recursive=True)]
     _, alive = psutil.wait_procs(tree, timeout=10)  # closing the sandbox ends it
     assert alive == []
+
+
+def test_a_supervisor_killed_from_outside_mid_call_is_an_error_not_an_observation(
+    tmp_path: Path,
+) -> None:
+    backend = LocalBackend(tmp_path / "snapshots")
+    with backend.start(RootSpec("t")) as box:
+        box.run(ToolCall("bash", {"command": "true"}))
+        supervisor = box._ctx.supervisor
+        assert supervisor is not None and supervisor._proc is not None
+        pid1 = psutil.Process(supervisor._proc.pid).children()[0]
+        threading.Timer(0.5, pid1.kill).start()
+        with pytest.raises(iso.IsolationError, match="ended during the call"):
+            box.run(ToolCall("bash", {"command": "echo partial; sleep 5"}))
+        assert box.run(ToolCall("bash", {"command": "echo fine"})).output == "fine\n"
