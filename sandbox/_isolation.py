@@ -187,12 +187,13 @@ class Isolation:
         cmd += ["--perms", "0755", "--dir", os.path.dirname(INNER_STATE)]
         cmd += ["--ro-bind", str(state), INNER_STATE]
         cmd += ["--bind", str(state / "out"), f"{INNER_STATE}/out", "--chdir", INNER_ROOT]
-        if supervisor:
-            kill = ["--cap-add", "CAP_KILL", "--as-pid-1"]
-            return [*cmd, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", *kill, "--", *argv]
+        if supervisor:  # uid 0 in the sandbox keeps every capability unless told: drop them
+            caps = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            return [*cmd, *caps, "--cap-add", "CAP_KILL", "--as-pid-1", "--", *argv]
         if self.drops_privileges:
             assert setpriv is not None
-            cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", setpriv]
+            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            cmd += ["--", setpriv]
             cmd += [f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
             cmd += ["--no-new-privs", "--inh-caps=-all"]
         return [*cmd, "--", *argv]

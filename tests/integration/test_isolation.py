@@ -178,6 +178,10 @@ def test_both_ways_end_every_process_with_the_call(tmp_path: Path, supervised: b
         assert run("ps -eo args | grep -c '[s]leep 6'").output == "0\n"
         assert run("kill -9 1; kill -STOP 1; echo $?").output.endswith("1\n")  # PID 1 untouchable
         assert run("echo still").output == "still\n"
+        caps = run("grep -E '^(CapEff|CapAmb|NoNewPrivs)' /proc/self/status").output.split()
+        assert caps == ["CapEff:", "0" * 16, "CapAmb:", "0" * 16, "NoNewPrivs:", "1"]
+        if supervised:  # PID 1 keeps exactly CAP_KILL, CAP_SETGID, CAP_SETUID
+            assert run("grep CapEff /proc/1/status").output.split()[1] == "00000000000000e0"
 
 
 def test_the_supervisor_ends_with_its_sandbox_and_with_the_server(tmp_path: Path) -> None:
