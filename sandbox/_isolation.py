@@ -186,7 +186,8 @@ class Isolation:
         cmd += ["--perms", "1777", "--tmpfs", "/tmp", "--bind", str(home), INNER_ROOT]
         cmd += ["--perms", "0755", "--dir", os.path.dirname(INNER_STATE)]
         cmd += ["--ro-bind", str(state), INNER_STATE]
-        cmd += ["--bind", str(state / "out"), f"{INNER_STATE}/out", "--chdir", INNER_ROOT]
+        # "/": uid 0 without DAC capabilities may not enter a 0700 /sandbox (bash's wrapper does)
+        cmd += ["--bind", str(state / "out"), f"{INNER_STATE}/out", "--chdir", "/"]
         if supervisor:  # uid 0 in the sandbox keeps every capability unless told: drop them
             caps = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
             return [*cmd, *caps, "--cap-add", "CAP_KILL", "--as-pid-1", "--", *argv]

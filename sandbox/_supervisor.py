@@ -11,6 +11,7 @@ so no process outlives a call. It exits, killing all, when the server closes its
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import selectors
@@ -99,7 +100,7 @@ class Supervisor:
 
     def _start(self) -> subprocess.Popen[bytes]:
         self.close()
-        read, write = os.pipe()
+        read, write = (_above_stdio(fd) for fd in os.pipe())
         argv = self._isolation.command(
             self._home,
             self._state,
@@ -159,8 +160,9 @@ class Supervisor:
                     else:
                         chunk = os.read(self._status, 4096)
                         if not chunk:
+                            said = self._output(proc)
                             self.close()
-                            raise SupervisorError("the supervisor ended during the call")
+                            raise SupervisorError(f"the supervisor ended during the call: {said}")
                         reply += chunk
         _drain(out, sink)  # every writer is dead: what they wrote is in the pipe
         got, _, code = reply.decode().strip().partition(" ")
@@ -199,3 +201,13 @@ class Supervisor:
         if self._status >= 0:
             os.close(self._status)
             self._status = -1
+
+
+def _above_stdio(fd: int) -> int:
+    """``fd`` moved to 10 or above: a server started with stdin closed gets a pipe at 0, which
+    the supervisor's own stdin would then replace in the child."""
+    if fd >= 10:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return moved

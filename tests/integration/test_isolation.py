@@ -219,3 +219,15 @@ def test_a_supervisor_killed_from_outside_mid_call_is_an_error_not_an_observatio
         with pytest.raises(iso.IsolationError, match="ended during the call"):
             box.run(ToolCall("bash", {"command": "echo partial; sleep 5"}))
         assert box.run(ToolCall("bash", {"command": "echo fine"})).output == "fine\n"
+
+
+@pytest.mark.parametrize("supervised", [True, False], ids=["supervised", "bwrap-per-call"])
+def test_a_private_template_works(tmp_path: Path, supervised: bool) -> None:
+    template = tmp_path / "template"
+    template.mkdir(mode=0o700)  # as pytest's and mkdtemp's directories are
+    (template / "data.txt").write_text("a\n")
+    isolation = iso.Isolation(supervised=supervised)
+    backend = LocalBackend(tmp_path / "snapshots", isolation=isolation)
+    with backend.start(RootSpec("t", template=str(template))) as box:
+        out = box.run(ToolCall("bash", {"command": "echo b >> data.txt; cat data.txt; pwd"}))
+        assert out.output == "a\nb\n/sandbox\n"
