@@ -28,6 +28,7 @@ import os
 import resource
 import shutil
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -265,19 +266,17 @@ def probe(isolation: Isolation | None = None) -> Probe:
             "disabled ($TVCACHE_SANDBOX_ISOLATION=off or Isolation(enabled=False))",
             "unset TVCACHE_SANDBOX_ISOLATION",
         )
-    return _probe(isolation.drops_privileges, isolation.uid, isolation.gid)
+    return _probe(isolation.drops_privileges, isolation.uid, isolation.gid, isolation.supervised)
 
 
 @functools.cache
-def _probe(root: bool, uid: int, gid: int) -> Probe:
+def _probe(root: bool, uid: int, gid: int, supervised: bool) -> Probe:
     tools = _tools()
     if tools is None:
         return Probe(False, "bubblewrap (bwrap) is not installed", _INSTALL)
     if root and tools[1] is None:
         return Probe(False, "setpriv (util-linux) is not installed", "apt-get install util-linux")
-    isolation = Isolation(uid=uid, gid=gid)
-    import tempfile
-
+    isolation = Isolation(uid=uid, gid=gid, supervised=supervised)
     with tempfile.TemporaryDirectory(prefix="tvcache-probe-") as tmp:
         home, state = Path(tmp) / "home", Path(tmp) / "state"
         (state / "out").mkdir(parents=True)
@@ -305,9 +304,35 @@ def _probe(root: bool, uid: int, gid: int) -> Probe:
                 "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); "
                 "inside a container, run it with --privileged or a seccomp profile allowing them",
             )
+        if isolation.uses_supervisor:
+            failed = _try_supervisor(isolation, home, state)
+            if failed:
+                return Probe(False, f"the supervisor failed: {failed}", _NO_SUPERVISOR)
     who = f"uid {uid}" if root else f"the server's uid {os.geteuid()}"
     version = subprocess.run([tools[0], "--version"], capture_output=True, text=True).stdout
-    return Probe(True, f"{version.strip()}: commands run as {who} in their own namespaces")
+    how = ", forked from one supervisor per sandbox" if isolation.uses_supervisor else ""
+    return Probe(True, f"{version.strip()}: commands run as {who} in their own namespaces{how}")
+
+
+_NO_SUPERVISOR = "set TVCACHE_SANDBOX_SUPERVISED=off (a fresh bwrap per call, slower)"
+
+
+def _try_supervisor(isolation: Isolation, home: Path, state: Path) -> str:
+    """Run one call through a supervisor; what went wrong, or ``""``."""
+    from sandbox._supervisor import Supervisor
+    from sandbox._tools import OutputBuffer
+
+    supervisor = Supervisor(isolation, home, state, network=False)
+    output = OutputBuffer(4096)
+    try:
+        code = supervisor.run(["/bin/sh", "-c", "touch /sandbox/supervised"], 30, output)
+    except RuntimeError as error:
+        return str(error)
+    finally:
+        supervisor.close()
+    if code != 0 or not (home / "supervised").exists():
+        return f"exit {code}"
+    return ""
 
 
 _warned: list[bool] = []
