@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup setup-docker images demo test test-unit lint bench bench-terminal clean
 
+# bubblewrap isolates the local backend's commands (a no-op when present; says what to run without root)
 setup: $(STAMP)
+	@sh scripts/install-bubblewrap.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -4,8 +4,10 @@ A tool runs in a :class:`ToolContext`: the sandbox's root directory (the agent's
 private directory beside it that commands do not see, and the shell state (working directory and
 exported variables) that ``bash`` carries from call to call and that snapshots record.
 
-The local backend is not an isolation boundary: commands see the real path of the sandbox. Outputs
-show it as ``/sandbox`` so that the same history gives the same output in every fork.
+With an :class:`~sandbox._isolation.Isolation` in the context, ``bash`` runs each command in
+bubblewrap namespaces where the root is mounted at ``/sandbox``; without one (the explicit
+opt-out) commands run as the server and see the real path, which outputs show as ``/sandbox``.
+Either way the same history gives the same output in every fork.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandbox._types import (
     JSON,
@@ -34,7 +37,13 @@ from sandbox._types import (
     cap_output,
 )
 
+if TYPE_CHECKING:  # the Docker backend ships this module into containers: stdlib and _types only
+    from sandbox._isolation import Isolation
+    from sandbox._supervisor import Supervisor
+
 PUBLIC_ROOT = "/sandbox"
+INNER_ROOT = PUBLIC_ROOT  # where isolated commands see the sandbox root
+INNER_STATE = "/run/tvcache"  # and its private state (read-only, ``out/`` writable)
 ROOT_PLACEHOLDER = "@@TVCACHE_SANDBOX_ROOT@@"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_DB = "db.sqlite"
@@ -79,6 +88,13 @@ class ToolContext:
     shell: ShellState
     max_output_bytes: int
     options: Mapping[str, JSON] = field(default_factory=dict)
+    isolation: Isolation | None = None
+    supervisor: Supervisor | None = None  # made at the first isolated call, if it uses one
+
+    @property
+    def inside(self) -> str:
+        """The root's path as commands see it."""
+        return INNER_ROOT if self.isolation is not None else str(self.root)
 
     def public(self, text: str) -> str:
         """``text`` with the sandbox's real path shown as ``/sandbox``."""
@@ -168,9 +184,14 @@ def timeout_observation(text: str, truncated: bool, timeout: float) -> Observati
 
 # ----------------------------------------------------------------------------------------- bash
 
-# $1 private dir, $2 working directory, $3 sandbox root. The user command runs at top level (so
-# `cd` and `export` take effect) through eval; the EXIT trap records the state even after `exit`.
-# One line, so that bash's "line N" in error messages counts the user's lines only.
+# $1 private dir (cmd, env.in; out/ for the state written back), $2 working directory, $3 sandbox
+# root. The user command runs at top level (so `cd` and `export` take effect) through eval; the
+# EXIT trap records the state even after `exit`. One line, so that bash's "line N" in error
+# messages counts the user's lines only. Isolated, _LIMITS comes first: $4-$7 are hard limits.
+_LIMITS = 'ulimit -HS -v "$4" && ulimit -HS -u "$5" && ulimit -HS -t "$6" && ulimit -HS -f "$7"'
+_LIMITS += " || exit 125; "
+_STATE_FILES = ("cwd.out", "env.out")
+_STATE_MAX_BYTES = 16 * 1024 * 1024
 _WRAPPER = "; ".join(
     [
         "__tvc_s=$1",
@@ -179,7 +200,7 @@ _WRAPPER = "; ".join(
         'source "$__tvc_s/env.in"',
         "PWD=$__tvc_pwd",
         "set --",
-        'trap \'__tvc_rc=$?; pwd >"$__tvc_s/cwd.out"; export -p >"$__tvc_s/env.out"; '
+        'trap \'__tvc_rc=$?; pwd >"$__tvc_s/out/cwd.out"; export -p >"$__tvc_s/out/env.out"; '
         "exit $__tvc_rc' EXIT",
         "IFS= read -r -d '' __tvc_cmd <\"$__tvc_s/cmd\"",
         'eval "$__tvc_cmd"',
@@ -192,7 +213,8 @@ class BashTool(LocalTool):
 
     Persist across calls (and snapshots): the working directory and exported variables. Do not
     persist: shell functions, aliases, unexported variables, options (``set -e``), traps, and
-    processes — the whole process group is killed when the command ends or times out.
+    processes — isolated, every process of the sandbox's PID namespace is killed when the
+    command ends or times out; unisolated, its process group is.
     """
 
     spec = ToolSpec(
@@ -208,43 +230,124 @@ class BashTool(LocalTool):
         if not isinstance(command, str) or "\0" in command:
             raise ToolCallError("bash: 'command' must be a string without NUL characters")
         bash = shutil.which("bash") or "/bin/bash"
+        inside = ctx.inside
         (ctx.private / "cmd").write_text(command, encoding="utf-8", errors="replace")
-        (ctx.private / "env.in").write_text(ctx.shell.env.replace(ROOT_PLACEHOLDER, str(ctx.root)))
-        for name in ("cwd.out", "env.out"):
-            (ctx.private / name).unlink(missing_ok=True)
-        cwd = os.path.normpath(ctx.root / ctx.shell.cwd)
-        proc = subprocess.Popen(
-            [bash, "-c", _WRAPPER, "bash", str(ctx.private), cwd, str(ctx.root)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=ctx.root,
-            env={},
-            start_new_session=True,
-        )
+        (ctx.private / "env.in").write_text(ctx.shell.env.replace(ROOT_PLACEHOLDER, inside))
+        out = ctx.private / "out"
+        out.mkdir(exist_ok=True)  # LocalSandbox makes it (owned by the sandbox uid)
+        for name in _STATE_FILES:
+            _remove(out / name)
+        cwd = os.path.normpath(os.path.join(inside, ctx.shell.cwd))
         buffer = OutputBuffer(ctx.max_output_bytes)
-        timed_out = _collect(proc, buffer, timeout)
+        if ctx.isolation is None:
+            argv = [bash, "-c", _WRAPPER, "bash", str(ctx.private), cwd, inside]
+            code = _spawn(argv, ctx.root, buffer, timeout)
+        else:
+            limits = ctx.isolation.limits.ulimit_args()
+            inner = [bash, "-c", _LIMITS + _WRAPPER, "bash", INNER_STATE, cwd, inside, *limits]
+            network = ctx.options.get("network") is True
+            if ctx.isolation.uses_supervisor:
+                code = _supervised(ctx, inner, network, buffer, timeout)
+            else:
+                argv = ctx.isolation.command(ctx.root, ctx.private, inner, network=network)
+                code = _spawn(argv, ctx.root, buffer, timeout)
         text, truncated = buffer.finish(ctx)
-        if timed_out:
+        if code is None:
             return timeout_observation(text, truncated, timeout)
-        self._record(ctx)
-        code = proc.returncode
+        recorded = self._record(ctx)
+        if ctx.isolation is not None and not recorded and code == 1 and _jail_failed(text):
+            from sandbox._isolation import IsolationError
+
+            raise IsolationError(
+                f"bash: the isolated command did not start: {text.strip()}",
+                "run `tvcache doctor`; it tries an isolated command and says what is missing",
+            )
         return Observation(
             output=text, exit_code=128 - code if code < 0 else code, truncated=truncated
         )
 
     @staticmethod
-    def _record(ctx: ToolContext) -> None:
-        try:
-            cwd = (ctx.private / "cwd.out").read_text(errors="surrogateescape").removesuffix("\n")
-            env = (ctx.private / "env.out").read_text(errors="surrogateescape")
-        except FileNotFoundError:  # the command replaced our EXIT trap: keep the old state
-            return
-        sandbox_dir = str(ctx.root.parent)
-        if cwd == sandbox_dir or cwd.startswith(sandbox_dir + "/"):
-            cwd = os.path.relpath(cwd, ctx.root)
+    def _record(ctx: ToolContext) -> bool:
+        """Take the working directory and environment the command left; False if it left none."""
+        out = ctx.private / "out"
+        cwd_raw, env_raw = (_read_regular(out / name) for name in _STATE_FILES)
+        if cwd_raw is None or env_raw is None:  # the command replaced our EXIT trap
+            return False
+        cwd = cwd_raw.decode(errors="surrogateescape").removesuffix("\n")
+        env = env_raw.decode(errors="surrogateescape")
+        inside = ctx.inside
+        # outside the isolation, the sandbox's own directory (root's parent) counts as inside
+        base = inside if ctx.isolation is not None else str(ctx.root.parent)
+        if cwd == base or cwd.startswith(base.rstrip("/") + "/"):
+            cwd = os.path.relpath(cwd, inside)
         ctx.shell.cwd = cwd
-        ctx.shell.env = env.replace(str(ctx.root), ROOT_PLACEHOLDER)
+        ctx.shell.env = env.replace(inside, ROOT_PLACEHOLDER)
+        return True
+
+
+def _spawn(argv: list[str], cwd: Path, buffer: OutputBuffer, timeout: float) -> int | None:
+    """Run ``argv`` as a new session; its exit status, or None if it timed out."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env={},
+        start_new_session=True,
+    )
+    return None if _collect(proc, buffer, timeout) else proc.returncode
+
+
+def _supervised(
+    ctx: ToolContext, argv: list[str], network: bool, buffer: OutputBuffer, timeout: float
+) -> int | None:
+    """Run ``argv`` as a fork of the sandbox's supervisor (started at the first call)."""
+    from sandbox._isolation import IsolationError
+    from sandbox._supervisor import Supervisor, SupervisorError
+
+    assert ctx.isolation is not None
+    if ctx.supervisor is None:
+        ctx.supervisor = Supervisor(ctx.isolation, ctx.root, ctx.private, network)
+    try:
+        return ctx.supervisor.run(argv, timeout, buffer)
+    except SupervisorError as error:
+        raise IsolationError(
+            f"bash: the sandbox's isolation failed: {error}",
+            "run `tvcache doctor`; it tries an isolated command and says what is missing",
+        ) from error
+
+
+def _jail_failed(text: str) -> bool:
+    """Whether output is bubblewrap's or setpriv's own error (the command never ran)."""
+    return text.startswith(("bwrap: ", "setpriv: "))
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path`` whatever the command made of it (file, link, FIFO, directory)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file: never a link, FIFO or device the command
+    put there to make the server read (or block on) something else. Capped in size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _STATE_MAX_BYTES:
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _collect(proc: subprocess.Popen[bytes], buffer: OutputBuffer, timeout: float) -> bool:

@@ -91,12 +91,19 @@ log = logging.getLogger(__name__)
 BACKEND_NAME = "docker"
 DEFAULT_IMAGE = "tvcache/base:bookworm"
 Level = Literal["fs", "full"]
-DEFAULT_OPTIONS: dict[str, JSON] = {"memory": "4g", "pids": 4096, "cpus": None, "network": False}
-"""Limits and network of a sandbox unless ``RootSpec.options`` says otherwise."""
+DEFAULT_OPTIONS: dict[str, JSON] = {
+    "memory": "4g",
+    "pids": 4096,
+    "cpus": None,
+    "network": False,
+    "file_mb": 1024,
+}
+"""Limits and network of a sandbox unless ``RootSpec.options`` says otherwise. ``file_mb`` is
+RLIMIT_FSIZE (the largest file a command can write: one command cannot fill the host's disk)."""
 OPTIONS = (*DEFAULT_OPTIONS, "env", "sqlite_db")
 _OPTIONS_HINT = (
-    'e.g. {"memory": "1g", "pids": 512, "cpus": 1.0, "network": false, "env": {"K": "V"}, '
-    '"sqlite_db": "db.sqlite"}; null means no limit'
+    'e.g. {"memory": "1g", "pids": 512, "cpus": 1.0, "network": false, "file_mb": 1024, '
+    '"env": {"K": "V"}, "sqlite_db": "db.sqlite"}; null means no limit'
 )
 
 
@@ -126,6 +133,7 @@ def _check_options(options: Mapping[str, JSON]) -> dict[str, JSON]:
         "pids": _limit(merged["pids"], integer=True),
         "cpus": _limit(merged["cpus"], integer=False),
         "network": isinstance(merged["network"], bool),
+        "file_mb": _limit(merged["file_mb"], integer=True),
         "env": isinstance(env, Mapping)
         and all(isinstance(k, str) and "=" not in k and isinstance(v, str) for k, v in env.items()),
         "sqlite_db": isinstance(db, str) and db != "",
@@ -134,6 +142,15 @@ def _check_options(options: Mapping[str, JSON]) -> dict[str, JSON]:
         if not ok:
             raise DockerBackendError(f"bad docker option {name}={merged[name]!r}", _OPTIONS_HINT)
     return merged
+
+
+def _file_limit(file_mb: JSON) -> list[Any] | None:
+    """RLIMIT_FSIZE as a hard ulimit (container root lacks CAP_SYS_RESOURCE to raise it)."""
+    if not isinstance(file_mb, int) or isinstance(file_mb, bool):
+        return None
+    from docker.types import Ulimit
+
+    return [Ulimit(name="fsize", soft=file_mb * 1024 * 1024, hard=file_mb * 1024 * 1024)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,6 +572,7 @@ class DockerBackend:
             network_mode="bridge" if options.get("network") else "none",
             mem_limit=options.get("memory"),
             pids_limit=options.get("pids"),
+            ulimits=_file_limit(options.get("file_mb")),
             nano_cpus=int(float(cpus) * 1e9) if isinstance(cpus, int | float) else None,
         )
         try:

@@ -6,10 +6,14 @@ tools, ``owner`` names the owning process so :meth:`LocalBackend.reconcile` can 
 of dead processes. A snapshot is ``snapshot_dir/<snapshot_id>/{home/, sandbox.json}`` (the shell
 state and root options), created atomically. Snapshots are level ``fs``: no processes survive.
 
-Not an isolation boundary: commands run as the calling user and can reach the whole host. Files
-outside ``home`` (``/tmp`` included) are neither private nor snapshotted. Each sandbox has its own
-real path: outputs show it as ``/sandbox``, the shell state and absolute symlinks are rewritten on
-snapshot and fork, but absolute paths written *into files* keep the original sandbox's path.
+Isolated by default (:mod:`sandbox._isolation`): ``bash`` commands run in bubblewrap namespaces
+that see ``home`` at ``/sandbox`` and a private ``/tmp``, never the host's other files, the store
+or other sandboxes, with no network unless the root's option ``network`` is true. Without
+bubblewrap (or with ``Isolation(enabled=False)``) a warning is given once and commands run as the
+calling user with the whole host in reach; each sandbox then has its own real path, which outputs
+show as ``/sandbox`` (the shell state and absolute symlinks are rewritten on snapshot and fork,
+absolute paths written *into files* keep the original sandbox's path). ``/tmp`` is never
+snapshotted.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from types import TracebackType
 
 import psutil
 
+from sandbox._isolation import Isolation, probe, warn_unisolated
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import (
+    INNER_ROOT,
     ROOT_PLACEHOLDER,
+    BashTool,
     LocalTool,
     ShellState,
     ToolContext,
@@ -48,7 +55,7 @@ log = logging.getLogger(__name__)
 
 BACKEND_NAME = "local"
 MARKER = "sandbox.json"
-OPTIONS = ("env", "sqlite_db")
+OPTIONS = ("env", "network", "sqlite_db")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -78,6 +85,11 @@ def _check_options(options: Mapping[str, JSON]) -> dict[str, JSON]:
         raise LocalBackendError("option 'env' must map variable names to strings")
     if not isinstance(options.get("sqlite_db", ""), str):
         raise LocalBackendError("option 'sqlite_db' must be a path relative to the sandbox")
+    if not isinstance(options.get("network", False), bool):
+        raise LocalBackendError(
+            "option 'network' must be true or false",
+            "true lets commands reach the network (and the host's loopback services)",
+        )
     return dict(options)
 
 
@@ -102,6 +114,7 @@ class LocalSandbox:
             shell=shell,
             max_output_bytes=backend.max_output_bytes,
             options=options,
+            isolation=backend.isolation,
         )
 
     @property
@@ -128,6 +141,8 @@ class LocalSandbox:
         chosen = call_timeout(args, timeout if timeout is not None else self._backend.timeout)
         start = time.perf_counter()
         observation = tool.run(self._ctx, args, chosen)
+        if self._ctx.isolation is not None and not isinstance(tool, BashTool):
+            self._ctx.isolation.prepare(self._ctx.root)  # what a tool in this process made
         return replace(observation, seconds=time.perf_counter() - start)
 
     def fingerprint(self) -> str:
@@ -167,6 +182,8 @@ class LocalSandbox:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._ctx.supervisor is not None:
+                self._ctx.supervisor.close()
             sdir.delete_tree(self._dir)
 
     def __enter__(self) -> LocalSandbox:
@@ -186,6 +203,8 @@ class LocalBackend:
 
     ``tools`` are added to ``bash`` and ``sqlite`` (a same-named tool replaces a built-in).
     ``work_dir`` holds live sandboxes (default: ``snapshot_dir/../sandboxes``).
+    ``isolation``: default :meth:`Isolation.from_env`; when it does not work here (or is
+    disabled) a warning is given once and commands run unisolated (:attr:`isolated` is False).
     """
 
     def __init__(
@@ -195,6 +214,7 @@ class LocalBackend:
         default_timeout: float = 60.0,
         tools: Iterable[LocalTool] = (),
         work_dir: Path | None = None,
+        isolation: Isolation | None = None,
     ) -> None:
         self.snapshot_dir = Path(snapshot_dir).resolve()
         self._identities: dict[tuple[str, int], str] = {}
@@ -212,6 +232,24 @@ class LocalBackend:
         self.timeout = default_timeout
         self.tools = ToolRegistry([*default_tools(), *tools])
         self._owner = _process_tag(os.getpid()) or str(os.getpid())
+        self.isolation = self._isolation(isolation or Isolation.from_env())
+
+    def _isolation(self, wanted: Isolation) -> Isolation | None:
+        """``wanted`` with this backend's directories hidden, or None (warned) if unusable."""
+        if not wanted.enabled:
+            warn_unisolated("isolation disabled")
+            return None
+        found = probe(wanted)
+        if not found.ok:
+            warn_unisolated(found.detail)
+            return None
+        hidden = (str(self.work_dir), str(self.snapshot_dir), str(self.snapshot_dir.parent))
+        return replace(wanted, hidden=hidden)
+
+    @property
+    def isolated(self) -> bool:
+        """Whether commands run isolated (see :mod:`sandbox._isolation`)."""
+        return self.isolation is not None
 
     @property
     def name(self) -> str:
@@ -242,13 +280,15 @@ class LocalBackend:
         """
         template = self._template(spec)
         _check_options(spec.options)  # refused at open, not at every call
+        # unisolated commands see another system (real paths, the host's /tmp): another root
+        prefix = BACKEND_NAME if self.isolated else f"{BACKEND_NAME}-unisolated"
         if template is None:
-            return f"{BACKEND_NAME}:{sdir.tree_digest(None)}"
+            return f"{prefix}:{sdir.tree_digest(None)}"
         signature = (str(template), _stat_signature(template)[0])
         digest = self._identities.get(signature)
         if digest is None:
             digest = self._identities[signature] = sdir.tree_digest(template)
-        return f"{BACKEND_NAME}:{digest}"
+        return f"{prefix}:{digest}"
 
     def start(self, spec: RootSpec) -> LocalSandbox:
         template, options = self._template(spec), _check_options(spec.options)
@@ -261,7 +301,7 @@ class LocalBackend:
                 home.mkdir()
             else:
                 sdir.copy_tree(template, home)
-                sdir.retarget_symlinks(home, str(template), str(home.resolve()))
+                sdir.retarget_symlinks(home, str(template), self._inside(home))
 
         since = _stat_signature(template)[1] if template is not None else 0
         sandbox = self._new_sandbox(fill, shell, options, since)
@@ -287,10 +327,14 @@ class LocalBackend:
 
         def fill(home: Path) -> None:
             sdir.copy_tree(path / "home", home)
-            sdir.retarget_symlinks(home, ROOT_PLACEHOLDER, str(home.resolve()))
+            sdir.retarget_symlinks(home, ROOT_PLACEHOLDER, self._inside(home))
 
         since = int(record.get("times_since", 0))
         return self._new_sandbox(fill, shell, dict(record["options"]), since)
+
+    def _inside(self, home: Path) -> str:
+        """``home``'s path as its commands see it (where absolute links must point)."""
+        return INNER_ROOT if self.isolated else str(home.resolve())
 
     def _new_sandbox(
         self,
@@ -305,8 +349,11 @@ class LocalBackend:
         with sdir.atomic_directory(directory) as tmp:
             (tmp / "owner").write_text(self._owner)
         try:
-            (directory / "state").mkdir()
+            (directory / "state" / "out").mkdir(parents=True)
             fill(directory / "home")
+            if self.isolation is not None:
+                self.isolation.prepare(directory / "state" / "out")
+                self.isolation.prepare(directory / "home")  # a template's copy, retargeted links
         except BaseException:
             sdir.delete_tree(directory)
             raise
@@ -371,7 +418,11 @@ class LocalBackend:
         bash = shutil.which("bash")
         reflink = sdir.reflink_supported(self.snapshot_dir)
         writable = os.access(self.snapshot_dir, os.W_OK) and os.access(self.work_dir, os.W_OK)
+        isolation = probe(self.isolation or Isolation.from_env())
+        if isolation.ok and not self.isolated:
+            isolation = probe(Isolation(enabled=False))
         return [
+            DoctorCheck("local: isolation", isolation.ok, isolation.detail, isolation.fix),
             DoctorCheck("local: bash", bash is not None, bash or "not found", "install bash"),
             DoctorCheck("local: sqlite3", True, f"SQLite {sqlite3.sqlite_version}"),
             DoctorCheck(

@@ -79,6 +79,13 @@ def add_service_commands(sub: Any) -> None:
         help="refuse larger request bodies with 413 (default 8 MiB)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--unsafe-no-isolation",
+        action="store_true",
+        help="local backend: run commands without isolation (the default refuses to serve where "
+        "bubblewrap does not work); they then have this process's rights and can rewrite the "
+        "cache. Only for trusted commands, never for a model being trained",
+    )
     serve.set_defaults(func=cmd_serve)
 
     restore = sub.add_parser("restore", help=cmd_restore.__doc__)
@@ -136,6 +143,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limit = {} if args.max_request_bytes is None else {"max_request_bytes": args.max_request_bytes}
     if args.max_request_bytes is not None and args.max_request_bytes < 1:
         raise TvcacheError("--max-request-bytes must be at least 1", "e.g. 8388608 (8 MiB)")
+    if args.backend == "local":
+        _check_isolation(args.unsafe_no_isolation)
     options = ServeOptions(
         host=args.host,
         port=args.port,
@@ -178,6 +187,31 @@ def _token(args: argparse.Namespace) -> str | None:
             "write it with e.g. `openssl rand -hex 16 > FILE`",
         )
     return token
+
+
+def _check_isolation(unsafe: bool) -> None:
+    """Refuse the local backend unless its commands run isolated or the opt-out is explicit."""
+    from sandbox._isolation import Isolation, probe
+
+    if unsafe:
+        os.environ["TVCACHE_SANDBOX_ISOLATION"] = "off"  # what LocalBackend reads
+        banner = "!" * 78
+        print(
+            f"{banner}\nWARNING --unsafe-no-isolation: local commands run WITHOUT isolation.\n"
+            "They can read and write anything this process can, including the cache store: "
+            f"never serve commands from a model being trained.\n{banner}",
+            file=sys.stderr,
+        )
+        return
+    found = probe(Isolation.from_env())
+    if not found.ok:
+        raise TvcacheError(
+            f"refusing to serve the local backend: its commands cannot be isolated here "
+            f"({found.detail}); an untrusted command could read the host and rewrite the cache",
+            f"{found.fix}; check with `tvcache doctor`; or use --backend docker; or, for trusted "
+            "commands only, pass --unsafe-no-isolation",
+        )
+    print(f"local backend: commands run isolated ({found.detail})", file=sys.stderr)
 
 
 def _names(text: str) -> frozenset[str]:

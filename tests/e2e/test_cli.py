@@ -102,6 +102,13 @@ def test_gc_reconciles_and_enforces_budget(populated: Path) -> None:
 @pytest.mark.slow
 def test_bench_sql_quick_json(tmp_path: Path) -> None:
     result = json.loads(run(tmp_path, "bench", "sql", "--quick", "--json").stdout)
+    cost = result.pop("isolation_cost")  # measured side by side: isolated and not, per tool
+    assert set(cost) == {"bash", "sqlite"}
+    for row in cost.values():
+        assert row["isolated_p50_ms"] > 0 and row["unisolated_p50_ms"] > 0
+        assert row["added_p50_ms"] == pytest.approx(
+            row["isolated_p50_ms"] - row["unisolated_p50_ms"], abs=0.002
+        )
     assert set(result) == {"no_cache", "naive", "tvcache", "read-only", "fingerprint"}
     for mode in result.values():
         assert {

@@ -61,11 +61,15 @@ def test_root_identity_is_the_image_id(make_backend: BackendFactory, api: Any) -
 
 
 def test_options_set_limits_and_env(make_backend: BackendFactory, api: Any) -> None:
-    with start(make_backend(), memory="256m", pids=64, cpus=0.5, env={"GREETING": "hi"}) as box:
+    options: dict[str, Any] = {"memory": "256m", "pids": 64, "cpus": 0.5, "file_mb": 3}
+    with start(make_backend(), **options, env={"GREETING": "hi"}) as box:
         host = api.inspect_container(box.container_id)["HostConfig"]
         assert (host["Memory"], host["PidsLimit"], host["NanoCpus"]) == (256 << 20, 64, 5 * 10**8)
         assert host["NetworkMode"] == "none"
         assert sh(box, "echo $GREETING").output == "hi\n"
+        assert sh(box, "ulimit -H -f; ulimit -HS -f unlimited").output.startswith("3072\n")
+        sh(box, "head -c 5M /dev/zero > big")
+        assert sh(box, "stat -c %s big").output == f"{3 << 20}\n"  # one file cannot fill the disk
 
 
 def test_sqlite_matches_the_local_backend(make_backend: BackendFactory, tmp_path: Path) -> None:

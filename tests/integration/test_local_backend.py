@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,32 +165,42 @@ def test_same_history_same_output_in_two_forks(backend: LocalBackend, box: Local
 # ------------------------------------------------------------------------ timeouts and caps
 
 
-def _gone(pid: int) -> bool:
+def _gone(command: str) -> bool:
+    """No host process runs ``command`` (commands see only their own PID namespace, so the
+    sandbox cannot name its processes by host pid)."""
     for _ in range(50):
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
+        alive = [
+            p
+            for p in psutil.process_iter(["cmdline", "status"])
+            if p.info["cmdline"] == command.split() and p.info["status"] != psutil.STATUS_ZOMBIE
+        ]
+        if not alive:
             return True
         time.sleep(0.02)
     return False
 
 
+def _unique_sleep() -> str:
+    return f"sleep {3000 + uuid.uuid4().int % 10**6}"
+
+
 def test_timeout_kills_the_group_and_sandbox_stays_usable(box: LocalSandbox) -> None:
     start = time.monotonic()
-    out = sh(box, "sleep 30 & echo $! > bg.pid; echo started; sleep 30", timeout=1)
+    sleep = _unique_sleep()
+    out = sh(box, f"{sleep} & echo started; sleep 30", timeout=1)
     assert time.monotonic() - start < 2.5
     assert out.timed_out and out.exit_code == 124
     assert out.output.startswith("started\n") and "timed out after 1 s" in out.output
-    assert _gone(int((box.root / "bg.pid").read_text()))
+    assert _gone(sleep)
     assert sh(box, "echo ok").output == "ok\n"
 
 
 def test_background_children_do_not_block_or_survive(box: LocalSandbox) -> None:
     start = time.monotonic()
-    out = sh(box, "sleep 30 & echo $! > bg.pid; echo done")
+    sleep = _unique_sleep()
+    out = sh(box, f"{sleep} & echo done")
     assert time.monotonic() - start < 2 and out.output == "done\n" and not out.timed_out
-    assert _gone(int((box.root / "bg.pid").read_text()))
+    assert _gone(sleep)
 
 
 def test_run_timeout_argument_and_validation(box: LocalSandbox) -> None:

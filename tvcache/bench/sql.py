@@ -27,6 +27,7 @@ from tvcache._factory import local_backend
 from tvcache._session import Session
 from tvcache._settings import Settings, StateAwareness
 from tvcache._store import Store
+from tvcache.bench import _isolation_cost as isolation_cost
 from tvcache.bench._report import ModeResult, Row, plot, table
 from tvcache.bench._sql_workload import SqlTaskGroup, build_groups, extract_database
 
@@ -267,13 +268,16 @@ def run_sql_bench(args: argparse.Namespace) -> int:
                     results.append(run_naive(work, home, truth, bar))
                 else:
                     results.append(run_tvcache(name, work, home, truth, bar))
+        isolation = isolation_cost.measure(Path(work.specs[0].template or tmp), workdir / "iso")
     if args.json:
-        print(json.dumps({r.name.replace(" ", "_"): r.summary() for r in results}))
+        summary = {r.name.replace(" ", "_"): r.summary() for r in results}
+        print(json.dumps({**summary, "isolation_cost": isolation}))
     else:
         groups = len(work.groups)
         rollouts = sum(len(g.rollouts) for g in work.groups)
         print(f"{groups} groups, {rollouts} rollouts, {work.total_calls} calls per mode")
         print(table(results, ROWS, first_cached=2))
+        print(isolation_cost.format_report(isolation))
     if args.plot:
         plot(results, args.plot, "tvcache bench sql")
         print(f"plot written to {args.plot}", file=sys.stderr)
