@@ -1,0 +1,117 @@
+"""SkyRL-gym's real SQL environment, unwrapped and through tvcache: byte-identical over a group."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from adapters_support import engine_with, framework
+
+from snapshots import TvcacheError
+from tvcache import Engine
+from tvcache.adapters.skyrl import CachedTextEnv, skyrl_tools
+from tvcache.bench._sql_workload import extract_database
+
+DB = "concert_singer"
+GOLD = "SELECT count(*) FROM singer"
+ACTIONS = [
+    "<sql>SELECT count(*) FROM singer</sql>",
+    "<sql>SELECT Name, Country FROM singer ORDER BY Age</sql>",
+    "<sql>SELECT * FROM no_such_table</sql>",
+    "I will think about it first.",  # no <sql>: the env's own invalid-format text
+    "<sql>SELECT Stadium_ID, Name FROM stadium</sql>",
+]
+SOLUTIONS = ["<solution>SELECT count(*) FROM singer</solution>", "<solution>SELECT 1</solution>"]
+
+
+@pytest.fixture(scope="module")
+def sql_env() -> Any:
+    return framework("skyrl_gym.envs.sql.env", "skyrl").SQLEnv
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    extract_database(DB, tmp_path / "data" / "spider" / "database" / DB)
+    return tmp_path / "data"
+
+
+def make(sql_env: Any, data: Path, max_turns: int = 5) -> Any:
+    """The env as skyrl-gym's trainer makes it: a DictConfig and the dataset row's extras."""
+    from omegaconf import DictConfig
+
+    extras = {"db_id": DB, "reward_spec": {"ground_truth": GOLD}, "data": "spider"}
+    return sql_env(DictConfig({"db_path": str(data)}), extras | {"max_turns": max_turns})
+
+
+@pytest.fixture
+def engine(tmp_path: Path, sql_env: Any, data: Path) -> Iterator[Engine]:
+    engine = engine_with(tmp_path / "home", skyrl_tools(make(sql_env, data)))
+    yield engine
+    engine.close()
+
+
+def rollout(env: Any, actions: list[str]) -> list[Any]:
+    """Everything the model and the trainer see: the first prompt, then each step's output."""
+    seen: list[Any] = [env.init([{"role": "user", "content": "count the singers"}])]
+    for action in actions:
+        out = env.step(action)
+        seen.append(dict(out))
+        if out["done"]:
+            break
+    env.close()
+    return seen
+
+
+def group(seed: int, size: int = 8) -> list[list[str]]:
+    """A GRPO group: rollouts share a prefix, then diverge, then submit."""
+    rng = random.Random(seed)
+    plans = []
+    for _ in range(size):
+        depth = rng.randint(1, 4)
+        plan = [ACTIONS[0]] + [rng.choice(ACTIONS) for _ in range(depth - 1)]
+        plans.append([*plan, rng.choice(SOLUTIONS)])
+    return plans
+
+
+def test_a_grpo_group_is_byte_identical_to_the_unwrapped_env(
+    sql_env: Any, data: Path, engine: Engine
+) -> None:
+    for seed in range(3):
+        for plan in group(seed):
+            plain = rollout(make(sql_env, data), plan)
+            cached = rollout(CachedTextEnv(make(sql_env, data), engine, "spider-0"), plan)
+            assert cached == plain
+    stats = engine.stats()
+    assert stats["hits"] > stats["misses"] > 0
+
+
+def test_turn_counters_stay_out_of_the_key(sql_env: Any, data: Path, engine: Engine) -> None:
+    """The same query at another turn count is a hit, with that turn count's reminder."""
+    first = CachedTextEnv(make(sql_env, data, max_turns=5), engine, "spider-0")
+    first.init([])
+    five = first.step(ACTIONS[1])["observations"][0]["content"]
+    later = CachedTextEnv(make(sql_env, data, max_turns=3), engine, "spider-0")
+    later.init([])
+    three = later.step(ACTIONS[1])["observations"][0]["content"]
+    assert engine.stats()["hits"] == 1
+    assert "You have 4 turns left" in five and "You have 2 turns left" in three
+    plain = make(sql_env, data, max_turns=3)
+    assert three == plain.step(ACTIONS[1])["observations"][0]["content"]
+    first.close()
+    later.close()
+
+
+def test_a_cache_outage_raises_instead_of_becoming_an_observation(
+    sql_env: Any, data: Path, engine: Engine
+) -> None:
+    env = CachedTextEnv(make(sql_env, data), engine, "spider-0")
+    env.init([])
+    env.step(ACTIONS[0])
+    assert env.session is not None
+    env.session.close()  # what a lost service looks like from here: the session refuses
+    with pytest.raises(TvcacheError, match="closed"):
+        env.step(ACTIONS[1])
+    env.close()
