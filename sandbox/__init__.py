@@ -1,7 +1,18 @@
 """Live environments: the Sandbox protocol, the tools that run inside one, the backends."""
 
 from sandbox._protocol import Backend, DoctorCheck, ReconcileReport, Sandbox
-from sandbox._tools import LocalTool, ShellState, ToolContext, ToolRegistry
+from sandbox._tools import (
+    BashTool,
+    LocalTool,
+    PythonTool,
+    ShellState,
+    ShellTool,
+    SqliteTool,
+    ToolContext,
+    ToolEnv,
+    ToolRegistry,
+    tool,
+)
 from sandbox._types import (
     JSON,
     TRUNCATION_MARKER,
@@ -19,6 +30,7 @@ __all__ = [
     "JSON",
     "TRUNCATION_MARKER",
     "Backend",
+    "BashTool",
     "DockerBackend",
     "DockerBackendError",
     "DockerSandbox",
@@ -28,14 +40,19 @@ __all__ = [
     "LocalSandbox",
     "LocalTool",
     "Observation",
+    "PythonTool",
     "ReconcileReport",
     "RootSpec",
     "Sandbox",
     "ShellState",
+    "ShellTool",
+    "SqliteTool",
     "ToolCall",
     "ToolCallError",
     "ToolContext",
+    "ToolEnv",
     "ToolRegistry",
     "ToolSpec",
     "cap_output",
+    "tool",
 ]

@@ -58,8 +58,9 @@ import select
 import signal
 import stat
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -214,30 +215,58 @@ SCRIPTS = {
 """The files :func:`prepare` writes for :func:`container_command`."""
 
 
-# ------------------------------------------------------------------------------------- sqlite
+# -------------------------------------------------------------------------------- Python tools
 
-SQLITE_REQUEST = "sqlite.json"
-SQLITE_GRACE = 10.0
-SQLITE_COMMAND = f"exec python3 -I {MOUNT}/py/tvcache_sqlite.py"
+TOOL_REQUEST = "tool.json"
+TOOL_GRACE = 10.0
+TOOL_COMMAND = f"exec python3 -I {MOUNT}/py/tvcache_tool.py"
 """Runs in a subshell (mode ``sub``), so the session shell's state is untouched."""
 
-_SQLITE_SHIM = f'''"""The local backend's sqlite tool, in the container: one code, one format."""
+_TOOL_SHIM = f'''"""One call of a Python tool, in the container, with the host's own tool code."""
+import contextlib
 import dataclasses
+import importlib
+import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, "{MOUNT}/py")
-from sandbox._tools import ShellState, SqliteTool, ToolContext  # noqa: E402
-from sandbox._types import ToolCallError  # noqa: E402
+from sandbox._tools import TIMEOUT_EXIT_CODE, TIMEOUT_NOTE, LocalTool, PythonTool  # noqa: E402
+from sandbox._tools import ShellState, ToolContext  # noqa: E402
+from sandbox._types import ToolCallError, ToolSpec  # noqa: E402
 
 
 class Context(ToolContext):
     def public(self, text):
         return text  # container paths are the same in every fork: nothing to hide
 
+    def exec(self, command, timeout):
+        try:
+            done = subprocess.run(
+                ["bash", "-c", command], cwd=self.root, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as expired:
+            said = (expired.output or b"").decode("utf-8", "replace")
+            return TIMEOUT_EXIT_CODE, said + TIMEOUT_NOTE.format(seconds=timeout)
+        return done.returncode, done.stdout.decode("utf-8", "replace")
 
-request = json.loads(Path("{MOUNT}/{SQLITE_REQUEST}").read_text())
+
+def load(entry):
+    module, _, qualname = entry.partition(":")
+    found = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if isinstance(found, LocalTool):
+        return found
+    if isinstance(found, type):
+        return found()
+    return PythonTool(ToolSpec(name=qualname), found)
+
+
+request = json.loads(Path("{MOUNT}/{TOOL_REQUEST}").read_text())
 ctx = Context(
     root=Path(request["root"]),
     private=Path("{MOUNT}"),
@@ -245,13 +274,22 @@ ctx = Context(
     max_output_bytes=request["max_output_bytes"],
     options=request["options"],
 )
-try:
-    observation = SqliteTool().run(ctx, request["args"], request["timeout"])
-except ToolCallError as error:
-    print(json.dumps({{"tool_call_error": [error.message, error.hint]}}))
-else:
-    print(json.dumps(dataclasses.asdict(observation)))
+with contextlib.redirect_stdout(io.StringIO()):  # what the tool prints is not the reply
+    try:
+        observation = load(request["entry"]).run(ctx, request["args"], request["timeout"])
+    except ToolCallError as error:
+        reply = {{"tool_call_error": [error.message, error.hint]}}
+    else:
+        reply = dataclasses.asdict(observation)
+print("\\n" + json.dumps(reply))
 '''
+
+_TOOL_NAMES = (
+    b"from sandbox._tools import LocalTool, PythonTool, ShellTool, ToolEnv, tool\n"
+    b"from sandbox._types import Observation, ToolCallError, ToolSpec\n"
+)
+"""``sandbox/__init__`` and ``tvcache/__init__`` in the container: a tool's module may import
+the tool names from either, as it does on the host."""
 
 
 class ShellError(SnapshotError):
@@ -415,26 +453,29 @@ class ShellChannel:
             return timeout_observation(text, truncated, timeout)
         return Observation(output=text, exit_code=code, truncated=truncated)
 
-    def sqlite(
+    def python_tool(
         self, request: Mapping[str, object], timeout: float, interrupt: Callable[[], None]
     ) -> Observation:
-        """The local ``sqlite`` tool run by python3 in the container (see :func:`helper_files`).
+        """A Python tool run by python3 in the container (see :func:`helper_files`).
 
-        It stops itself at ``timeout``; ``interrupt`` only comes :data:`SQLITE_GRACE` later.
+        ``request["entry"]`` names it (``module:qualname``). The ``sqlite`` tool stops itself
+        at ``timeout``; ``interrupt`` only comes :data:`TOOL_GRACE` later.
         """
-        write_file(self.directory / SQLITE_REQUEST, json.dumps(request).encode())
-        code = self.run(SQLITE_COMMAND, "sub", timeout + SQLITE_GRACE, interrupt)
+        write_file(self.directory / TOOL_REQUEST, json.dumps(request).encode())
+        code = self.run(TOOL_COMMAND, "sub", timeout + TOOL_GRACE, interrupt)
         if code is None:
             return timeout_observation("", False, timeout)
         head, _ = read_head(self.directory / "log", 1 << 26)
+        lines = head.rstrip(b"\n").rsplit(b"\n", 1)
         try:
-            data = json.loads(head)
+            data = json.loads(lines[-1])
         except ValueError:
             said = head.decode("utf-8", "replace")[-2000:]
-            return Observation(
-                output=f"Error: the sqlite tool needs python3 >= 3.10 in the image: {said}",
-                exit_code=1,
-            )
+            raise ToolCallError(
+                f"tool {request['entry']} did not run in the container (exit {code}): {said}",
+                "the image needs python3 >= 3.10, and the tool's module may import only the"
+                " standard library and tool names from tvcache or sandbox",
+            ) from None
         if "tool_call_error" in data:
             raise ToolCallError(*data["tool_call_error"])
         return Observation(**data)
@@ -649,13 +690,18 @@ def set_last_pid(init_pid: int, last_pid: int) -> None:
         )
 
 
-def helper_files() -> dict[str, bytes]:
-    """The sqlite helper and the host modules it reuses, as protocol-directory files.
+def helper_files(modules: Iterable[str] = ()) -> dict[str, bytes]:
+    """The tool runner, the host modules it reuses and the tools' ``modules``, as files.
 
     ``snapshots/__init__`` is replaced by the two imports ``sandbox._types`` needs, so that
-    nothing host-only (psutil, the docker SDK) is imported in the container.
+    nothing host-only (psutil, the docker SDK) is imported in the container. A tool module is
+    shipped as its one source file, its parent packages as empty ones.
     """
-    files = {"py/tvcache_sqlite.py": _SQLITE_SHIM.encode(), "py/sandbox/__init__.py": b""}
+    files = {
+        "py/tvcache_tool.py": _TOOL_SHIM.encode(),
+        "py/sandbox/__init__.py": _TOOL_NAMES,
+        "py/tvcache/__init__.py": _TOOL_NAMES,
+    }
     for module in (_tools, _types, _errors, _handle):
         assert module.__file__ is not None
         name = module.__name__.replace(".", "/")
@@ -664,4 +710,24 @@ def helper_files() -> dict[str, bytes]:
         b"from snapshots._errors import SnapshotError, TvcacheError\n"
         b"from snapshots._handle import SnapshotHandle\n"
     )
+    for name in modules:
+        path = module_file(name)
+        parts = name.split(".")
+        for depth in range(1, len(parts)):
+            files.setdefault("py/" + "/".join(parts[:depth]) + "/__init__.py", b"")
+        target = "/".join(parts) + ("/__init__.py" if path.name == "__init__.py" else ".py")
+        files["py/" + target] = path.read_bytes()
     return files
+
+
+def module_file(name: str) -> Path:
+    """The source file of the imported module ``name``, which a Python tool lives in."""
+    module = sys.modules.get(name)
+    source = getattr(module, "__file__", None)
+    if name == "__main__" or module is None or source is None or not source.endswith(".py"):
+        raise ToolCallError(
+            f"module {name!r} of a Python tool cannot be shipped into a container: it is "
+            + ("the script being run" if name == "__main__" else "not an imported .py file"),
+            "define the tool in an importable module (a .py file) and import it from there",
+        )
+    return Path(source)

@@ -1,4 +1,14 @@
-"""Tools of the local backend: a registry (a new tool is one small class), ``bash`` and ``sqlite``.
+"""Tools: a registry, the two ways to write one, and ``bash`` and ``sqlite`` written that way.
+
+A tool is declared once (its :class:`ToolSpec`) and runs in a sandbox of either backend, as
+
+- a :class:`ShellTool`: a command built from the arguments, run in the sandbox's shell exactly
+  like a ``bash`` call (the same isolation, the same persistent working directory and exports);
+- a Python callable (:func:`tool`, or a :class:`LocalTool` subclass): it gets a :class:`ToolEnv`,
+  the sandbox's file-system root and an ``exec`` handle for commands. The local backend calls it
+  in the server process; the Docker backend ships its module into the container and calls it
+  there with ``python3`` (so its module may import only the standard library and ``tvcache``'s
+  or ``sandbox``'s tool names).
 
 A tool runs in a :class:`ToolContext`: the sandbox's root directory (the agent's ``$HOME``), a
 private directory beside it that commands do not see, and the shell state (working directory and
@@ -13,6 +23,8 @@ Either way the same history gives the same output in every fork.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
 import os
 import selectors
 import shlex
@@ -23,8 +35,8 @@ import stat
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,6 +112,15 @@ class ToolContext:
         """``text`` with the sandbox's real path shown as ``/sandbox``."""
         return text.replace(str(self.root), PUBLIC_ROOT)
 
+    def exec(self, command: str, timeout: float) -> tuple[int, str]:
+        """Run ``command`` in a subshell of the sandbox's shell: exit code and merged output.
+
+        The same run path as ``bash`` (isolated alike); a subshell, so ``cd`` and ``export``
+        in it do not persist.
+        """
+        observation = BashTool().run(self, {"command": f"(\n{command}\n)"}, timeout)
+        return observation.exit_code, observation.output
+
 
 class LocalTool(ABC):
     """One tool of the local backend. Subclasses set ``spec`` and implement ``run``.
@@ -123,6 +144,11 @@ class ToolRegistry:
             self.register(tool)
 
     def register(self, tool: LocalTool) -> None:
+        if not isinstance(tool, LocalTool) or not isinstance(getattr(tool, "spec", None), ToolSpec):
+            raise ToolCallError(
+                f"{tool!r} is not a tool",
+                "pass ShellTool or LocalTool instances with a ToolSpec, or @tool functions",
+            )
         self._tools[tool.spec.name] = tool
 
     def get(self, name: str) -> LocalTool:
@@ -135,6 +161,9 @@ class ToolRegistry:
 
     def specs(self) -> dict[str, ToolSpec]:
         return {name: tool.spec for name, tool in sorted(self._tools.items())}
+
+    def __iter__(self) -> Iterator[LocalTool]:
+        return iter(list(self._tools.values()))
 
 
 def default_tools() -> list[LocalTool]:
@@ -208,27 +237,35 @@ _WRAPPER = "; ".join(
 )
 
 
-class BashTool(LocalTool):
-    """``bash``: one fresh process per call that behaves as one persistent shell.
+class ShellTool(LocalTool):
+    """A tool that is a shell command: subclasses set ``spec`` and build it in :meth:`command`.
 
-    Persist across calls (and snapshots): the working directory and exported variables. Do not
-    persist: shell functions, aliases, unexported variables, options (``set -e``), traps, and
-    processes — isolated, every process of the sandbox's PID namespace is killed when the
-    command ends or times out; unisolated, its process group is.
+    It runs as a ``bash`` call would, on either backend (locally through the same bubblewrap
+    isolation; in Docker in the container's session shell), so ``cd`` and ``export`` in it
+    persist. Quote every argument (:func:`shlex.quote`): they come from the model.
+
+    >>> class Grep(ShellTool):
+    ...     spec = ToolSpec(name="grep", required=("pattern",), read_only=True)
+    ...     def command(self, args):
+    ...         return f"grep -rn -- {shlex.quote(str(args['pattern']))} ."
     """
 
-    spec = ToolSpec(
-        name="bash",
-        version="1",
-        volatile=frozenset({"timeout"}),
-        required=("command",),
-        description="Run a bash command in the sandbox; stdout and stderr are merged.",
-    )
+    @abstractmethod
+    def command(self, args: Mapping[str, JSON]) -> str:
+        """The command line for a call with ``args``; raise :class:`ToolCallError` if bad."""
+
+    def shell_command(self, args: Mapping[str, JSON]) -> str:
+        """:meth:`command`, checked: a string without NUL characters."""
+        command = self.command(args)
+        if not isinstance(command, str) or "\0" in command:
+            raise ToolCallError(
+                f"{self.spec.name}: the command must be a string without NUL characters",
+                "check the tool's arguments (or its command() method)",
+            )
+        return command
 
     def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation:
-        command = args["command"]
-        if not isinstance(command, str) or "\0" in command:
-            raise ToolCallError("bash: 'command' must be a string without NUL characters")
+        command = self.shell_command(args)
         bash = shutil.which("bash") or "/bin/bash"
         inside = ctx.inside
         (ctx.private / "cmd").write_text(command, encoding="utf-8", errors="replace")
@@ -259,7 +296,7 @@ class BashTool(LocalTool):
             from sandbox._isolation import IsolationError
 
             raise IsolationError(
-                f"bash: the isolated command did not start: {text.strip()}",
+                f"{self.spec.name}: the isolated command did not start: {text.strip()}",
                 "run `tvcache doctor`; it tries an isolated command and says what is missing",
             )
         return Observation(
@@ -283,6 +320,30 @@ class BashTool(LocalTool):
         ctx.shell.cwd = cwd
         ctx.shell.env = env.replace(inside, ROOT_PLACEHOLDER)
         return True
+
+
+class BashTool(ShellTool):
+    """``bash``: one fresh process per call that behaves as one persistent shell.
+
+    Persist across calls (and snapshots): the working directory and exported variables. Do not
+    persist: shell functions, aliases, unexported variables, options (``set -e``), traps, and
+    processes — isolated, every process of the sandbox's PID namespace is killed when the
+    command ends or times out; unisolated, its process group is.
+    """
+
+    spec = ToolSpec(
+        name="bash",
+        version="1",
+        volatile=frozenset({"timeout"}),
+        required=("command",),
+        description="Run a bash command in the sandbox; stdout and stderr are merged.",
+    )
+
+    def command(self, args: Mapping[str, JSON]) -> str:
+        command = args["command"]
+        if not isinstance(command, str) or "\0" in command:
+            raise ToolCallError("bash: 'command' must be a string without NUL characters")
+        return command
 
 
 def _spawn(argv: list[str], cwd: Path, buffer: OutputBuffer, timeout: float) -> int | None:
@@ -407,6 +468,135 @@ def _drain(fd: int, buffer: OutputBuffer) -> bool:
         if not chunk:
             return False
         buffer.add(chunk)
+
+
+# ------------------------------------------------------------------------------- Python tools
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEnv:
+    """What a Python tool sees of its sandbox: the file-system ``root``, the root spec's
+    ``options``, the call's ``timeout`` (the tool should respect it: a Python callable cannot
+    be interrupted from outside) and :meth:`exec` for commands in the sandbox."""
+
+    root: Path
+    options: Mapping[str, JSON]
+    timeout: float
+    context: ToolContext
+
+    def exec(self, command: str, timeout: float | None = None) -> tuple[int, str]:
+        """Run ``command`` in a subshell in the sandbox: exit code and merged output."""
+        return self.context.exec(command, self.timeout if timeout is None else timeout)
+
+
+ToolFunction = Callable[..., object]
+"""``function(env: ToolEnv, **args)`` returning text, an :class:`Observation` or JSON."""
+
+
+class PythonTool(LocalTool):
+    """A tool that is a Python callable ``function(env, **args)`` (see :func:`tool`).
+
+    What it returns becomes the observation: text as is, an :class:`Observation` as given, any
+    other JSON value as its JSON text. An exception it raises is an observation too
+    (``Error: <type>: <message>``, exit code 1), except :class:`ToolCallError` (a bad call).
+    """
+
+    def __init__(self, spec: ToolSpec, function: ToolFunction) -> None:
+        self.spec = spec
+        self.function = function
+        self.__doc__ = function.__doc__
+
+    def __call__(self, env: ToolEnv, **args: JSON) -> object:
+        return self.function(env, **args)
+
+    def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation:
+        args = {k: v for k, v in args.items() if k != "timeout"}  # the framework's, not the tool's
+        try:
+            inspect.signature(self.function).bind(None, **args)
+        except TypeError as error:
+            raise ToolCallError(
+                f"tool {self.spec.name!r}: {error}",
+                f"its arguments are those of {self.function.__qualname__}{_params(self)}",
+            ) from None
+        env = ToolEnv(root=ctx.root, options=ctx.options, timeout=timeout, context=ctx)
+        try:
+            result = self.function(env, **args)
+        except ToolCallError:
+            raise
+        except Exception as error:  # the tool's failure is what the agent observes
+            return Observation(
+                output=ctx.public(f"Error: {type(error).__name__}: {error}"), exit_code=1
+            )
+        if isinstance(result, Observation):
+            text, truncated = cap_output(ctx.public(result.output), ctx.max_output_bytes)
+            return replace(result, output=text, truncated=truncated or result.truncated)
+        if not isinstance(result, str):
+            result = json.dumps(result, sort_keys=True, default=str)
+        text, truncated = cap_output(ctx.public(result), ctx.max_output_bytes)
+        return Observation(output=text, truncated=truncated)
+
+
+def _params(tool: PythonTool) -> str:
+    """The signature without its ``env`` parameter, e.g. ``(pattern, limit=10)``."""
+    params = list(inspect.signature(tool.function).parameters.values())[1:]
+    return str(inspect.Signature(params))
+
+
+def tool(
+    name: str | None = None,
+    *,
+    version: str = "1",
+    volatile: Iterable[str] = ("timeout",),
+    deterministic: bool = True,
+    read_only: bool = False,
+    pure: bool = False,
+    description: str | None = None,
+) -> Callable[[ToolFunction], PythonTool]:
+    """Declare a Python function ``function(env, **args)`` as a tool (a :class:`PythonTool`).
+
+    The name defaults to the function's, the required arguments are its parameters without a
+    default (after ``env``), the description is its docstring's first line. ``volatile`` args
+    are left out of the cache key (``timeout`` is taken by the framework, never passed on).
+
+    >>> @tool(version="1", read_only=True)
+    ... def count_lines(env: ToolEnv, path: str) -> str:
+    ...     return str(len((env.root / path).read_text().splitlines()))
+    """
+
+    def declare(function: ToolFunction) -> PythonTool:
+        params = list(inspect.signature(function).parameters.values())
+        if not params:
+            raise ToolCallError(
+                f"tool function {function.__qualname__} takes no parameters",
+                "its first parameter receives the ToolEnv: def f(env, ...)",
+            )
+        required = tuple(
+            p.name
+            for p in params[1:]
+            if p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+        doc = (function.__doc__ or "").strip().splitlines()
+        spec = ToolSpec(
+            name=name or function.__name__,
+            version=version,
+            volatile=frozenset(volatile),
+            required=required,
+            deterministic=deterministic,
+            description=description if description is not None else (doc[0] if doc else ""),
+            read_only=read_only,
+            pure=pure,
+        )
+        return PythonTool(spec, function)
+
+    return declare
+
+
+def tool_entry(tool: LocalTool) -> str:
+    """``module:qualname`` that finds ``tool`` again after importing its module elsewhere."""
+    if isinstance(tool, PythonTool):
+        return f"{tool.function.__module__}:{tool.function.__qualname__}"
+    return f"{type(tool).__module__}:{type(tool).__qualname__}"
 
 
 # --------------------------------------------------------------------------------------- sqlite

@@ -114,8 +114,13 @@ class Observation:
 class ToolSpec:
     """What the cache must know of a tool to key its calls.
 
+    ``version`` is part of every call's key: bump it when the tool's behaviour changes.
     ``volatile`` args (a request id, a timeout) are left out of the key. A tool that is not
     ``deterministic`` gets its nodes marked nondeterministic and snapshotted on first execution.
+    Claims are checked, never trusted: ``read_only`` (its calls change no state) makes the
+    engine fingerprint the state around each call, and a call that changed it is a write;
+    ``pure`` (output depends on the arguments only) shares observations across a root's states
+    like :attr:`StateAwareness.pure_tools`, with the same check.
     """
 
     name: str
@@ -124,6 +129,27 @@ class ToolSpec:
     required: tuple[str, ...] = ()
     deterministic: bool = True
     description: str = ""
+    read_only: bool = False
+    pure: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or not self.name.isprintable():
+            raise ToolCallError(
+                f"a tool's name must be a non-empty printable string, got {self.name!r}",
+                'e.g. ToolSpec(name="grep")',
+            )
+        if not isinstance(self.version, str) or not self.version:
+            raise ToolCallError(
+                f"tool {self.name!r}: version must be a non-empty string, got {self.version!r}",
+                'e.g. version="1"; bump it whenever the tool\'s output changes',
+            )
+        if isinstance(self.volatile, str) or isinstance(self.required, str):
+            raise ToolCallError(
+                f"tool {self.name!r}: volatile and required are collections of names, not a str",
+                'e.g. volatile=frozenset({"timeout"}), required=("pattern",)',
+            )
+        object.__setattr__(self, "volatile", frozenset(self.volatile))
+        object.__setattr__(self, "required", tuple(self.required))
 
     def validate(self, args: object) -> Mapping[str, JSON]:
         """Return ``args`` if it is a JSON object with the required fields, else raise."""

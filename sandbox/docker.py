@@ -45,7 +45,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -54,13 +54,12 @@ from typing import Any, Literal
 from sandbox import _docker_shell as shell
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
-from sandbox._tools import BashTool, SqliteTool
+from sandbox._tools import LocalTool, ShellTool, ToolRegistry, default_tools, tool_entry
 from sandbox._types import (
     JSON,
     Observation,
     RootSpec,
     ToolCall,
-    ToolCallError,
     ToolSpec,
     call_timeout,
 )
@@ -217,28 +216,25 @@ class DockerSandbox:
     def run(self, call: ToolCall, timeout: float | None = None) -> Observation:
         """Run ``call``. Timeout: the call's ``timeout`` arg, else ``timeout``, else default."""
         self._check_open()
-        specs = self._backend.tool_specs()
-        if call.tool not in specs:
-            raise ToolCallError(f"unknown tool {call.tool!r}", f"known tools: {', '.join(specs)}")
-        args = specs[call.tool].validate(call.args)
+        tool = self._backend.tools.get(call.tool)
+        args = tool.spec.validate(call.args)
         chosen = call_timeout(args, timeout if timeout is not None else self._backend.timeout)
         started, limit = time.perf_counter(), self._backend.max_output_bytes
         unstable = self._moved or self._activity().unstable(self._after_last_call)
         self._moved = False
-        if call.tool == "bash":
-            command = args["command"]
-            if not isinstance(command, str) or "\0" in command:
-                raise ToolCallError("bash: 'command' must be a string without NUL characters")
+        if isinstance(tool, ShellTool):  # bash and every command tool: the session shell
+            command = tool.shell_command(args)
             observation = self._channel.bash(command, chosen, limit, self._interrupt)
-        else:
+        else:  # sqlite and every Python tool: python3 inside the container
             request = {
+                "entry": tool_entry(tool),
                 "args": dict(args),
                 "root": self._config.root,
                 "max_output_bytes": limit,
-                "options": {"sqlite_db": self._config.options.get("sqlite_db", "db.sqlite")},
+                "options": {"sqlite_db": "db.sqlite", **self._config.options},
                 "timeout": chosen,
             }
-            observation = self._channel.sqlite(request, chosen, self._interrupt)
+            observation = self._channel.python_tool(request, chosen, self._interrupt)
         self._after_last_call = after = self._activity()
         return replace(
             observation,
@@ -415,6 +411,7 @@ class DockerBackend:
         flatten_depth: int = docker_fs.FLATTEN_DEPTH,
         ready_timeout: float = 30.0,
         api: DockerAPI | None = None,
+        tools: Iterable[LocalTool] = (),
     ) -> None:
         if level not in ("fs", "full"):
             raise DockerBackendError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
@@ -449,7 +446,8 @@ class DockerBackend:
         self._lock = threading.Lock()
         self._doomed: set[str] = set()
         self._docker_root: Path | None = None
-        self._files = shell.helper_files()
+        self.tools = ToolRegistry([*default_tools(), *tools])
+        self._files = shell.helper_files(self._tool_modules())
         self._process = docker_fs.process_labels()
         self.overlay = OverlayDigests()
 
@@ -458,8 +456,13 @@ class DockerBackend:
         return BACKEND_NAME
 
     def tool_specs(self) -> Mapping[str, ToolSpec]:
-        """The local backend's ``bash`` and ``sqlite`` specs: same names, versions, volatiles."""
-        return {"bash": BashTool.spec, "sqlite": SqliteTool.spec}
+        """The same tools, specs and keys as the local backend's (plus those given)."""
+        return self.tools.specs()
+
+    def _tool_modules(self) -> list[str]:
+        """Modules of the Python tools that must be shipped into containers to run there."""
+        python = [t for t in self.tools if not isinstance(t, ShellTool)]
+        return sorted({tool_entry(t).partition(":")[0] for t in python} - {"sandbox._tools"})
 
     def _image(self, spec: RootSpec) -> tuple[str, dict[str, Any]]:
         if spec.backend != BACKEND_NAME:

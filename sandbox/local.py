@@ -38,9 +38,9 @@ from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tools import (
     INNER_ROOT,
     ROOT_PLACEHOLDER,
-    BashTool,
     LocalTool,
     ShellState,
+    ShellTool,
     ToolContext,
     ToolRegistry,
     default_tools,
@@ -141,7 +141,7 @@ class LocalSandbox:
         chosen = call_timeout(args, timeout if timeout is not None else self._backend.timeout)
         start = time.perf_counter()
         observation = tool.run(self._ctx, args, chosen)
-        if self._ctx.isolation is not None and not isinstance(tool, BashTool):
+        if self._ctx.isolation is not None and not isinstance(tool, ShellTool):
             self._ctx.isolation.prepare(self._ctx.root)  # what a tool in this process made
         return replace(observation, seconds=time.perf_counter() - start)
 

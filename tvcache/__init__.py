@@ -4,10 +4,21 @@ Observations are keyed by the whole tool-call history since the environment's st
 rollout that leaves the cached path resumes from a fork of the nearest checkpoint.
 """
 
-from sandbox import Observation, RootSpec, ToolCall, ToolCallError, ToolSpec
+from sandbox import (
+    LocalTool,
+    Observation,
+    PythonTool,
+    RootSpec,
+    ShellTool,
+    ToolCall,
+    ToolCallError,
+    ToolEnv,
+    ToolSpec,
+    tool,
+)
 from snapshots import SnapshotError, SnapshotHandle, TvcacheError
 from tvcache._engine import Engine, RootNotFoundError
-from tvcache._factory import open_engine
+from tvcache._factory import load_tools, open_engine
 from tvcache._policy import (
     AlwaysSnapshot,
     CostAwarePolicy,
@@ -19,7 +30,7 @@ from tvcache._policy import (
     SnapshotPolicy,
 )
 from tvcache._session import CallResult, Session, SessionClosedError
-from tvcache._settings import Settings
+from tvcache._settings import Settings, StateAwareness
 from tvcache._store import Store, StoreError
 from tvcache.pool import PreforkPool
 
@@ -32,25 +43,32 @@ __all__ = [
     "Engine",
     "EvictionStrategy",
     "LeastRecentlyUsed",
+    "LocalTool",
     "NeverSnapshot",
     "Observation",
     "PreforkPool",
+    "PythonTool",
     "RootNotFoundError",
     "RootSpec",
     "SecondsSavedPerByte",
     "Session",
     "SessionClosedError",
     "Settings",
+    "ShellTool",
     "SnapshotContext",
     "SnapshotError",
     "SnapshotHandle",
     "SnapshotPolicy",
+    "StateAwareness",
     "Store",
     "StoreError",
     "ToolCall",
     "ToolCallError",
+    "ToolEnv",
     "ToolSpec",
     "TvcacheError",
     "__version__",
+    "load_tools",
     "open_engine",
+    "tool",
 ]

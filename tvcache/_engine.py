@@ -289,7 +289,7 @@ class Engine:
 
         A call of a "pure" tool that was caught changing the state lives at the position.
         """
-        if spec.name not in self.settings.state.pure_tools:
+        if not (spec.pure or spec.name in self.settings.state.pure_tools):
             return position
         root = self.graph.root(position.root_id)
         assert root is not None
@@ -312,15 +312,18 @@ class Engine:
         fingerprints before and after. A pure tool that changed the state is a write.
         """
         aware = self.settings.state
-        pure = anchor.is_root and spec.name in aware.pure_tools
+        pure = anchor.is_root and (spec.pure or spec.name in aware.pure_tools)
         task_id = self.root_spec(position.root_id).task_id
-        fingerprinting = pure or aware.fingerprints(spec.name, task_id)
+        configured = pure or aware.fingerprints(spec.name, task_id)  # opted into merging
+        fingerprinting = configured or spec.read_only  # a claim is checked, never merged on
         if position.children and position.snapshot is None:
             self.snapshots.maybe_take(sandbox, position, "branch")
         before = self._state_fingerprint(sandbox, position) if fingerprinting else None
         observation = sandbox.run(call, timeout=self.settings.call_timeout)
         after = self._measured_fingerprint(sandbox) if fingerprinting else None
         unchanged = before is not None and before == after
+        if pure and spec.name not in aware.pure_tools and (before is None or after is None):
+            pure, anchor = False, position  # a tool's own claim counts only where it is checked
         read_only = (aware.read_only and observation.read_only) or unchanged
         if pure and before is not None and after is not None and not unchanged:
             log.warning("tool %r is configured pure but changed the state: a write", spec.name)
@@ -329,7 +332,10 @@ class Engine:
             anchor = position
         elif pure:
             read_only = True
-        child = self.graph_child(anchor, key, call, observation, spec, read_only, after)
+        elif spec.read_only and before is not None and after is not None and not unchanged:
+            log.warning("tool %r claims read-only but changed the state: a write", spec.name)
+        merged_on = after if configured else None
+        child = self.graph_child(anchor, key, call, observation, spec, read_only, merged_on)
         if not child.read_only:
             self.snapshots.maybe_take(sandbox, child.state(), "after_call")
         return child

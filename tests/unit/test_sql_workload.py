@@ -12,6 +12,7 @@ import pytest
 
 import tvcache
 from tvcache.bench import _sql_workload as w
+from tvcache.data import _spider
 
 PACKAGE_DIR = Path(tvcache.__file__).resolve().parent
 
@@ -119,7 +120,7 @@ def opened_files() -> Iterator[list[str]]:
         if active[0] and event == "open" and isinstance(args[0], (str, Path)):
             seen.append(str(args[0]))
 
-    for cached in (w._members, w._tasks, w._traces, w._edit_targets):
+    for cached in (_spider._members, _spider._tasks, _spider._traces, w._edit_targets):
         cached.cache_clear()
     sys.addaudithook(hook)  # hooks cannot be removed; this one goes quiet after the test
     yield seen
@@ -146,7 +147,7 @@ def test_packaged_data_is_self_contained(tmp_path: Path, opened_files: list[str]
 
 
 def test_build_groups_defaults_fast_and_sized() -> None:
-    for cached in (w._members, w._tasks, w._traces, w._edit_targets):
+    for cached in (_spider._members, _spider._tasks, _spider._traces, w._edit_targets):
         cached.cache_clear()
     start = time.perf_counter()
     built = w.build_groups()
