@@ -1,16 +1,11 @@
-"""What the adapter tests share: an engine with extra tools, and the frameworks, or a skip."""
+"""What the adapter tests share: the frameworks, or a skip that names the extra to install."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
-from pathlib import Path
 from types import ModuleType
 
-from sandbox._tools import LocalTool
-from sandbox.local import LocalBackend
 from integration.needs import unavailable
-from tvcache import Engine, Settings
 
 
 def framework(module: str, extra: str) -> ModuleType:
@@ -19,12 +14,3 @@ def framework(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         unavailable(f"{module} is not importable ({error}): pip install -e '.[{extra}]'")
-
-
-def engine_with(home: Path, tools: Iterable[LocalTool] = ()) -> Engine:
-    """An in-memory engine on the local backend with ``tools`` added to the built-in ones
-    (``open_engine(tools=...)`` once it has that parameter)."""
-    settings = Settings(home=home)
-    home.mkdir(parents=True, exist_ok=True)
-    backend = LocalBackend(settings.snapshot_dir, tools=tools, work_dir=settings.sandbox_dir)
-    return Engine(backend, None, settings=settings)

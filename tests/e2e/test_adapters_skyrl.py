@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapters_support import engine_with, framework
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from adapters_support import framework
 
 from snapshots import TvcacheError
-from tvcache import Engine
+from tvcache import Engine, Settings, open_engine
 from tvcache.adapters.skyrl import CachedTextEnv, skyrl_tools
-from tvcache.bench._sql_workload import extract_database
+from tvcache.data import spider_database
 
 DB = "concert_singer"
 GOLD = "SELECT count(*) FROM singer"
@@ -34,7 +36,7 @@ def sql_env() -> Any:
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    extract_database(DB, tmp_path / "data" / "spider" / "database" / DB)
+    spider_database(DB, tmp_path / "data" / "spider" / "database" / DB)
     return tmp_path / "data"
 
 
@@ -48,7 +50,8 @@ def make(sql_env: Any, data: Path, max_turns: int = 5) -> Any:
 
 @pytest.fixture
 def engine(tmp_path: Path, sql_env: Any, data: Path) -> Iterator[Engine]:
-    engine = engine_with(tmp_path / "home", skyrl_tools(make(sql_env, data)))
+    tools = skyrl_tools(make(sql_env, data))
+    engine = open_engine(Settings(home=tmp_path / "home"), tools=tools, persist=False)
     yield engine
     engine.close()
 
@@ -86,6 +89,25 @@ def test_a_grpo_group_is_byte_identical_to_the_unwrapped_env(
             assert cached == plain
     stats = engine.stats()
     assert stats["hits"] > stats["misses"] > 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    plans=st.lists(
+        st.tuples(st.integers(2, 5), st.lists(st.sampled_from(ACTIONS + SOLUTIONS), max_size=5)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_rollouts_at_any_turn_budget_see_what_the_env_shows(
+    sql_env: Any, data: Path, engine: Engine, plans: list[tuple[int, list[str]]]
+) -> None:
+    """The guarantee through the wrapper: whatever the cache already holds (the engine is
+    shared by all examples), every observation and reward equals the unwrapped env's."""
+    for max_turns, plan in plans:
+        plain = rollout(make(sql_env, data, max_turns), plan)
+        cached = rollout(CachedTextEnv(make(sql_env, data, max_turns), engine, "spider-0"), plan)
+        assert cached == plain
 
 
 def test_turn_counters_stay_out_of_the_key(sql_env: Any, data: Path, engine: Engine) -> None:
