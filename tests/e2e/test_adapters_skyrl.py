@@ -26,7 +26,9 @@ ACTIONS = [
     "I will think about it first.",  # no <sql>: the env's own invalid-format text
     "<sql>SELECT Stadium_ID, Name FROM stadium</sql>",
 ]
-SOLUTIONS = ["<solution>SELECT count(*) FROM singer</solution>", "<solution>SELECT 1</solution>"]
+THINK = "<think>Next.</think>\n"  # the SQL env rewards only answers whose turns all think
+ACTIONS = [THINK + action for action in ACTIONS]
+SOLUTIONS = [THINK + f"<solution>{sql}</solution>" for sql in (GOLD, "SELECT 1")]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,7 @@ def test_a_grpo_group_is_byte_identical_to_the_unwrapped_env(
             assert cached == plain
     stats = engine.stats()
     assert stats["hits"] > stats["misses"] > 0
+    assert {r[-1]["reward"] for p in group(0) for r in [rollout(make(sql_env, data), p)]} == {0, 1}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

@@ -129,7 +129,7 @@ class CachedTextEnv:
         options: Mapping[str, JSON] | None = None,
         env_text: EnvText = SKYRL_ENV_TEXT,
     ) -> None:
-        self.env, self.source, self.task_id = env, source, task_id
+        self.env, self.source, self.task_id = env, source, str(task_id)
         self.template, self.options, self.env_text = template, dict(options or {}), env_text
         self.session: ToolSession | None = None
         self._outage: TvcacheError | None = None
