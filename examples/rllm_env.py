@@ -37,7 +37,7 @@ def main() -> None:
         turn = [bash("c1", "sort -n numbers.txt"), bash("c2", "tail -n 1 numbers.txt")]
         finish = {"id": "c3", "function": {"name": "finish", "arguments": '{"response": "3"}'}}
         for rollout in range(2):
-            task, _info = env.reset()
+            env.reset()
             observation, _, _, _ = env.step(turn)
             _, reward, done, _ = env.step([finish])
             print(f"rollout {rollout}: {observation['tool_outputs']} reward={reward} done={done}")

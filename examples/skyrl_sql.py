@@ -55,12 +55,15 @@ def main() -> None:
         for _ in range(8):
             plan = tables + rng.sample(probes, rng.randint(0, 2)) + [rng.choice(answers)]
             plain = rollout(make_env(data, task.db, task.gold), plan)
-            env = CachedTextEnv(make_env(data, task.db, task.gold), engine, task.task_id)  # the line
+            env = make_env(data, task.db, task.gold)
+            env = CachedTextEnv(env, engine, task.task_id)  # the one line a SkyRL user adds
             cached = rollout(env, plan)
             identical = identical and cached == plain
-            print(f"reward {cached[-1]['reward']:.0f}  steps {len(plan)}  identical {cached == plain}")
-        stats = engine.stats()
-        print(f"byte-identical: {identical}; SQL runs {stats['misses']}, served from cache {stats['hits']}")
+            print(
+                f"reward {cached[-1]['reward']:.0f}  steps {len(plan)}  identical {cached == plain}"
+            )
+        runs, hits = engine.stats()["misses"], engine.stats()["hits"]
+        print(f"byte-identical: {identical}; SQL runs {runs}, served from cache {hits}")
         engine.close()
 
 

@@ -18,7 +18,11 @@ EXPECTED = ["", "", "a\nb\n", "2\n"]
 TURN = {
     "role": "assistant",
     "tool_calls": [
-        {"id": f"c{i}", "type": "function", "function": {"name": "bash", "arguments": {"command": c}}}
+        {
+            "id": f"c{i}",
+            "type": "function",
+            "function": {"name": "bash", "arguments": {"command": c}},
+        }
         for i, c in enumerate(COMMANDS)
     ],
 }
@@ -36,7 +40,9 @@ def template(tmp_path: Path) -> str:
     return str(tmp_path / "task")
 
 
-def test_openai_parallel_calls_on_both_remote_sessions(server: ServerProcess, template: str) -> None:
+def test_openai_parallel_calls_on_both_remote_sessions(
+    server: ServerProcess, template: str
+) -> None:
     async def main() -> list[list[str]]:
         outs = []
         with Client(server.url) as client:  # the threaded client's acall

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from adapters_support import framework
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from adapters_support import framework
 
 from snapshots import TvcacheError
 from tvcache import Engine, Settings, open_engine

@@ -128,7 +128,11 @@ def parallel_turn() -> dict[str, object]:
     """One assistant turn of calls whose results show the order they ran in."""
     commands = ["sleep 0.2; echo a >> log", "echo b >> log", "cat log", "wc -l < log"]
     calls = [
-        {"id": f"c{i}", "type": "function", "function": {"name": "bash", "arguments": {"command": c}}}
+        {
+            "id": f"c{i}",
+            "type": "function",
+            "function": {"name": "bash", "arguments": {"command": c}},
+        }
         for i, c in enumerate(commands)
     ]
     return {"role": "assistant", "tool_calls": calls}
@@ -169,9 +173,7 @@ def test_rllm_env_follows_the_documented_interface(engine: Engine, template: str
         TvcacheToolEnv.from_dict({"question": "?", "tvcache": {"task_id": "notes"}})
 
 
-def test_rllm_envs_stepped_from_threads_keep_their_own_order(
-    engine: Engine, template: str
-) -> None:
+def test_rllm_envs_stepped_from_threads_keep_their_own_order(engine: Engine, template: str) -> None:
     """rLLM's engine steps many envs at once in threads (is_multithread_safe)."""
 
     def rollout(_: int) -> dict[str, str]:

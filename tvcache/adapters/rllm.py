@@ -135,5 +135,5 @@ def _finish_text(finish: Any, calls: list[Any]) -> str:
         try:
             arguments = json.loads(arguments)
         except ValueError:
-            return arguments
+            return str(arguments)
     return str(arguments.get("response", "")) if isinstance(arguments, Mapping) else ""

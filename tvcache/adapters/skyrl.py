@@ -31,9 +31,8 @@ from tvcache.client import ToolSession
 
 # tool name -> (volatile argument, the exact text the tool adds for its value)
 EnvText = Mapping[str, tuple[str, Callable[[Any], str]]]
-SKYRL_ENV_TEXT: EnvText = {
-    "sql": ("turns_left", lambda n: f"<reminder>You have {n} turns left to complete the task.</reminder>"),
-}  # fmt: skip
+REMINDER = "<reminder>You have {} turns left to complete the task.</reminder>"
+SKYRL_ENV_TEXT: EnvText = {"sql": ("turns_left", REMINDER.format)}
 MARK = "\x00tvcache:env-text\x00"  # stands for the env text in stored outputs
 RAISED = 97  # the exit code that says the tool raised; the output is the exception's text
 

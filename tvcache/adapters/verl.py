@@ -29,12 +29,14 @@ from sandbox import JSON, ToolCallError
 from tvcache.adapters._common import shown
 from tvcache.client import AsyncClient, AsyncRemoteSession
 
+_Base: type
+ToolResponse: Any
 try:
-    from verl.tools.base_tool import BaseTool
-    from verl.tools.schemas import ToolResponse
+    from verl.tools import base_tool, schemas
+
+    _Base, ToolResponse = base_tool.BaseTool, schemas.ToolResponse
 except ImportError:  # documented interface only; constructing a tool then says what to install
-    BaseTool = object
-    ToolResponse = None
+    _Base, ToolResponse = object, None
 
 TASK_KEYS = ("task_id", "template", "options")
 
@@ -47,7 +49,7 @@ class _Rollout:
     used: float = field(default_factory=time.monotonic)
 
 
-class TvcacheTool(BaseTool):  # type: ignore[misc,valid-type]
+class TvcacheTool(_Base):  # type: ignore[misc]
     """A verl tool served by tvcache: ``config`` has ``url`` (of `tvcache serve`),
     ``task_id``, and optionally ``tool`` (the tvcache tool; default: the schema's name),
     ``template``, ``options``, ``token``, ``idle_seconds``."""
@@ -63,9 +65,7 @@ class TvcacheTool(BaseTool):  # type: ignore[misc,valid-type]
         self.instances: dict[str, dict[str, Any]] = {}  # instance id -> its task
         self.rollouts: dict[str, _Rollout] = {}
 
-    async def create(
-        self, instance_id: str | None = None, **kwargs: Any
-    ) -> tuple[str, Any]:
+    async def create(self, instance_id: str | None = None, **kwargs: Any) -> tuple[str, Any]:
         instance_id = instance_id or str(uuid.uuid4())
         create_kwargs = kwargs.get("create_kwargs") or {}
         unknown = sorted(set(create_kwargs) - set(TASK_KEYS))
