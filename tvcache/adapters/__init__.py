@@ -16,5 +16,18 @@ from __future__ import annotations
 from tvcache.adapters._common import SessionSource, run_call
 from tvcache.adapters.gym import Action, ToolEnv
 from tvcache.adapters.openai import atool_messages, tool_messages
+from tvcache.adapters.rllm import TvcacheToolEnv
+from tvcache.adapters.skyrl import CachedTextEnv, skyrl_tools
 
-__all__ = ["Action", "SessionSource", "ToolEnv", "atool_messages", "run_call", "tool_messages"]
+# tvcache.adapters.verl is imported by name only: importing verl loads torch.
+__all__ = [
+    "Action",
+    "CachedTextEnv",
+    "SessionSource",
+    "ToolEnv",
+    "TvcacheToolEnv",
+    "atool_messages",
+    "run_call",
+    "skyrl_tools",
+    "tool_messages",
+]
