@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,19 @@ def test_a_cache_outage_raises_instead_of_becoming_an_observation(
     with pytest.raises(TvcacheError, match="closed"):
         env.step(ACTIONS[1])
     env.close()
+
+
+def test_a_group_stepped_from_threads_is_byte_identical(
+    sql_env: Any, data: Path, engine: Engine
+) -> None:
+    """SkyRL's generator steps a group's envs concurrently; each keeps its own history."""
+    plans = group(7)
+    plain = [rollout(make(sql_env, data), plan) for plan in plans]
+    with ThreadPoolExecutor(8) as pool:
+        cached = list(
+            pool.map(
+                lambda plan: rollout(CachedTextEnv(make(sql_env, data), engine, "spider-0"), plan),
+                plans,
+            )
+        )
+    assert cached == plain
