@@ -4,6 +4,8 @@ Run: python examples/gym_env.py            (an in-process engine in a temporary 
      python examples/gym_env.py URL        (a running `tvcache serve` at URL)
 
 Two rollouts of the same task: the second one's shared prefix is served from the cache.
+With gymnasium installed, ToolEnv is a gymnasium.Env: after tvcache.adapters.gym.register(),
+gym.make("tvcache/ToolEnv-v0", source=URL, task_id=...) makes one (see docs/adapters.md).
 """
 
 from __future__ import annotations

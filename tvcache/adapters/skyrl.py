@@ -23,8 +23,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sandbox import JSON, Observation, ToolCallError, ToolSpec
-from sandbox._tools import LocalTool, ToolContext
+from sandbox import JSON, LocalTool, Observation, ToolCallError, ToolContext, ToolSpec
 from snapshots import TvcacheError
 from tvcache.adapters._common import SessionSource
 from tvcache.client import ToolSession
