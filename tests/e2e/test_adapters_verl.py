@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from adapters_support import framework
 
+from snapshots import TvcacheError
 from tvcache.client import Client
 from tvcache.service import ServerProcess
 
@@ -118,3 +119,22 @@ def test_sessions_verl_never_releases_are_closed_when_idle(
         return during - before, after - before, open_sessions() - before
 
     assert asyncio.run(main()) == (1, 1, 0)
+
+
+def test_a_session_that_failed_to_open_is_opened_again_by_the_next_call(
+    registry: Any, tmp_path: Path, server: ServerProcess
+) -> None:
+    later = tmp_path / "later"
+
+    async def main() -> str:
+        tool = load(registry, tmp_path, server.url, str(later))
+        with pytest.raises(TvcacheError, match="does not exist"):
+            await call(tool, "r", "ls")
+        later.mkdir()
+        (later / "ready").write_text("")
+        text, _ = await call(tool, "r", "ls")
+        await tool.close_all()
+        await tool.client.aclose()
+        return text
+
+    assert asyncio.run(main()) == "ready\n"

@@ -183,6 +183,7 @@ class CachedTextEnv:
         if result.exit_code == RAISED:
             raise SkyrlToolError(result.output)
         volatile = self.env_text.get(tool_name)
-        if volatile is not None and MARK in result.output:
-            return result.output.replace(MARK, volatile[1](args[volatile[0]]))
+        before, mark, after = result.output.rpartition(MARK)
+        if volatile is not None and mark:
+            return before + volatile[1](args[volatile[0]]) + after
         return result.output

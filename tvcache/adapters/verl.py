@@ -83,11 +83,11 @@ class TvcacheTool(_Base):  # type: ignore[misc]
         request_id = str(
             getattr(agent_data, "request_id", None) or kwargs.get("request_id") or instance_id
         )
-        await self._expire(keep=request_id)
-        session = await self._session(request_id, task)
         if not isinstance(parameters, Mapping):
             text = f"error: arguments must be a JSON object, got {type(parameters).__name__}"
             return ToolResponse(text=text), 0.0, {}
+        await self._expire(keep=request_id)
+        session = await self._session(request_id, task)
         try:
             result = await session.acall(self.tool, **parameters)
         except ToolCallError as error:
@@ -114,7 +114,12 @@ class TvcacheTool(_Base):  # type: ignore[misc]
             )
             rollout = self.rollouts[request_id] = _Rollout(asyncio.ensure_future(opening))
         rollout.used = time.monotonic()
-        return await asyncio.shield(rollout.opening)
+        try:
+            return await asyncio.shield(rollout.opening)
+        except Exception:
+            if self.rollouts.get(request_id) is rollout:
+                del self.rollouts[request_id]  # the next call tries to open it again
+            raise
 
     async def _expire(self, keep: str) -> None:
         now = time.monotonic()
