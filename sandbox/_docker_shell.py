@@ -285,7 +285,7 @@ print("\\n" + json.dumps(reply))
 '''
 
 _TOOL_NAMES = (
-    b"from sandbox._tools import LocalTool, PythonTool, ShellTool, ToolEnv, tool\n"
+    b"from sandbox._tools import LocalTool, PythonTool, ShellTool, ToolSandbox, tool\n"
     b"from sandbox._types import Observation, ToolCallError, ToolSpec\n"
 )
 """``sandbox/__init__`` and ``tvcache/__init__`` in the container: a tool's module may import
