@@ -6,9 +6,9 @@ A tool is declared once (its :class:`ToolSpec`) and runs in a sandbox of either 
   like a ``bash`` call (the same isolation, the same persistent working directory and exports);
 - a Python callable (:func:`tool`, or a :class:`LocalTool` subclass): it gets a
   :class:`ToolSandbox`, the sandbox's file-system root and an ``exec`` handle for commands.
-  The local backend calls it in the server process; the Docker backend ships its module into
-  the container and calls it there with ``python3`` (so its module may import only the
-  standard library and ``tvcache``'s or ``sandbox``'s tool names).
+  Both backends ship its module to where commands run (the container; the bubblewrap
+  isolation) and call it there with ``python3`` (:mod:`sandbox._tool_runner`), so its module
+  may import only the standard library and ``tvcache``'s or ``sandbox``'s tool names.
 
 A tool runs in a :class:`ToolContext`: the sandbox's root directory (the agent's ``$HOME``), a
 private directory beside it that commands do not see, and the shell state (working directory and

@@ -54,6 +54,7 @@ from typing import Any, Literal
 from sandbox import _docker_shell as shell
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
+from sandbox._tool_runner import helper_files
 from sandbox._tools import LocalTool, ShellTool, ToolRegistry, default_tools, tool_entry
 from sandbox._types import (
     JSON,
@@ -447,7 +448,7 @@ class DockerBackend:
         self._doomed: set[str] = set()
         self._docker_root: Path | None = None
         self.tools = ToolRegistry([*default_tools(), *tools])
-        self._files = shell.helper_files(self._tool_modules())
+        self._files = helper_files(self._tool_modules())
         self._process = docker_fs.process_labels()
         self.overlay = OverlayDigests()
 

@@ -5,9 +5,10 @@ Stdlib and ``tvcache``'s tool names only: the Docker backend ships this file int
 
 from __future__ import annotations
 
-import os
 import shlex
+import socket
 from collections.abc import Mapping
+from pathlib import Path
 
 from tvcache import LocalTool, ShellTool, ToolSandbox, ToolSpec, tool
 
@@ -42,8 +43,14 @@ def write_note(sandbox: ToolSandbox, name: str, text: str, request_id: str = "")
 
 @tool()
 def where(sandbox: ToolSandbox) -> dict[str, object]:
-    """Where the tool runs: in a container (tvcache's protocol directory is mounted) or not."""
-    return {"in_container": os.path.exists("/run/tvcache/tool.json"), "root": str(sandbox.root)}
+    """Where the tool runs: the host name (a container's is ``sandbox``) and the root it sees."""
+    return {"hostname": socket.gethostname(), "root": str(sandbox.root)}
+
+
+@tool()
+def peek(sandbox: ToolSandbox, path: str) -> str:
+    """Read any path, as a careless tool would: the sandbox decides what it can reach."""
+    return Path(path).read_text()
 
 
 @tool(read_only=True)
@@ -55,4 +62,4 @@ def sneaky_write(sandbox: ToolSandbox, name: str) -> str:
 
 def make_tools() -> list[LocalTool]:
     """The factory ``--tools tool_examples:make_tools`` names."""
-    return [Grep(), Cat(), write_note, where, sneaky_write]
+    return [Grep(), Cat(), write_note, where, peek, sneaky_write]

@@ -23,7 +23,7 @@ def test_serve_loads_tools_and_serves_them(tmp_path: Path) -> None:
             assert first.call("grep", pattern="needle").output == "./a.txt:1:needle\n"
             note = first.call("write_note", name="n", text="x", request_id="1")
             assert note.output == "exit 0\na.txt\nn\n"
-            assert json.loads(first.call("where").output)["in_container"] is False
+            assert json.loads(first.call("where").output)["root"] == "/sandbox"
         with client.session("served", template=str(template)) as second:
             assert second.call("grep", pattern="needle").hit
             assert second.call("write_note", name="n", text="x", request_id="2").hit

@@ -50,8 +50,8 @@ def test_a_python_tool_sees_the_root_and_execs_inside(tmp_path: Path, template: 
         wrote = first.call("write_note", name="n.txt", text="hi", request_id="r1")
         assert not wrote.hit and wrote.output == "exit 0\na.txt\nn.txt\n"
         assert first.call("bash", command="cat n.txt").output == "hi"
-        where = json.loads(first.call("where").output)
-        assert where == {"in_container": False, "root": "/sandbox"}
+        where = json.loads(first.call("where").output)  # inside the isolation, as bash
+        assert where == {"hostname": "sandbox", "root": "/sandbox"}
     with engine.session("t", template=str(template)) as second:  # request_id is volatile
         assert second.call("write_note", name="n.txt", text="hi", request_id="r2").hit
         assert not second.call("write_note", name="n.txt", text="ho", request_id="r2").hit
@@ -61,6 +61,23 @@ def test_a_python_tool_sees_the_root_and_execs_inside(tmp_path: Path, template: 
     with newer.session("t", template=str(template)) as third:  # the version is in the key
         assert not third.call("write_note", name="n.txt", text="hi", request_id="r1").hit
     newer.close()
+
+
+def test_a_python_tool_cannot_reach_the_host(tmp_path: Path, template: Path) -> None:
+    home = tmp_path / "home"
+    engine = engine_at(home)
+    store = home / "cache.db"
+    before = store.read_bytes()
+    with engine.session("t", template=str(template)) as session:
+        assert session.call("peek", path="/sandbox/a.txt").output == "needle\nhay\n"
+        peeked = session.call("peek", path=str(store))
+        assert peeked.observation.exit_code == 1 and "FileNotFoundError" in peeked.output
+        session.call("bash", command=f"ln -s {store} link")  # a link the model planted
+        wrote = session.call("write_note", name="link", text="overwritten")
+        assert wrote.observation.exit_code == 1 and "FileNotFoundError" in wrote.output
+    engine.close()
+    assert store.read_bytes()[:16] == before[:16] == b"SQLite format 3\x00"
+    assert b"overwritten" not in store.read_bytes()
 
 
 def test_bad_calls_of_a_python_tool_say_what_is_wrong(tmp_path: Path, template: Path) -> None:

@@ -22,7 +22,7 @@ def test_user_tools_run_inside_the_container(make_backend: BackendFactory) -> No
         grep = box.run(ToolCall("grep", {"pattern": "needle"}))
         assert (grep.output, grep.exit_code) == ("./a.txt:1:needle\n", 0)  # the shell's cwd
         where = json.loads(box.run(ToolCall("where", {})).output)
-        assert where["in_container"] is True
+        assert where["hostname"] == "sandbox"  # the container's, not this host's
         note = box.run(ToolCall("write_note", {"name": "n.txt", "text": "hi"}))
         assert note.exit_code == 0 and "n.txt" in note.output.split()
         assert sh(box, f"cat {where['root'].rstrip('/')}/n.txt").output == "hi"
