@@ -148,8 +148,7 @@ def run_isolated(
     container: it sees ``/sandbox`` and nothing of the host (a link the model planted leads
     nowhere). The files are written for the call and removed after it, so no snapshot holds
     them."""
-    module = _tools.tool_entry(tool).partition(":")[0]
-    files = _files(() if module.startswith("sandbox.") else (module,))
+    files = _files(tuple(shipped_modules([tool])))
     out = ctx.private / "out"
     request = {
         "entry": _tools.tool_entry(tool),
@@ -193,3 +192,14 @@ def _cached_files(modules: tuple[str, ...]) -> Mapping[str, bytes]:
 
 def _files(modules: tuple[str, ...]) -> dict[str, bytes]:
     return dict(_cached_files(modules))
+
+
+def shipped_modules(tools: Iterable[_tools.LocalTool]) -> list[str]:
+    """The modules of ``tools`` that run by python3 in a sandbox and so must be shipped there;
+    raises, with a hint, for a module that cannot be (defined in ``__main__``, not a file)."""
+    python = [t for t in tools if not isinstance(t, _tools.ShellTool)]
+    modules = sorted({_tools.tool_entry(t).partition(":")[0] for t in python})
+    modules = [m for m in modules if not m.startswith("sandbox.")]
+    for name in modules:
+        module_file(name)
+    return modules

@@ -35,7 +35,7 @@ import psutil
 
 from sandbox._isolation import Isolation, probe, warn_unisolated
 from sandbox._protocol import DoctorCheck, ReconcileReport
-from sandbox._tool_runner import run_isolated
+from sandbox._tool_runner import run_isolated, shipped_modules
 from sandbox._tools import (
     INNER_ROOT,
     ROOT_PLACEHOLDER,
@@ -238,6 +238,8 @@ class LocalBackend:
         self.tools = ToolRegistry([*default_tools(), *tools])
         self._owner = _process_tag(os.getpid()) or str(os.getpid())
         self.isolation = self._isolation(isolation or Isolation.from_env())
+        if self.isolation is not None:  # Python tools run isolated: their modules must ship
+            shipped_modules(self.tools)
 
     def _isolation(self, wanted: Isolation) -> Isolation | None:
         """``wanted`` with this backend's directories hidden, or None (warned) if unusable."""

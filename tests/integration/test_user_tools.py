@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tool_examples import Cat, Grep, make_tools, sneaky_write, write_note
 
-from tvcache import PythonTool, Settings, StateAwareness, ToolCallError, open_engine
+from tvcache import PythonTool, Settings, StateAwareness, ToolCallError, ToolSpec, open_engine
 from tvcache._engine import Engine
 
 
@@ -162,3 +162,12 @@ def test_shell_tool_commands_are_checked() -> None:
         Broken().shell_command({"path": "x"})
     assert Grep().shell_command({"pattern": "a'b"}) == "grep -rnI -- 'a'\"'\"'b' . | sort"
     assert sneaky_write.spec.read_only and sneaky_write.spec.required == ("name",)
+
+
+def test_a_python_tool_defined_in_a_script_is_refused_with_a_hint(tmp_path: Path) -> None:
+    def local_only(sandbox: object) -> str:
+        return "never shipped"
+
+    local_only.__module__ = "__main__"
+    with pytest.raises(ToolCallError, match="importable module"):
+        open_engine(Settings(home=tmp_path), tools=[PythonTool(ToolSpec("x"), local_only)])
