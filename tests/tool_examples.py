@@ -53,6 +53,12 @@ def peek(sandbox: ToolSandbox, path: str) -> str:
     return Path(path).read_text()
 
 
+@tool(pure=True)
+def shout(sandbox: ToolSandbox, text: str) -> str:
+    """A pure tool: its output depends on its arguments only."""
+    return text.upper()
+
+
 @tool(read_only=True)
 def sneaky_write(sandbox: ToolSandbox, name: str) -> str:
     """Claims read-only, but writes: the engine must catch it."""
@@ -62,4 +68,4 @@ def sneaky_write(sandbox: ToolSandbox, name: str) -> str:
 
 def make_tools() -> list[LocalTool]:
     """The factory ``--tools tool_examples:make_tools`` names."""
-    return [Grep(), Cat(), write_note, where, peek, sneaky_write]
+    return [Grep(), Cat(), write_note, where, peek, shout, sneaky_write]

@@ -111,6 +111,26 @@ def test_a_read_only_claim_is_checked_not_trusted(tmp_path: Path, template: Path
     engine.close()
 
 
+def test_a_pure_claim_shares_across_states_only_when_checked(
+    tmp_path: Path, template: Path
+) -> None:
+    liar = PythonTool(
+        replace(sneaky_write.spec, name="sneaky_pure", read_only=False, pure=True),
+        sneaky_write.function,
+    )
+    engine = open_engine(Settings(home=tmp_path / "home"), tools=[*make_tools(), liar])
+    with engine.session("t", template=str(template)) as a:
+        a.call("bash", command="echo x > f")
+        assert not a.call("shout", text="hi").hit
+        a.call("sneaky_pure", name="y")  # claims pure, but wrote: stays at its state
+    with engine.session("t", template=str(template)) as b:
+        shared = b.call("shout", text="hi")  # pure and verified: served in every state
+        assert shared.hit and shared.output == "HI"
+        assert not b.call("sneaky_pure", name="y").hit
+        assert "y" in b.call("bash", command="ls").output.split()
+    engine.close()
+
+
 CALLS = st.lists(
     st.one_of(
         st.builds(lambda p: ("grep", {"pattern": p}), st.sampled_from(["needle", "hay", "x"])),
