@@ -9,8 +9,8 @@ from sandbox._tools import (
     ShellTool,
     SqliteTool,
     ToolContext,
-    ToolEnv,
     ToolRegistry,
+    ToolSandbox,
     tool,
 )
 from sandbox._types import (
@@ -50,8 +50,8 @@ __all__ = [
     "ToolCall",
     "ToolCallError",
     "ToolContext",
-    "ToolEnv",
     "ToolRegistry",
+    "ToolSandbox",
     "ToolSpec",
     "cap_output",
     "tool",

@@ -58,18 +58,17 @@ import select
 import signal
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
 
-from sandbox import _tools, _types
+from sandbox._tool_runner import TOOL_COMMAND, TOOL_GRACE, TOOL_REQUEST
 from sandbox._tools import cap_text, timeout_observation
 from sandbox._types import Observation, ToolCallError
-from snapshots import SnapshotError, _errors, _handle
+from snapshots import SnapshotError
 
 MOUNT = "/run/tvcache"
 """Where the protocol directory appears inside the container."""
@@ -213,83 +212,6 @@ SCRIPTS = {
     "loop": _LOOP.replace("@@", MOUNT).encode(),
 }
 """The files :func:`prepare` writes for :func:`container_command`."""
-
-
-# -------------------------------------------------------------------------------- Python tools
-
-TOOL_REQUEST = "tool.json"
-TOOL_GRACE = 10.0
-TOOL_COMMAND = f"exec python3 -I {MOUNT}/py/tvcache_tool.py"
-"""Runs in a subshell (mode ``sub``), so the session shell's state is untouched."""
-
-_TOOL_SHIM = f'''"""One call of a Python tool, in the container, with the host's own tool code."""
-import contextlib
-import dataclasses
-import importlib
-import io
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-sys.path.insert(0, "{MOUNT}/py")
-from sandbox._tools import TIMEOUT_EXIT_CODE, TIMEOUT_NOTE, LocalTool, PythonTool  # noqa: E402
-from sandbox._tools import ShellState, ToolContext  # noqa: E402
-from sandbox._types import ToolCallError, ToolSpec  # noqa: E402
-
-
-class Context(ToolContext):
-    def public(self, text):
-        return text  # container paths are the same in every fork: nothing to hide
-
-    def exec(self, command, timeout):
-        try:
-            done = subprocess.run(
-                ["bash", "-c", command], cwd=self.root, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as expired:
-            said = (expired.output or b"").decode("utf-8", "replace")
-            return TIMEOUT_EXIT_CODE, said + TIMEOUT_NOTE.format(seconds=timeout)
-        return done.returncode, done.stdout.decode("utf-8", "replace")
-
-
-def load(entry):
-    module, _, qualname = entry.partition(":")
-    found = importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part)
-    if isinstance(found, LocalTool):
-        return found
-    if isinstance(found, type):
-        return found()
-    return PythonTool(ToolSpec(name=qualname), found)
-
-
-request = json.loads(Path("{MOUNT}/{TOOL_REQUEST}").read_text())
-ctx = Context(
-    root=Path(request["root"]),
-    private=Path("{MOUNT}"),
-    shell=ShellState(),
-    max_output_bytes=request["max_output_bytes"],
-    options=request["options"],
-)
-with contextlib.redirect_stdout(io.StringIO()):  # what the tool prints is not the reply
-    try:
-        observation = load(request["entry"]).run(ctx, request["args"], request["timeout"])
-    except ToolCallError as error:
-        reply = {{"tool_call_error": [error.message, error.hint]}}
-    else:
-        reply = dataclasses.asdict(observation)
-print("\\n" + json.dumps(reply))
-'''
-
-_TOOL_NAMES = (
-    b"from sandbox._tools import LocalTool, PythonTool, ShellTool, ToolEnv, tool\n"
-    b"from sandbox._types import Observation, ToolCallError, ToolSpec\n"
-)
-"""``sandbox/__init__`` and ``tvcache/__init__`` in the container: a tool's module may import
-the tool names from either, as it does on the host."""
 
 
 class ShellError(SnapshotError):
@@ -688,46 +610,3 @@ def set_last_pid(init_pid: int, last_pid: int) -> None:
             f"cannot set the pid counter of the container of pid {init_pid}: {said}",
             "run tvcache as root on the Docker host",
         )
-
-
-def helper_files(modules: Iterable[str] = ()) -> dict[str, bytes]:
-    """The tool runner, the host modules it reuses and the tools' ``modules``, as files.
-
-    ``snapshots/__init__`` is replaced by the two imports ``sandbox._types`` needs, so that
-    nothing host-only (psutil, the docker SDK) is imported in the container. A tool module is
-    shipped as its one source file, its parent packages as empty ones.
-    """
-    files = {
-        "py/tvcache_tool.py": _TOOL_SHIM.encode(),
-        "py/sandbox/__init__.py": _TOOL_NAMES,
-        "py/tvcache/__init__.py": _TOOL_NAMES,
-    }
-    for module in (_tools, _types, _errors, _handle):
-        assert module.__file__ is not None
-        name = module.__name__.replace(".", "/")
-        files[f"py/{name}.py"] = Path(module.__file__).read_bytes()
-    files["py/snapshots/__init__.py"] = (
-        b"from snapshots._errors import SnapshotError, TvcacheError\n"
-        b"from snapshots._handle import SnapshotHandle\n"
-    )
-    for name in modules:
-        path = module_file(name)
-        parts = name.split(".")
-        for depth in range(1, len(parts)):
-            files.setdefault("py/" + "/".join(parts[:depth]) + "/__init__.py", b"")
-        target = "/".join(parts) + ("/__init__.py" if path.name == "__init__.py" else ".py")
-        files["py/" + target] = path.read_bytes()
-    return files
-
-
-def module_file(name: str) -> Path:
-    """The source file of the imported module ``name``, which a Python tool lives in."""
-    module = sys.modules.get(name)
-    source = getattr(module, "__file__", None)
-    if name == "__main__" or module is None or source is None or not source.endswith(".py"):
-        raise ToolCallError(
-            f"module {name!r} of a Python tool cannot be shipped into a container: it is "
-            + ("the script being run" if name == "__main__" else "not an imported .py file"),
-            "define the tool in an importable module (a .py file) and import it from there",
-        )
-    return Path(source)

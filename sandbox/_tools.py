@@ -4,11 +4,11 @@ A tool is declared once (its :class:`ToolSpec`) and runs in a sandbox of either 
 
 - a :class:`ShellTool`: a command built from the arguments, run in the sandbox's shell exactly
   like a ``bash`` call (the same isolation, the same persistent working directory and exports);
-- a Python callable (:func:`tool`, or a :class:`LocalTool` subclass): it gets a :class:`ToolEnv`,
-  the sandbox's file-system root and an ``exec`` handle for commands. The local backend calls it
-  in the server process; the Docker backend ships its module into the container and calls it
-  there with ``python3`` (so its module may import only the standard library and ``tvcache``'s
-  or ``sandbox``'s tool names).
+- a Python callable (:func:`tool`, or a :class:`LocalTool` subclass): it gets a
+  :class:`ToolSandbox`, the sandbox's file-system root and an ``exec`` handle for commands.
+  Both backends ship its module to where commands run (the container; the bubblewrap
+  isolation) and call it there with ``python3`` (:mod:`sandbox._tool_runner`), so its module
+  may import only the standard library and ``tvcache``'s or ``sandbox``'s tool names.
 
 A tool runs in a :class:`ToolContext`: the sandbox's root directory (the agent's ``$HOME``), a
 private directory beside it that commands do not see, and the shell state (working directory and
@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import os
 import selectors
 import shlex
@@ -52,6 +53,8 @@ from sandbox._types import (
 if TYPE_CHECKING:  # the Docker backend ships this module into containers: stdlib and _types only
     from sandbox._isolation import Isolation
     from sandbox._supervisor import Supervisor
+
+log = logging.getLogger(__name__)
 
 PUBLIC_ROOT = "/sandbox"
 INNER_ROOT = PUBLIC_ROOT  # where isolated commands see the sandbox root
@@ -474,7 +477,7 @@ def _drain(fd: int, buffer: OutputBuffer) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolEnv:
+class ToolSandbox:
     """What a Python tool sees of its sandbox: the file-system ``root``, the root spec's
     ``options``, the call's ``timeout`` (the tool should respect it: a Python callable cannot
     be interrupted from outside) and :meth:`exec` for commands in the sandbox."""
@@ -490,11 +493,11 @@ class ToolEnv:
 
 
 ToolFunction = Callable[..., object]
-"""``function(env: ToolEnv, **args)`` returning text, an :class:`Observation` or JSON."""
+"""``function(sandbox: ToolSandbox, **args)`` returning text, an :class:`Observation` or JSON."""
 
 
 class PythonTool(LocalTool):
-    """A tool that is a Python callable ``function(env, **args)`` (see :func:`tool`).
+    """A tool that is a Python callable ``function(sandbox, **args)`` (see :func:`tool`).
 
     What it returns becomes the observation: text as is, an :class:`Observation` as given, any
     other JSON value as its JSON text. An exception it raises is an observation too
@@ -506,8 +509,8 @@ class PythonTool(LocalTool):
         self.function = function
         self.__doc__ = function.__doc__
 
-    def __call__(self, env: ToolEnv, **args: JSON) -> object:
-        return self.function(env, **args)
+    def __call__(self, sandbox: ToolSandbox, **args: JSON) -> object:
+        return self.function(sandbox, **args)
 
     def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation:
         args = {k: v for k, v in args.items() if k != "timeout"}  # the framework's, not the tool's
@@ -518,12 +521,13 @@ class PythonTool(LocalTool):
                 f"tool {self.spec.name!r}: {error}",
                 f"its arguments are those of {self.function.__qualname__}{_params(self)}",
             ) from None
-        env = ToolEnv(root=ctx.root, options=ctx.options, timeout=timeout, context=ctx)
+        box = ToolSandbox(root=ctx.root, options=ctx.options, timeout=timeout, context=ctx)
         try:
-            result = self.function(env, **args)
+            result = self.function(box, **args)
         except ToolCallError:
             raise
         except Exception as error:  # the tool's failure is what the agent observes
+            log.warning("tool %r raised", self.spec.name, exc_info=True)
             return Observation(
                 output=ctx.public(f"Error: {type(error).__name__}: {error}"), exit_code=1
             )
@@ -537,7 +541,7 @@ class PythonTool(LocalTool):
 
 
 def _params(tool: PythonTool) -> str:
-    """The signature without its ``env`` parameter, e.g. ``(pattern, limit=10)``."""
+    """The signature without its ``sandbox`` parameter, e.g. ``(pattern, limit=10)``."""
     params = list(inspect.signature(tool.function).parameters.values())[1:]
     return str(inspect.Signature(params))
 
@@ -552,15 +556,15 @@ def tool(
     pure: bool = False,
     description: str | None = None,
 ) -> Callable[[ToolFunction], PythonTool]:
-    """Declare a Python function ``function(env, **args)`` as a tool (a :class:`PythonTool`).
+    """Declare a Python function ``function(sandbox, **args)`` as a tool (a :class:`PythonTool`).
 
     The name defaults to the function's, the required arguments are its parameters without a
-    default (after ``env``), the description is its docstring's first line. ``volatile`` args
+    default (after ``sandbox``), the description is its docstring's first line. ``volatile`` args
     are left out of the cache key (``timeout`` is taken by the framework, never passed on).
 
     >>> @tool(version="1", read_only=True)
-    ... def count_lines(env: ToolEnv, path: str) -> str:
-    ...     return str(len((env.root / path).read_text().splitlines()))
+    ... def count_lines(sandbox: ToolSandbox, path: str) -> str:
+    ...     return str(len((sandbox.root / path).read_text().splitlines()))
     """
 
     def declare(function: ToolFunction) -> PythonTool:
@@ -568,7 +572,7 @@ def tool(
         if not params:
             raise ToolCallError(
                 f"tool function {function.__qualname__} takes no parameters",
-                "its first parameter receives the ToolEnv: def f(env, ...)",
+                "its first parameter receives the ToolSandbox: def f(sandbox, ...)",
             )
         required = tuple(
             p.name

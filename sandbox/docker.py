@@ -54,6 +54,7 @@ from typing import Any, Literal
 from sandbox import _docker_shell as shell
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
+from sandbox._tool_runner import helper_files, shipped_modules
 from sandbox._tools import LocalTool, ShellTool, ToolRegistry, default_tools, tool_entry
 from sandbox._types import (
     JSON,
@@ -447,7 +448,7 @@ class DockerBackend:
         self._doomed: set[str] = set()
         self._docker_root: Path | None = None
         self.tools = ToolRegistry([*default_tools(), *tools])
-        self._files = shell.helper_files(self._tool_modules())
+        self._files = helper_files(shipped_modules(self.tools))
         self._process = docker_fs.process_labels()
         self.overlay = OverlayDigests()
 
@@ -458,11 +459,6 @@ class DockerBackend:
     def tool_specs(self) -> Mapping[str, ToolSpec]:
         """The same tools, specs and keys as the local backend's (plus those given)."""
         return self.tools.specs()
-
-    def _tool_modules(self) -> list[str]:
-        """Modules of the Python tools that must be shipped into containers to run there."""
-        python = [t for t in self.tools if not isinstance(t, ShellTool)]
-        return sorted({tool_entry(t).partition(":")[0] for t in python} - {"sandbox._tools"})
 
     def _image(self, spec: RootSpec) -> tuple[str, dict[str, Any]]:
         if spec.backend != BACKEND_NAME:

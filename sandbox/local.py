@@ -35,12 +35,14 @@ import psutil
 
 from sandbox._isolation import Isolation, probe, warn_unisolated
 from sandbox._protocol import DoctorCheck, ReconcileReport
+from sandbox._tool_runner import run_isolated, shipped_modules
 from sandbox._tools import (
     INNER_ROOT,
     ROOT_PLACEHOLDER,
     LocalTool,
     ShellState,
     ShellTool,
+    SqliteTool,
     ToolContext,
     ToolRegistry,
     default_tools,
@@ -140,7 +142,10 @@ class LocalSandbox:
         args = tool.spec.validate(call.args)
         chosen = call_timeout(args, timeout if timeout is not None else self._backend.timeout)
         start = time.perf_counter()
-        observation = tool.run(self._ctx, args, chosen)
+        if self._ctx.isolation is None or isinstance(tool, ShellTool | SqliteTool):
+            observation = tool.run(self._ctx, args, chosen)
+        else:  # a Python tool: inside the isolation, never in this process
+            observation = run_isolated(self._ctx, tool, args, chosen)
         if self._ctx.isolation is not None and not isinstance(tool, ShellTool):
             self._ctx.isolation.prepare(self._ctx.root)  # what a tool in this process made
         return replace(observation, seconds=time.perf_counter() - start)
@@ -233,6 +238,8 @@ class LocalBackend:
         self.tools = ToolRegistry([*default_tools(), *tools])
         self._owner = _process_tag(os.getpid()) or str(os.getpid())
         self.isolation = self._isolation(isolation or Isolation.from_env())
+        if self.isolation is not None:  # Python tools run isolated: their modules must ship
+            shipped_modules(self.tools)
 
     def _isolation(self, wanted: Isolation) -> Isolation | None:
         """``wanted`` with this backend's directories hidden, or None (warned) if unusable."""

@@ -12,7 +12,7 @@ from sandbox import (
     ShellTool,
     ToolCall,
     ToolCallError,
-    ToolEnv,
+    ToolSandbox,
     ToolSpec,
     tool,
 )
@@ -64,7 +64,7 @@ __all__ = [
     "StoreError",
     "ToolCall",
     "ToolCallError",
-    "ToolEnv",
+    "ToolSandbox",
     "ToolSpec",
     "TvcacheError",
     "__version__",

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sandbox import ToolCall
+from sandbox import LocalTool, ToolCall
 from snapshots import TvcacheError
 from tvcache._settings import StateAwareness
 
@@ -40,6 +40,7 @@ def add_service_commands(sub: Any) -> None:
         "$TVCACHE_TOKEN or --token-file)",
     )
     serve.add_argument("--backend", choices=_backends(), default="local")
+    add_tools_option(serve)
     serve.add_argument(
         "--level", choices=["fs", "full"], default="fs", help="docker: snapshot level (default fs)"
     )
@@ -96,12 +97,34 @@ def add_service_commands(sub: Any) -> None:
     where.add_argument("--list", action="store_true", help="list restored sandboxes")
     where.add_argument("--remove", metavar="NAME", help="delete a restored sandbox ('all': all)")
     restore.add_argument("--json", action="store_true")
+    add_tools_option(restore)
     restore.set_defaults(func=cmd_restore)
 
     replay = sub.add_parser("replay", help=cmd_replay.__doc__)
     replay.add_argument("trajectories", help="JSONL file, one trajectory per line")
     replay.add_argument("--json", action="store_true", help="print one JSON report")
+    add_tools_option(replay)
     replay.set_defaults(func=cmd_replay)
+
+
+def add_tools_option(parser: argparse.ArgumentParser) -> None:
+    """``--tools package.module:factory`` (repeatable, or comma-separated): tools to add."""
+    parser.add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="add the tools FACTORY makes (a @tool function, a tool class or instance, or a "
+        "function returning a list of them), e.g. myproject.tools:make_tools; see docs/tools.md",
+    )
+
+
+def tools_of(args: argparse.Namespace) -> list[LocalTool]:
+    """The tools ``--tools`` names (none when the flag is absent)."""
+    from tvcache._factory import load_tools
+
+    names = [n.strip() for value in getattr(args, "tools", []) for n in value.split(",")]
+    return load_tools([n for n in names if n])
 
 
 def add_bench_options(bench: argparse.ArgumentParser) -> None:
@@ -156,6 +179,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         grace=args.grace,
         log_level=args.log_level,
+        tools=tuple(tools_of(args)),
         **limit,
     )
     state = StateAwareness(
@@ -258,7 +282,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     with Store(settings.resolved_store_url()) as store:
         spec = find_root(store, args.root).spec
     calls = _read_calls(Path(args.path)) if args.path else []
-    engine = engine_for(settings, spec.backend)
+    engine = engine_for(settings, spec.backend, tools=tools_of(args))
     try:
         rid = engine.open_root(spec)
         root = engine.graph.root(rid)
@@ -294,10 +318,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings(args)
     trajectories = load(Path(args.trajectories))
     engines: dict[str, Engine] = {}
+    tools = tools_of(args)
 
     def engine_of(backend: str) -> Engine:
         if backend not in engines:
-            engines[backend] = engine_for(settings, backend)
+            engines[backend] = engine_for(settings, backend, tools=tools)
         return engines[backend]
 
     try:

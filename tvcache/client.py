@@ -31,6 +31,18 @@ from tvcache._engine import RootNotFoundError
 from tvcache._session import CallResult, SessionClosedError
 from tvcache._turns import Turns
 
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncClient",
+    "AsyncRemoteSession",
+    "CachedExecutor",
+    "Client",
+    "ExecOutput",
+    "RemoteSession",
+    "ServiceError",
+    "ToolSession",
+]
+
 DEFAULT_URL = "http://127.0.0.1:8710"
 _RETRY_STATUS = frozenset({502, 503, 504})
 _LOST = frozenset({"session_not_found", "unreachable"})

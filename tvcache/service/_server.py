@@ -12,11 +12,12 @@ import ipaddress
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import uvicorn
 
+from sandbox import LocalTool
 from snapshots import TvcacheError
 from tvcache._engine import Engine
 from tvcache._factory import open_engine
@@ -39,6 +40,7 @@ class ServeOptions:
     grace: float = 60.0
     log_level: str = "info"
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    tools: tuple[LocalTool, ...] = ()
 
 
 def is_loopback(host: str) -> bool:
@@ -78,9 +80,11 @@ def _signals_as_shutdown_only() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def engine_for(settings: Settings, backend: str, level: str = "fs") -> Engine:
+def engine_for(
+    settings: Settings, backend: str, level: str = "fs", tools: Sequence[LocalTool] = ()
+) -> Engine:
     """``open_engine``; an unknown backend is a TvcacheError the CLI reports."""
-    return open_engine(settings, backend=backend, level=level)
+    return open_engine(settings, backend=backend, level=level, tools=tools)
 
 
 def serve(settings: Settings, options: ServeOptions) -> int:
@@ -93,7 +97,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         )
     sock = bind(options.host, options.port)
     try:
-        engine = engine_for(settings, options.backend, options.level)
+        engine = engine_for(settings, options.backend, options.level, options.tools)
     except BaseException:
         sock.close()
         raise
