@@ -17,8 +17,8 @@ from typing import Any
 from omegaconf import DictConfig
 from skyrl_gym.envs.sql.env import SQLEnv
 
-from tvcache import Settings, open_engine
-from tvcache.adapters.skyrl import CachedTextEnv, skyrl_tools
+from tvcache import Settings
+from tvcache.adapters.skyrl import CachedTextEnv, skyrl_engine
 from tvcache.data import spider_database, spider_tasks
 
 
@@ -43,8 +43,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tvcache-example-") as tmp:
         data = Path(tmp) / "data"
         spider_database(task.db, data / "spider" / "database" / task.db)
-        tools = skyrl_tools(make_env(data, task.db, task.gold))
-        engine = open_engine(Settings(home=Path(tmp) / "home"), tools=tools, persist=False)
+        env = make_env(data, task.db, task.gold)  # its tool groups run in this process
+        engine = skyrl_engine(env, Settings(home=Path(tmp) / "home"), persist=False)
         think = "<think>Look at the data first.</think>\n"
         tables = [think + "<sql>SELECT name FROM sqlite_master WHERE type = 'table'</sql>"]
         probes = [think + "<sql>SELECT * FROM people LIMIT 3</sql>", think + "<sql>SELECT 1</sql>"]

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snapshots import TvcacheError
-from tvcache import Engine, Settings, open_engine
-from tvcache.adapters.skyrl import CachedTextEnv, skyrl_tools
+from tvcache import Engine, Settings
+from tvcache.adapters.skyrl import CachedTextEnv, skyrl_engine
 from tvcache.data import spider_database
 
 DB = "concert_singer"
@@ -53,8 +53,7 @@ def make(sql_env: Any, data: Path, max_turns: int = 5) -> Any:
 
 @pytest.fixture
 def engine(tmp_path: Path, sql_env: Any, data: Path) -> Iterator[Engine]:
-    tools = skyrl_tools(make(sql_env, data))
-    engine = open_engine(Settings(home=tmp_path / "home"), tools=tools, persist=False)
+    engine = skyrl_engine(make(sql_env, data), Settings(home=tmp_path / "home"), persist=False)
     yield engine
     engine.close()
 

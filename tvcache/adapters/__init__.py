@@ -17,7 +17,7 @@ from tvcache.adapters._common import SessionSource, run_call
 from tvcache.adapters.gym import Action, ToolEnv
 from tvcache.adapters.openai import atool_messages, tool_messages
 from tvcache.adapters.rllm import TvcacheToolEnv
-from tvcache.adapters.skyrl import CachedTextEnv, skyrl_tools
+from tvcache.adapters.skyrl import CachedTextEnv, skyrl_engine, skyrl_tools
 
 # tvcache.adapters.verl is imported by name only: importing verl loads torch.
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "TvcacheToolEnv",
     "atool_messages",
     "run_call",
+    "skyrl_engine",
     "skyrl_tools",
     "tool_messages",
 ]

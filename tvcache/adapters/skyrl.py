@@ -2,8 +2,8 @@
 
 Two halves, because a tool runs where the engine runs:
 
-- :func:`skyrl_tools` turns an env's tool groups into tvcache tools for the engine
-  (``open_engine(tools=skyrl_tools(env))``, or a server's ``--tools``);
+- :func:`skyrl_engine` makes an engine that serves an env's tool groups (:func:`skyrl_tools`),
+  run in the engine's process as the unwrapped env runs them;
 - :class:`CachedTextEnv` wraps an env (one line: ``env = CachedTextEnv(env, engine, task_id)``):
   each rollout (``init`` to ``close``) is a session, each tool execution a call keyed by the
   raw tool call (the tool's named arguments and the group's configuration).
@@ -23,9 +23,14 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sandbox import JSON, LocalTool, Observation, ToolCallError, ToolContext, ToolSpec
+from sandbox import JSON, Observation, ToolCallError, ToolSpec
 from snapshots import TvcacheError
+from tvcache._engine import Engine
+from tvcache._factory import make_backend
+from tvcache._settings import Settings
+from tvcache._store import Store
 from tvcache.adapters._common import SessionSource
+from tvcache.adapters._host import HostTool, HostToolsBackend
 from tvcache.client import ToolSession
 
 # tool name -> (volatile argument, the exact text the tool adds for its value)
@@ -64,8 +69,9 @@ def group_config(group: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class SkyrlTool(LocalTool):
-    """One tool of a SkyRL tool group, run in the engine's process on its arguments."""
+class SkyrlTool:
+    """One tool of a SkyRL tool group, run in the engine's process on its arguments (it is
+    the env's own code, run where the unwrapped env runs it; it touches no sandbox)."""
 
     def __init__(self, group: Any, name: str, params: list[str], env_text: EnvText) -> None:
         self.group, self.name, self.params = group, name, params
@@ -79,7 +85,7 @@ class SkyrlTool(LocalTool):
             description=f"SkyRL-gym tool {name!r} of {group.name}",
         )
 
-    def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation:
+    def run(self, args: Mapping[str, Any]) -> Observation:
         if args["group_config"] != self.config:
             raise ToolCallError(
                 f"tool {self.name!r} is configured differently in the env than in the engine",
@@ -99,7 +105,7 @@ class SkyrlTool(LocalTool):
         return Observation(output=output)
 
 
-def skyrl_tools(env_or_groups: Any, *, env_text: EnvText = SKYRL_ENV_TEXT) -> list[LocalTool]:
+def skyrl_tools(env_or_groups: Any, *, env_text: EnvText = SKYRL_ENV_TEXT) -> list[HostTool]:
     """The tvcache tools that run ``env_or_groups``'s tools (an env's ``tool_groups``)."""
     groups: Iterable[Any] = getattr(env_or_groups, "tool_groups", env_or_groups)
     return [
@@ -107,6 +113,23 @@ def skyrl_tools(env_or_groups: Any, *, env_text: EnvText = SKYRL_ENV_TEXT) -> li
         for group in groups
         for name, params in _tools_of(group).items()
     ]
+
+
+def skyrl_engine(
+    env_or_groups: Any,
+    settings: Settings | None = None,
+    *,
+    persist: bool = True,
+    env_text: EnvText = SKYRL_ENV_TEXT,
+) -> Engine:
+    """An engine on the local backend (store as :func:`~tvcache.open_engine` opens it) that
+    also serves ``env_or_groups``'s tools, run in this process; ``bash`` stays isolated."""
+    settings = settings or Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    tools = skyrl_tools(env_or_groups, env_text=env_text)
+    backend = HostToolsBackend(make_backend(settings, "local"), tools)
+    store = Store(settings.resolved_store_url()) if persist else None
+    return Engine(backend, store, settings=settings)
 
 
 class CachedTextEnv:
