@@ -142,12 +142,13 @@ class LocalSandbox:
         args = tool.spec.validate(call.args)
         chosen = call_timeout(args, timeout if timeout is not None else self._backend.timeout)
         start = time.perf_counter()
-        if self._ctx.isolation is None or isinstance(tool, ShellTool | SqliteTool):
+        if self._ctx.isolation is None or isinstance(tool, ShellTool):
             observation = tool.run(self._ctx, args, chosen)
-        else:  # a Python tool: inside the isolation, never in this process
+        elif isinstance(tool, SqliteTool):  # the one tool run in this process beside isolation
+            observation = tool.run(self._ctx, args, chosen)
+            self._ctx.isolation.prepare(self._ctx.root)  # hand what it made to the sandbox uid
+        else:  # a Python tool: inside the isolation as the sandbox uid, never in this process
             observation = run_isolated(self._ctx, tool, args, chosen)
-        if self._ctx.isolation is not None and not isinstance(tool, ShellTool):
-            self._ctx.isolation.prepare(self._ctx.root)  # what a tool in this process made
         return replace(observation, seconds=time.perf_counter() - start)
 
     def fingerprint(self) -> str:
