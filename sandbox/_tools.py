@@ -809,7 +809,19 @@ class SqliteTool(LocalTool):
         description="Run SQL statement(s) on a SQLite database file in the sandbox.",
     )
 
-    def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation:
+    def written_files(self, ctx: ToolContext, args: Mapping[str, JSON]) -> list[Path]:
+        """The only files a call can create or change: the database and its side files.
+
+        A root server runs this tool in its own process, then hands exactly these to the sandbox
+        uid (never the whole tree: that walk would cost O(files in the sandbox) per call).
+        """
+        path = self._database(ctx, args)
+        if isinstance(path, str):
+            return []
+        return [path, *(path.parent / (path.name + suffix) for suffix in SIDECARS)]
+
+    def _database(self, ctx: ToolContext, args: Mapping[str, JSON]) -> Path | str:
+        """The database's path inside the sandbox, or why ``db`` names none."""
         sql, db = args["sql"], args.get("db", ctx.options.get("sqlite_db", DEFAULT_DB))
         if not isinstance(sql, str) or not isinstance(db, str) or not db:
             raise ToolCallError("sqlite: 'sql' and 'db' must be strings", "e.g. sql='SELECT 1'")
@@ -817,7 +829,14 @@ class SqliteTool(LocalTool):
         path = given.parent.resolve() / given.name
         root = ctx.root.resolve()
         if os.path.isabs(db) or given.name in ("", ".", "..") or not path.is_relative_to(root):
-            return _error(f"database path {db!r} is outside the sandbox; use a relative path")
+            return f"database path {db!r} is outside the sandbox; use a relative path"
+        return path
+
+    def run(self, ctx: ToolContext, args: Mapping[str, JSON], timeout: float) -> Observation:
+        path = self._database(ctx, args)
+        if isinstance(path, str):
+            return _error(path)
+        sql, db = str(args["sql"]), str(args.get("db", ctx.options.get("sqlite_db", DEFAULT_DB)))
         unsafe = _unsafe_file(path)
         if unsafe is not None:
             return _error(f"cannot open database {db!r}: {unsafe}")

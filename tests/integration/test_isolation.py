@@ -231,3 +231,21 @@ def test_a_private_template_works(tmp_path: Path, supervised: bool) -> None:
     with backend.start(RootSpec("t", template=str(template))) as box:
         out = box.run(ToolCall("bash", {"command": "echo b >> data.txt; cat data.txt; pwd"}))
         assert out.output == "a\nb\n/sandbox\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server hands files to a sandbox uid")
+def test_the_sqlite_tool_hands_over_its_database_and_nothing_else(tmp_path: Path) -> None:
+    """The database and its journal become the sandbox uid's, so later commands can write them;
+    the rest of the sandbox is left as it is (no walk of the whole tree after every call)."""
+    isolation = iso.Isolation()
+    backend = LocalBackend(tmp_path / "snapshots", isolation=isolation)
+    with backend.start(RootSpec("t")) as box:
+        box.run(ToolCall("bash", {"command": "mkdir data"}))
+        stray = box.root / "data" / "stray"
+        stray.write_text("made by the server\n")  # root's, as a file the server made would be
+        out = box.run(ToolCall("sqlite", {"sql": "CREATE TABLE t(x)", "db": "data/db.sqlite"}))
+        assert out.exit_code == 0, out.output
+        database = stray.parent / "db.sqlite"
+        assert (database.stat().st_uid, stray.stat().st_uid) == (isolation.uid, 0)
+        out = box.run(ToolCall("bash", {"command": "test -w data/db.sqlite && echo writable"}))
+        assert out.output == "writable\n"
