@@ -185,9 +185,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         report["snapshot_bytes_after"] = engine.graph.snapshot_bytes()
         report["evicted"] = engine.counters.evictions
     finally:
-        engine.close()
-        if engine.store is not None:
-            engine.store.close()
+        engine.close()  # and the store it opened
     print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
     return 0
 

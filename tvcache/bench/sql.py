@@ -180,8 +180,8 @@ def run_tvcache(
     result.wall_seconds = time.perf_counter() - started
     engine.close()
     stats = engine.stats()
-    result.tool_seconds = float(stats["executed_seconds"]) + float(stats["replayed_seconds"])  # type: ignore[arg-type]
-    result.executed_calls = int(stats["misses"]) + int(stats["replayed_calls"])  # type: ignore[call-overload]
+    result.tool_seconds = stats.tool_seconds
+    result.executed_calls = stats.executed_calls
     nodes = store.node_count()
     size = store.size_bytes()
     store.close()
@@ -190,12 +190,12 @@ def run_tvcache(
             f"hit_rate_{kind}": round(hits / calls, 4) if calls else 0.0
             for kind, (hits, calls) in hits_by_kind.items()
         },
-        "fingerprint_seconds": round(float(stats["fingerprint_seconds"]), 4),  # type: ignore[arg-type]
-        "replayed_calls": stats["replayed_calls"],
-        "forks": stats["forks"],
-        "starts": stats["starts"],
-        "snapshots": stats["snapshots"],
-        "evictions": stats["evictions"],
+        "fingerprint_seconds": round(stats.fingerprint_seconds, 4),
+        "replayed_calls": stats.replayed_calls,
+        "forks": stats.forks,
+        "starts": stats.starts,
+        "snapshots": stats.snapshots,
+        "evictions": stats.evictions,
         "nodes": nodes,
         "store_bytes_per_node": round(size / nodes, 1) if size and nodes else None,
         "memory_bytes_per_node": _memory_per_node(home),
