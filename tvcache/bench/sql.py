@@ -87,7 +87,9 @@ def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: 
         if sandbox is None:
             sandbox = sandboxes[(g, r)] = backend.start(work.specs[g])
         obs = sandbox.run(_sql(action))
-        result.call_latencies.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        result.call_latencies.append(elapsed)
+        result.miss_overheads.append(elapsed - obs.seconds)
         result.tool_seconds += obs.seconds
         result.calls += 1
         result.executed_calls += 1
@@ -122,6 +124,7 @@ def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeR
             cached = cache[(g, action)] = sandbox.run(_sql(action))
             result.tool_seconds += cached.seconds
             result.executed_calls += 1
+            result.miss_overheads.append(time.perf_counter() - t0 - cached.seconds)
         result.call_latencies.append(time.perf_counter() - t0)
         result.calls += 1
         bar.update()
@@ -172,6 +175,8 @@ def run_tvcache(
             result.hit_latencies.append(elapsed)
             expected = truth.outputs[(g, r, step)]
             result.wrong += not served.observation.same_as(expected) and not served.tainted
+        else:
+            result.miss_overheads.append(elapsed - served.observation.seconds)
         if step == len(work.groups[g].rollouts[r].actions) - 1:
             sessions.pop((g, r)).close()
         bar.update()
@@ -241,6 +246,7 @@ ROWS: list[Row] = [
     ("hit latency p50 (ms)", "hit_p50_ms", "{:.4f}"),
     ("hit latency p95 (ms)", "hit_p95_ms", "{:.4f}"),
     ("call latency p50 (ms)", "call_p50_ms", "{:.4f}"),
+    ("miss overhead p50 (us)", "miss_overhead_p50_us", "{:.1f}"),
     ("wrong observations", "wrong_observations", "{:d}"),
 ]
 
