@@ -416,7 +416,9 @@ class Engine:
         """Run ``call`` on a sandbox at ``position``; store the child under ``anchor`` durably.
 
         Read-only is established, never assumed: from the tool's own proof, or from equal
-        fingerprints before and after. A pure tool that changed the state is a write.
+        fingerprints before and after. A pure tool that changed the state is a write. Where
+        the tool proved the call read-only, the state after is the state before: it is not
+        measured again (a fingerprint of a database costs more than the query).
         """
         aware = self.settings.state
         pure = anchor.is_root and (spec.pure or spec.name in aware.pure_tools)
@@ -427,11 +429,14 @@ class Engine:
             self.snapshots.maybe_take(sandbox, position, "branch")
         before = self._state_fingerprint(sandbox, position) if fingerprinting else None
         observation = sandbox.run(call, timeout=self.settings.call_timeout)
-        after = self._measured_fingerprint(sandbox) if fingerprinting else None
+        proven = aware.read_only and observation.read_only  # the tool's proof: nothing changed
+        after = None
+        if fingerprinting:
+            after = before if proven and before is not None else self._measured_fingerprint(sandbox)
         unchanged = before is not None and before == after
         if pure and spec.name not in aware.pure_tools and (before is None or after is None):
             pure, anchor = False, position  # a tool's own claim counts only where it is checked
-        read_only = (aware.read_only and observation.read_only) or unchanged
+        read_only = proven or unchanged
         if pure and before is not None and after is not None and not unchanged:
             log.warning("tool %r is configured pure but changed the state: a write", spec.name)
             with self._lock:
