@@ -31,6 +31,7 @@ from tvcache._policy import (
 )
 from tvcache._session import CallResult, Session, SessionClosedError
 from tvcache._settings import Settings, StateAwareness
+from tvcache._stats import EngineStats, RootStats
 from tvcache._store import Store, StoreError
 from tvcache.pool import PreforkPool
 
@@ -41,6 +42,7 @@ __all__ = [
     "CallResult",
     "CostAwarePolicy",
     "Engine",
+    "EngineStats",
     "EvictionStrategy",
     "LeastRecentlyUsed",
     "LocalTool",
@@ -50,6 +52,7 @@ __all__ = [
     "PythonTool",
     "RootNotFoundError",
     "RootSpec",
+    "RootStats",
     "SecondsSavedPerByte",
     "Session",
     "SessionClosedError",

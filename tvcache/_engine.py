@@ -7,9 +7,10 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sandbox import Backend, Observation, RootSpec, Sandbox, ToolCall, ToolCallError, ToolSpec
+from sandbox import JSON, Backend, Observation, RootSpec, Sandbox, ToolCall, ToolCallError, ToolSpec
 from snapshots import TvcacheError
 from tvcache._graph import (
     Clock,
@@ -29,6 +30,7 @@ from tvcache._policy import (
 from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
 from tvcache._settings import Settings
 from tvcache._snapshots import Counters, Snapshots
+from tvcache._stats import EngineStats
 
 if TYPE_CHECKING:
     from tvcache._pool import SandboxPool
@@ -59,6 +61,53 @@ def node_record(node: Node) -> NodeRecord:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """How one call was served: the node holding its observation, and whether from cache.
+
+    ``tainted``: the history passes a nondeterministic node, so a fresh run of the same
+    history may legitimately return something else.
+    """
+
+    node: Node
+    hit: bool
+    tainted: bool
+
+    @property
+    def observation(self) -> Observation:
+        assert self.node.observation is not None
+        return self.node.observation
+
+
+@dataclass(slots=True)
+class Cursor:
+    """Where one rollout is: its position, and the sandbox bound to it (at ``sandbox_node``,
+    on the path to the position). The engine moves it; one session owns it."""
+
+    position: Node
+    sandbox: Sandbox | None = None
+    sandbox_node: Node | None = None
+    tainted: bool = False
+
+    def advance(self, child: Node, *, hit: bool) -> Served:
+        """Move to the state ``child`` leaves the environment in; a read-only call stays."""
+        self.tainted = self.tainted or child.tainted()
+        if not child.read_only:
+            self.position = child.state()
+        return Served(child, hit, self.tainted)
+
+    def move_to(self, node: Node) -> None:
+        """Continue from ``node``; the bound sandbox is dropped."""
+        self.drop_sandbox()
+        self.position = node.state()
+        self.tainted = node.tainted()
+
+    def drop_sandbox(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+        self.sandbox, self.sandbox_node = None, None
+
+
 class Engine:
     """Serves rollouts' tool calls from the graph, a backend's sandboxes and a store.
 
@@ -76,8 +125,10 @@ class Engine:
         eviction: EvictionStrategy | None = None,
         clock: Clock | None = None,
         pool: SandboxPool | None = None,
+        owns_store: bool = False,
     ) -> None:
         self.backend = backend
+        self.owns_store = owns_store  # close() closes the store
         self.settings = settings or Settings()
         self.store = store
         self.policy: SnapshotPolicy = policy or CostAwarePolicy()
@@ -234,16 +285,86 @@ class Engine:
         return spec, call_key(spec, spec.validate(args))
 
     # ---------------------------------------------------------------- serving
-    def lookup(self, anchor: Node, key: str) -> Node | None:
-        """The hit path: a cached child, with its counters updated. No I/O, no waiting."""
+    def serve(self, cursor: Cursor, tool: str, args: Mapping[str, JSON]) -> Served:
+        """Serve one call at ``cursor`` and move it: the one path every call takes.
+
+        A hit is the cached child of the position under the call's key. Else single flight:
+        the first session to miss on (node, call) executes it while the others wait for its
+        child and count it as a hit; a leader that failed lets the next one lead.
+        """
+        spec, key = self.key_of(tool, args)
+        call = ToolCall(tool, dict(args))
+        anchor = self.anchor(cursor.position, spec, key)
+        for _attempt in range(3):
+            with self._lock:
+                child = self._hit(anchor, key)
+                flight = None if child is not None else self._flights.get((anchor.node_id, key))
+                leader = child is None and flight is None
+                if leader:
+                    flight = self._flights[(anchor.node_id, key)] = Future()
+                    flight.set_running_or_notify_cancel()
+            if child is not None:
+                self._verify_later(anchor, child)
+                return cursor.advance(child, hit=True)
+            assert flight is not None
+            if not leader:
+                try:
+                    child = flight.result()
+                except TvcacheError:
+                    continue  # the leader failed; try to lead ourselves
+                if child.parent is not anchor:
+                    continue  # the leader stored it elsewhere (a pure tool that wrote)
+                with self._lock:
+                    self._count_hit(child)
+                    self.counters.shared_hits += 1
+                return cursor.advance(child, hit=True)
+            try:
+                child = self._miss(cursor, anchor, key, call, spec)
+                flight.set_result(child)
+            except BaseException as error:
+                flight.set_exception(error)
+                raise
+            finally:
+                with self._lock:
+                    self._flights.pop((anchor.node_id, key), None)
+            return cursor.advance(child, hit=False)
+        raise TvcacheError(f"call {tool!r} failed in three other sessions", "see the log for why")
+
+    def serve_hit(self, cursor: Cursor, tool: str, args: Mapping[str, JSON]) -> Served | None:
+        """:meth:`serve` if the call is a hit, else None: never waits, never runs a sandbox
+        (an async session serves these inline and offloads the rest)."""
+        spec, key = self.key_of(tool, args)
+        anchor = self.anchor(cursor.position, spec, key)
         with self._lock:
-            child = anchor.children.get(key)
-            if child is None or child.observation is None:
-                return None
+            child = self._hit(anchor, key)
+        if child is None:
+            return None
+        self._verify_later(anchor, child)
+        return cursor.advance(child, hit=True)
+
+    def cached(self, position: Node, call: ToolCall) -> Node | None:
+        """The node that would answer ``call`` at ``position`` as a hit; counts nothing."""
+        spec, key = self.key_of(call.tool, call.args)
+        anchor = self.anchor(position, spec, key)
+        with self._lock:
+            return self._cached(anchor, key)
+
+    @staticmethod
+    def _cached(anchor: Node, key: str) -> Node | None:
+        """The hit lookup (the only one): a child under ``key`` that holds an observation."""
+        child = anchor.children.get(key)
+        return child if child is not None and child.observation is not None else None
+
+    def _hit(self, anchor: Node, key: str) -> Node | None:
+        """:meth:`_cached`, counted as a hit; called under the lock."""
+        child = self._cached(anchor, key)
+        if child is not None:
             self._count_hit(child)
+        return child
+
+    def _verify_later(self, anchor: Node, child: Node) -> None:
         if self.shadow is not None:
             self.shadow.maybe_verify(anchor, child)
-        return child
 
     def _count_hit(self, child: Node) -> None:
         assert child.observation is not None
@@ -257,32 +378,18 @@ class Engine:
         if self._stats_writer is not None:
             self._stats_writer.mark(child.node_id, child.stats)
 
-    def join_or_lead(self, position: Node, key: str) -> tuple[Node | None, Future[Node], bool]:
-        """Single flight: the cached child, or a flight to wait on, or a new flight to lead.
-
-        Returns ``(child, flight, leader)``; only the leader executes the call.
-        """
-        with self._lock:
-            child = position.children.get(key)
-            if child is not None and child.observation is not None:
-                self._count_hit(child)
-                return child, Future(), False
-            flight = self._flights.get((position.node_id, key))
-            if flight is not None:
-                return None, flight, False
-            flight = Future()
-            flight.set_running_or_notify_cancel()
-            self._flights[(position.node_id, key)] = flight
-            return None, flight, True
-
-    def finish_flight(self, position: Node, key: str) -> None:
-        with self._lock:
-            self._flights.pop((position.node_id, key), None)
-
-    def count_shared(self, child: Node) -> None:
-        with self._lock:
-            self._count_hit(child)
-            self.counters.shared_hits += 1
+    def _miss(self, cursor: Cursor, anchor: Node, key: str, call: ToolCall, spec: ToolSpec) -> Node:
+        """Bring a sandbox to the cursor's position, run the call there, store the child."""
+        sandbox, at = self.place(cursor.sandbox, cursor.sandbox_node, cursor.position)
+        cursor.sandbox, cursor.sandbox_node = sandbox, at
+        try:
+            child = self.execute(sandbox, at, anchor, key, call, spec)
+        except BaseException:
+            cursor.drop_sandbox()
+            raise
+        if not child.read_only:
+            cursor.sandbox_node = child.state()
+        return child
 
     def anchor(self, position: Node, spec: ToolSpec, key: str) -> Node:
         """Where a call's observation lives: the root for a pure tool, else the position.
@@ -309,7 +416,9 @@ class Engine:
         """Run ``call`` on a sandbox at ``position``; store the child under ``anchor`` durably.
 
         Read-only is established, never assumed: from the tool's own proof, or from equal
-        fingerprints before and after. A pure tool that changed the state is a write.
+        fingerprints before and after. A pure tool that changed the state is a write. Where
+        the tool proved the call read-only, the state after is the state before: it is not
+        measured again (a fingerprint of a database costs more than the query).
         """
         aware = self.settings.state
         pure = anchor.is_root and (spec.pure or spec.name in aware.pure_tools)
@@ -320,11 +429,14 @@ class Engine:
             self.snapshots.maybe_take(sandbox, position, "branch")
         before = self._state_fingerprint(sandbox, position) if fingerprinting else None
         observation = sandbox.run(call, timeout=self.settings.call_timeout)
-        after = self._measured_fingerprint(sandbox) if fingerprinting else None
+        proven = aware.read_only and observation.read_only  # the tool's proof: nothing changed
+        after = None
+        if fingerprinting:
+            after = before if proven and before is not None else self._measured_fingerprint(sandbox)
         unchanged = before is not None and before == after
         if pure and spec.name not in aware.pure_tools and (before is None or after is None):
             pure, anchor = False, position  # a tool's own claim counts only where it is checked
-        read_only = (aware.read_only and observation.read_only) or unchanged
+        read_only = proven or unchanged
         if pure and before is not None and after is not None and not unchanged:
             log.warning("tool %r is configured pure but changed the state: a write", spec.name)
             with self._lock:
@@ -473,6 +585,13 @@ class Engine:
         """A sandbox forked from the deepest snapshot on ``target``'s path that forks."""
         return self.snapshots.fork_nearest(target)
 
+    def sandbox_at(self, target: Node) -> tuple[Sandbox, Node]:
+        """A new sandbox in the state of ``target`` (forked from the deepest snapshot on its
+        path, then the calls below it replayed and verified), and the node it was forked at.
+        The caller owns (closes) it."""
+        sandbox, base = self.fork_nearest(target)
+        return self._replayed(sandbox, base, target), base
+
     def _replayed(self, sandbox: Sandbox, start: Node, target: Node) -> Sandbox:
         """``sandbox`` brought from ``start`` to ``target``; closed if the replay fails."""
         try:
@@ -494,6 +613,12 @@ class Engine:
                 self.mark_nondeterministic(step)
             elif fresh.nondeterministic:
                 self.mark_nondeterministic(step, diverged=False)
+
+    def count(self, **increments: int) -> None:
+        """Add to engine counters by name (for the engine's helpers, e.g. shadow runs)."""
+        with self._lock:
+            for name, by in increments.items():
+                setattr(self.counters, name, getattr(self.counters, name) + by)
 
     def withdraw(self, node: Node) -> None:
         """Take ``node``'s observation out of service (it failed verification); the next call
@@ -536,44 +661,44 @@ class Engine:
             "missing_snapshots_dropped": len(report.missing),
         }
 
-    def stats(self) -> dict[str, object]:
-        """Engine-wide counters and estimates, as plain data."""
+    def stats(self) -> EngineStats:
+        """Engine-wide counters and estimates (``.to_dict()`` for JSON)."""
         with self._lock:
             c = self.counters
-            return {
-                "calls": c.calls,
-                "hits": c.hits,
-                "shared_hits": c.shared_hits,
-                "misses": c.misses,
-                "hit_rate": c.hits / c.calls if c.calls else 0.0,
-                "executed_seconds": c.executed_seconds,
-                "replayed_calls": c.replayed_calls,
-                "replayed_seconds": c.replayed_seconds,
-                "seconds_saved": c.seconds_saved,
-                "starts": c.starts,
-                "forks": c.forks,
-                "catch_ups": c.catch_ups,
-                "pool_takes": c.pool_takes,
-                "read_only_nodes": c.read_only_nodes,
-                "merged_nodes": c.merged_nodes,
-                "misdeclared_pure": c.misdeclared_pure,
-                "snapshots_refused": c.snapshots_refused,
-                "fork_failures": c.fork_failures,
-                "fingerprints": c.fingerprints,
-                "fingerprint_seconds": c.fingerprint_seconds,
-                "shadow_runs": c.shadow_runs,
-                "shadow_mismatches": c.shadow_mismatches,
-                "shadow_errors": c.shadow_errors,
-                "snapshots": c.snapshots,
-                "snapshot_reasons": dict(c.snapshot_reasons),
-                "evictions": c.evictions,
-                "divergences": c.divergences,
-                "over_budget": c.over_budget,
-                "nodes": len(self.graph),
-                "snapshot_bytes": self.graph.snapshot_bytes(),
-                "fork_seconds_estimate": self.snapshots.fork_estimate.value,
-                "snapshot_seconds_estimate": self.snapshots.snapshot_estimate.value,
-            }
+            return EngineStats(
+                calls=c.calls,
+                hits=c.hits,
+                shared_hits=c.shared_hits,
+                misses=c.misses,
+                hit_rate=c.hits / c.calls if c.calls else 0.0,
+                executed_seconds=c.executed_seconds,
+                replayed_calls=c.replayed_calls,
+                replayed_seconds=c.replayed_seconds,
+                seconds_saved=c.seconds_saved,
+                starts=c.starts,
+                forks=c.forks,
+                catch_ups=c.catch_ups,
+                pool_takes=c.pool_takes,
+                read_only_nodes=c.read_only_nodes,
+                merged_nodes=c.merged_nodes,
+                misdeclared_pure=c.misdeclared_pure,
+                snapshots_refused=c.snapshots_refused,
+                fork_failures=c.fork_failures,
+                fingerprints=c.fingerprints,
+                fingerprint_seconds=c.fingerprint_seconds,
+                shadow_runs=c.shadow_runs,
+                shadow_mismatches=c.shadow_mismatches,
+                shadow_errors=c.shadow_errors,
+                snapshots=c.snapshots,
+                snapshot_reasons=dict(c.snapshot_reasons),
+                evictions=c.evictions,
+                divergences=c.divergences,
+                over_budget=c.over_budget,
+                nodes=len(self.graph),
+                snapshot_bytes=self.graph.snapshot_bytes(),
+                fork_seconds_estimate=self.snapshots.fork_estimate.value,
+                snapshot_seconds_estimate=self.snapshots.snapshot_estimate.value,
+            )
 
     def timings(self) -> dict[str, list[float]]:
         """The last 10,000 measured seconds of starts, forks and snapshots (for percentiles)."""
@@ -589,7 +714,8 @@ class Engine:
             self._stats_writer.flush()
 
     def close(self) -> None:
-        """Close the pool and flush counters; the store stays open for its owner to close."""
+        """Close the pool and flush counters; close the store if the engine opened it
+        (``open_engine``), else it stays open for the caller that passed it in. Idempotent."""
         if self.pool is not None:
             self.pool.close()
         if self.shadow is not None:
@@ -597,3 +723,5 @@ class Engine:
         if self._stats_writer is not None:
             self._stats_writer.close()
             self._stats_writer = None
+        if self.owns_store and self.store is not None:
+            self.store.close()

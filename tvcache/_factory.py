@@ -87,7 +87,9 @@ def open_engine(
     settings.home.mkdir(parents=True, exist_ok=True)
     chosen = make_backend(settings, backend, level=level, tools=tools)
     store = Store(settings.resolved_store_url()) if persist else None
-    engine = Engine(chosen, store, settings=settings, policy=policy, eviction=eviction)
+    engine = Engine(
+        chosen, store, settings=settings, policy=policy, eviction=eviction, owns_store=True
+    )
     if pool is not None:
         engine.pool = pool(engine)
     return engine

@@ -30,9 +30,8 @@ def walk(engine: Engine, root_id: str, calls: Sequence[ToolCall]) -> list[Node]:
     assert position is not None, "open the root first"
     answered: list[Node] = []
     for call in calls:
-        spec, key = engine.key_of(call.tool, call.args)
-        child = engine.anchor(position, spec, key).children.get(key)
-        if child is None or child.observation is None:
+        child = engine.cached(position, call)
+        if child is None:
             break
         answered.append(child)
         if not child.read_only:
@@ -66,9 +65,8 @@ def find_node(engine: Engine, root_id: str, name: str) -> Node:
 def restore(engine: Engine, root_id: str, target: Node, tail: Sequence[ToolCall]) -> Restored:
     """A sandbox at ``target`` (then ``tail`` executed in it, uncached), kept alive."""
     state = target.state()
-    sandbox, base = engine.fork_nearest(state)
+    sandbox, base = engine.sandbox_at(state)
     try:
-        engine.replay(sandbox, base, state)
         for call in tail:
             sandbox.run(call, timeout=engine.settings.call_timeout)
         location = keep_alive(sandbox, engine.settings.home / RESTORED)

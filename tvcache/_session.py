@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from sandbox import JSON, Observation, Sandbox, ToolCall, ToolSpec
+from sandbox import JSON, Observation, ToolCall
 from snapshots import TvcacheError
+from tvcache._engine import Cursor, Served
 from tvcache._graph import Node
 from tvcache._turns import Turns
 
@@ -43,7 +44,7 @@ class CallResult:
 
 
 class Session:
-    """One trajectory in progress; close when done.
+    """One trajectory in progress, a thin handle on its cursor; close when done.
 
     Calls issued concurrently (from threads, or ``asyncio.gather`` on ``acall``) execute one
     at a time in the order they were issued: each call's history is the calls issued before
@@ -55,17 +56,18 @@ class Session:
         self.root_id = root_id
         root = engine.graph.root(root_id)
         assert root is not None
-        self.position: Node = root
-        self._sandbox: Sandbox | None = None
-        self._sandbox_node: Node | None = None
+        self._cursor = Cursor(root)
         self._history: list[ToolCall] = []
-        self._tainted = False
         self._closed = False
         self._turns = Turns()
 
     @property
+    def position(self) -> Node:
+        return self._cursor.position
+
+    @property
     def node_id(self) -> str:
-        return self.position.node_id
+        return self._cursor.position.node_id
 
     @property
     def history(self) -> list[ToolCall]:
@@ -83,39 +85,8 @@ class Session:
 
     def _call(self, tool: str, args: dict[str, JSON]) -> CallResult:
         """:meth:`call` during its turn."""
-        if self._closed:
-            raise SessionClosedError(
-                "this session is closed", "open a new one with engine.session()"
-            )
-        spec, key = self.engine.key_of(tool, args)
-        call = ToolCall(tool, dict(args))
-        anchor = self.engine.anchor(self.position, spec, key)
-        child = self.engine.lookup(anchor, key)
-        if child is not None:
-            return self._advance(call, child, hit=True)
-        for _attempt in range(3):
-            child, flight, leader = self.engine.join_or_lead(anchor, key)
-            if child is not None:
-                return self._advance(call, child, hit=True)
-            if not leader:
-                try:
-                    child = flight.result()
-                except TvcacheError:
-                    continue  # the leader failed; try to lead ourselves
-                if child.parent is not anchor:
-                    continue  # the leader stored it elsewhere (a pure tool that wrote)
-                self.engine.count_shared(child)
-                return self._advance(call, child, hit=True)
-            try:
-                child = self._miss(anchor, key, call, spec)
-                flight.set_result(child)
-            except BaseException as error:
-                flight.set_exception(error)
-                raise
-            finally:
-                self.engine.finish_flight(anchor, key)
-            return self._advance(call, child, hit=False)
-        raise TvcacheError(f"call {tool!r} failed in three other sessions", "see the log for why")
+        self._check_open()
+        return self._result(tool, args, self.engine.serve(self._cursor, tool, args))
 
     async def acall(self, tool: str, /, **args: JSON) -> CallResult:
         """The async twin of ``call``: hits are served inline, misses in a worker thread.
@@ -123,40 +94,28 @@ class Session:
         ticket = self._turns.take()
         if self._turns.ready(ticket) and not self._closed:  # nothing before it: try a hit
             try:
-                spec, key = self.engine.key_of(tool, args)
-                child = self.engine.lookup(self.engine.anchor(self.position, spec, key), key)
+                served = self.engine.serve_hit(self._cursor, tool, args)
             except BaseException:
                 self._turns.release(ticket)
                 raise
-            if child is not None:
+            if served is not None:
                 try:
-                    return self._advance(ToolCall(tool, dict(args)), child, hit=True)
+                    return self._result(tool, args, served)
                 finally:
                     self._turns.release(ticket)
         return await self._turns.in_thread(ticket, lambda: self._call(tool, args))
 
-    def _advance(self, call: ToolCall, child: Node, *, hit: bool) -> CallResult:
-        """Move to the state ``child`` leaves the environment in; a read-only call stays."""
-        observation = child.observation
-        assert observation is not None
-        self._history.append(call)
-        self._tainted = self._tainted or child.tainted()
-        if not child.read_only:
-            self.position = child.state()
-        saved = observation.seconds if hit else 0.0
-        return CallResult(observation, hit, child.node_id, saved, self._tainted)
+    def _result(self, tool: str, args: dict[str, JSON], served: Served) -> CallResult:
+        self._history.append(ToolCall(tool, dict(args)))
+        observation = served.observation
+        saved = observation.seconds if served.hit else 0.0
+        return CallResult(observation, served.hit, served.node.node_id, saved, served.tainted)
 
-    def _miss(self, anchor: Node, key: str, call: ToolCall, spec: ToolSpec) -> Node:
-        sandbox, at = self.engine.place(self._sandbox, self._sandbox_node, self.position)
-        self._sandbox, self._sandbox_node = sandbox, at
-        try:
-            child = self.engine.execute(sandbox, at, anchor, key, call, spec)
-        except BaseException:
-            self._drop_sandbox()
-            raise
-        if not child.read_only:
-            self._sandbox_node = child.state()
-        return child
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError(
+                "this session is closed", "open a new one with engine.session()"
+            )
 
     def resume(self, node: Node) -> None:
         """Continue from ``node`` (a node of this root), e.g. a remote worker's session after a
@@ -165,20 +124,13 @@ class Session:
             raise TvcacheError(
                 f"node {node.node_id} belongs to another root", "resume at a node of this root"
             )
-        self._drop_sandbox()
-        self.position = node.state()
+        self._cursor.move_to(node)
         self._history = [n.call for n in self.position.path() if n.call is not None]
-        self._tainted = node.tainted()
-
-    def _drop_sandbox(self) -> None:
-        if self._sandbox is not None:
-            self._sandbox.close()
-        self._sandbox, self._sandbox_node = None, None
 
     def close(self) -> None:
         """End the rollout and destroy its sandbox. Idempotent."""
         self._closed = True
-        self._drop_sandbox()
+        self._cursor.drop_sandbox()
 
     def __enter__(self) -> Session:
         return self

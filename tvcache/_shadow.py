@@ -41,23 +41,19 @@ class ShadowVerifier:
         if served is None or call is None:
             return
         try:
-            forked, base = engine.fork_nearest(anchor)
-            sandbox = engine._replayed(forked, base, anchor)
+            sandbox, _base = engine.sandbox_at(anchor)
             try:
                 fresh = sandbox.run(call, timeout=engine.settings.call_timeout)
             finally:
                 sandbox.close()
         except Exception:
             log.exception("shadow verification of node %s failed to run", child.node_id)
-            with engine._lock:
-                engine.counters.shadow_errors += 1
+            engine.count(shadow_errors=1)
             return
-        with engine._lock:
-            engine.counters.shadow_runs += 1
+        engine.count(shadow_runs=1)
         if not fresh.same_as(served):
             log.error("shadow verification: node %s served a wrong observation", child.node_id)
-            with engine._lock:
-                engine.counters.shadow_mismatches += 1
+            engine.count(shadow_mismatches=1)
             engine.withdraw(child)
 
     def drain(self) -> None:

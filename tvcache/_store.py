@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from sandbox import Observation
 from snapshots import TvcacheError
 from tvcache import _schema as schema
+from tvcache._group_commit import GroupCommit
 from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
 from tvcache._schema import SCHEMA_VERSION
 
@@ -212,6 +219,9 @@ class Store:
                 self._read_lock = self._write_lock
         self._engine = self._create_engine(parsed, self._dialect)
         self._insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
+        self._node_commits = GroupCommit(self._write_nodes)
+        self._node_conn: PoolProxiedConnection | None = None
+        self._node_sql, self._node_binds = _prepared_node_insert(self._engine)
         try:
             self._init_schema()
         except BaseException:
@@ -227,6 +237,10 @@ class Store:
         # A connection carried across fork() corrupts SQLite files and PostgreSQL sessions: the
         # child opens its own. A lock some other thread held at the fork would never be released.
         self._write_lock = threading.Lock()
+        self._node_commits.after_fork()
+        if self._node_conn is not None:  # the parent's: never used, closed or returned here
+            _INHERITED.append(self._node_conn)
+            self._node_conn = None
         if self._read_lock is not _NO_LOCK:  # in memory: the child has a copy of its own
             self._read_lock = self._write_lock
         else:
@@ -377,10 +391,55 @@ class Store:
 
     def put_node(self, node: NodeRecord) -> None:
         """Store a node, committed before return. Ids are content hashes, so a node already
-        stored (by another rollout or host) is the same node: the insert is then a no-op."""
-        stmt = self._insert(schema.nodes).on_conflict_do_nothing(index_elements=["node_id"])
-        with self._tx(f"store node {node.node_id!r}", write=True) as conn:
-            conn.execute(stmt, schema.node_row(node))
+        stored (by another rollout or host) is the same node: the insert is then a no-op.
+
+        The one write on a miss's path: nodes of concurrent callers are committed together
+        (group commit), and a SQLite file is written through one prepared statement on a
+        connection of its own, skipping SQLAlchemy's per-statement work (~0.5 ms a node).
+        """
+        if self._closed:
+            raise StoreError(
+                f"cannot store node {node.node_id!r}: the store {self._shown} is closed",
+                "open a new Store",
+            )
+        self._node_commits.write(schema.node_row(node))
+
+    def _write_nodes(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One transaction inserting ``rows`` (the batch of a group commit)."""
+        action = f"store node {rows[0]['node_id']!r}" + (
+            f" and {len(rows) - 1} more" if len(rows) > 1 else ""
+        )
+        if self._path is None:
+            stmt = self._insert(schema.nodes).on_conflict_do_nothing(index_elements=["node_id"])
+            with self._tx(action, write=True) as conn:
+                conn.execute(stmt, list(rows))
+            return
+        params = [[bind(row[name]) for name, bind in self._node_binds] for row in rows]
+        with self._write_lock:
+            connection = self._node_connection()
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    connection.executemany(self._node_sql, params)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                wrapped = DBAPIError.instance(self._node_sql, None, error, sqlite3.Error)
+                raise self._error(action, wrapped) from error
+
+    def _node_connection(self) -> sqlite3.Connection:
+        """The SQLite connection node writes use (under the write lock), opened once."""
+        if self._node_conn is None:
+            try:
+                self._node_conn = self._engine.raw_connection()
+            except SQLAlchemyError as error:
+                raise self._error("open a connection for node writes", error) from error
+        raw = self._node_conn.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        return raw
 
     def load_nodes(self, root_id: str) -> list[NodeRecord]:
         """All nodes of a root, parents before children (by depth)."""
@@ -621,6 +680,10 @@ class Store:
         """Release the connections. Idempotent; the store cannot be used afterwards."""
         if not self._closed:
             self._closed = True
+            with self._write_lock:
+                if self._node_conn is not None:
+                    self._node_conn.close()
+                    self._node_conn = None
             self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -631,6 +694,27 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self._shown!r})"
+
+
+def _prepared_node_insert(engine: Engine) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
+    """The SQLite node insert as SQL with ``?`` markers, and per column its name and the
+    conversion SQLAlchemy would apply to the value (the column types' bind processors)."""
+    dialect = engine.dialect
+    binds: list[tuple[str, Callable[[Any], Any]]] = []
+    for column in schema.nodes.columns:
+        process = column.type.bind_processor(dialect)
+        binds.append((column.name, process or _same))
+    names = ", ".join(name for name, _ in binds)
+    marks = ", ".join("?" for _ in binds)
+    sql = f"INSERT INTO nodes ({names}) VALUES ({marks}) ON CONFLICT (node_id) DO NOTHING"
+    return sql, binds
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_INHERITED: list[PoolProxiedConnection] = []  # connections a forked child must never touch
 
 
 def _after_fork(ref: weakref.ref[Store]) -> None:

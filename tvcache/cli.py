@@ -13,6 +13,7 @@ from snapshots import TvcacheError
 from tvcache._cli_service import add_bench_options, add_service_commands, run_bench
 from tvcache._records import NodeRecord, RootRecord
 from tvcache._settings import Settings
+from tvcache._stats import RootStats
 from tvcache._store import Store
 
 
@@ -51,29 +52,29 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- stats
-def _root_summary(store: Store, root: RootRecord) -> dict[str, object]:
+def _root_summary(store: Store, root: RootRecord) -> RootStats:
     nodes = store.load_nodes(root.root_id)
     snaps = store.snapshots(root.root_id)
     executions = sum(n.stats.executions for n in nodes)
     hits = sum(n.stats.hits for n in nodes)
-    return {
-        "root_id": root.root_id,
-        "task_id": root.spec.task_id,
-        "backend": root.spec.backend,
-        "nodes": sum(1 for n in nodes if n.parent_id is not None),
-        "calls": executions + hits,
-        "hits": hits,
-        "hit_rate": hits / (executions + hits) if executions + hits else 0.0,
-        "exec_seconds": sum(n.stats.exec_seconds for n in nodes),
-        "seconds_saved": sum(n.stats.seconds_saved for n in nodes),
-        "nondeterministic": sum(1 for n in nodes if n.nondeterministic),
-        "read_only": sum(1 for n in nodes if n.read_only),
-        "fingerprinted": sum(1 for n in nodes if n.fingerprint is not None),
+    return RootStats(
+        root_id=root.root_id,
+        task_id=root.spec.task_id,
+        backend=root.spec.backend,
+        nodes=sum(1 for n in nodes if n.parent_id is not None),
+        calls=executions + hits,
+        hits=hits,
+        hit_rate=hits / (executions + hits) if executions + hits else 0.0,
+        exec_seconds=sum(n.stats.exec_seconds for n in nodes),
+        seconds_saved=sum(n.stats.seconds_saved for n in nodes),
+        nondeterministic=sum(1 for n in nodes if n.nondeterministic),
+        read_only=sum(1 for n in nodes if n.read_only),
+        fingerprinted=sum(1 for n in nodes if n.fingerprint is not None),
         # shadow verification (or a replay) found them wrong: out of service
-        "withdrawn": sum(1 for n in nodes if n.parent_id is not None and n.observation is None),
-        "snapshots": len(snaps),
-        "snapshot_bytes": sum(s.handle.size_bytes for s in snaps),
-    }
+        withdrawn=sum(1 for n in nodes if n.parent_id is not None and n.observation is None),
+        snapshots=len(snaps),
+        snapshot_bytes=sum(s.handle.size_bytes for s in snaps),
+    )
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -84,7 +85,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
         return 0
     if not rows:
         print("no roots yet: run some sessions (e.g. `tvcache bench sql --quick --keep`)")
@@ -95,9 +96,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     )
     for r in rows:
         print(
-            f"{str(r['root_id'])[:12]:<14}{str(r['task_id'])[:26]:<28}{r['nodes']:>7}{r['calls']:>8}"
-            f"{float(r['hit_rate']):>10.1%}{float(r['seconds_saved']):>10.2f}{r['snapshots']:>7}"  # type: ignore[arg-type]
-            f"{_human_bytes(float(r['snapshot_bytes'])):>12}{r['read_only']:>6}{r['withdrawn']:>11}"  # type: ignore[arg-type]
+            f"{r.root_id[:12]:<14}{r.task_id[:26]:<28}{r.nodes:>7}{r.calls:>8}"
+            f"{r.hit_rate:>10.1%}{r.seconds_saved:>10.2f}{r.snapshots:>7}"
+            f"{_human_bytes(float(r.snapshot_bytes)):>12}{r.read_only:>6}{r.withdrawn:>11}"
         )
     return 0
 
@@ -185,9 +186,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         report["snapshot_bytes_after"] = engine.graph.snapshot_bytes()
         report["evicted"] = engine.counters.evictions
     finally:
-        engine.close()
-        if engine.store is not None:
-            engine.store.close()
+        engine.close()  # and the store it opened
     print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
     return 0
 

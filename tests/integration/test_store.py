@@ -544,3 +544,27 @@ def test_sigkill_loses_nothing_that_was_acknowledged(store_url: str) -> None:
                 assert check.execute("PRAGMA foreign_key_check").fetchall() == []
             check.close()
     assert len(acknowledged) > rounds, "the writer barely wrote; the test proved little"
+
+
+def test_concurrent_node_writes_with_a_bad_one(store: Store, chain: list[NodeRecord]) -> None:
+    """Nodes of concurrent writers may share a transaction: a bad node (its parent is not
+    stored) fails its own writer with the usual hint, and every other node is stored."""
+    errors: dict[str, BaseException] = {}
+
+    def work(name: str) -> None:
+        record = node(name, chain[1])
+        if name.endswith("7"):
+            record = dataclasses.replace(record, parent_id="not-stored")
+        try:
+            store.put_node(record)
+        except StoreError as error:
+            errors[name] = error
+
+    threads = [threading.Thread(target=work, args=(f"c{i}",)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert list(errors) == ["c7"] and "parent before its children" in str(errors["c7"])
+    assert store.node_count() == 3 + 15
+    assert store.get_node("c3") == node("c3", chain[1])

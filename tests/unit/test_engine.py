@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from fake_env import FakeBackend, FakeSandbox, fresh_output
 
 from sandbox import Observation, ToolCall, ToolCallError
 from tvcache._engine import Engine
+from tvcache._factory import open_engine
 from tvcache._policy import AlwaysSnapshot, CostAwarePolicy, NeverSnapshot
 from tvcache._settings import Settings
+from tvcache._snapshots import Counters
+from tvcache._store import Store
 
 
 def engine(policy: object = None, budget: int = 10**9, **backend_args: float) -> Engine:
@@ -330,3 +336,46 @@ def test_a_replay_the_sandbox_flags_marks_the_step_without_counting_a_divergence
         assert not b.call("bg", k="x").tainted
         b.call("get", k="y")  # a miss: forks the root and replays bg, which the sandbox flags
     assert node.nondeterministic and e.stats()["divergences"] == 0
+
+
+def test_close_closes_the_store_open_engine_opened(tmp_path: Path) -> None:
+    opened = open_engine(Settings(home=tmp_path / "home"))
+    assert opened.store is not None and not opened.store.closed
+    opened.close()
+    assert opened.store.closed
+
+
+def test_close_leaves_a_store_passed_in_open(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'cache.db'}") as store:
+        e = Engine(FakeBackend(), store)  # type: ignore[arg-type]
+        with e.session("t") as s:
+            s.call("set", k="a", v=1)
+        e.close()
+        assert not store.closed
+        assert store.node_count() == 2  # still usable by its owner: root and one call
+
+
+def test_stats_are_typed_and_serialise_as_before() -> None:
+    e = engine()
+    with e.session("t") as s:
+        s.call("set", k="a", v=1)
+        s.call("get", k="a")
+    with e.session("t") as s:
+        s.call("set", k="a", v=1)
+    stats = e.stats()
+    assert (stats.calls, stats.hits, stats.misses, stats.hit_rate) == (3, 1, 2, 1 / 3)
+    assert stats.executed_calls == 2 and stats.tool_seconds == stats.executed_seconds
+    wire = json.loads(json.dumps(stats.to_dict()))
+    assert wire["hits"] == 1 and wire["snapshot_reasons"] == stats.snapshot_reasons
+    assert set(wire) == {
+        "hit_rate",
+        "nodes",
+        "snapshot_bytes",
+        *(f.name for f in fields(Counters)),
+    } | {
+        "fork_seconds_estimate",
+        "snapshot_seconds_estimate",
+    }
+    assert stats["hits"] == 1  # read by name, as the dict was
+    with pytest.raises(KeyError):
+        stats["no_such_counter"]

@@ -33,6 +33,7 @@ class ModeResult:
     wrong: int = 0
     hit_latencies: list[float] = field(default_factory=list)
     call_latencies: list[float] = field(default_factory=list)
+    miss_overheads: list[float] = field(default_factory=list)  # a miss's time beyond its tool's
     outputs: dict[Key, Observation] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -47,9 +48,14 @@ class ModeResult:
             "hit_p95_ms": percentile_ms(self.hit_latencies, 95),
             "call_p50_ms": percentile_ms(self.call_latencies, 50),
             "call_p95_ms": percentile_ms(self.call_latencies, 95),
+            "miss_overhead_p50_us": _us(percentile_ms(self.miss_overheads, 50)),
             "wrong_observations": self.wrong,
             **self.extra,
         }
+
+
+def _us(ms: float | None) -> float | None:
+    return None if ms is None else round(ms * 1000, 1)
 
 
 def table(results: Sequence[ModeResult], rows: Sequence[Row], first_cached: int) -> str:

@@ -87,7 +87,9 @@ def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: 
         if sandbox is None:
             sandbox = sandboxes[(g, r)] = backend.start(work.specs[g])
         obs = sandbox.run(_sql(action))
-        result.call_latencies.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        result.call_latencies.append(elapsed)
+        result.miss_overheads.append(elapsed - obs.seconds)
         result.tool_seconds += obs.seconds
         result.calls += 1
         result.executed_calls += 1
@@ -122,6 +124,7 @@ def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeR
             cached = cache[(g, action)] = sandbox.run(_sql(action))
             result.tool_seconds += cached.seconds
             result.executed_calls += 1
+            result.miss_overheads.append(time.perf_counter() - t0 - cached.seconds)
         result.call_latencies.append(time.perf_counter() - t0)
         result.calls += 1
         bar.update()
@@ -172,6 +175,8 @@ def run_tvcache(
             result.hit_latencies.append(elapsed)
             expected = truth.outputs[(g, r, step)]
             result.wrong += not served.observation.same_as(expected) and not served.tainted
+        else:
+            result.miss_overheads.append(elapsed - served.observation.seconds)
         if step == len(work.groups[g].rollouts[r].actions) - 1:
             sessions.pop((g, r)).close()
         bar.update()
@@ -180,8 +185,8 @@ def run_tvcache(
     result.wall_seconds = time.perf_counter() - started
     engine.close()
     stats = engine.stats()
-    result.tool_seconds = float(stats["executed_seconds"]) + float(stats["replayed_seconds"])  # type: ignore[arg-type]
-    result.executed_calls = int(stats["misses"]) + int(stats["replayed_calls"])  # type: ignore[call-overload]
+    result.tool_seconds = stats.tool_seconds
+    result.executed_calls = stats.executed_calls
     nodes = store.node_count()
     size = store.size_bytes()
     store.close()
@@ -190,12 +195,12 @@ def run_tvcache(
             f"hit_rate_{kind}": round(hits / calls, 4) if calls else 0.0
             for kind, (hits, calls) in hits_by_kind.items()
         },
-        "fingerprint_seconds": round(float(stats["fingerprint_seconds"]), 4),  # type: ignore[arg-type]
-        "replayed_calls": stats["replayed_calls"],
-        "forks": stats["forks"],
-        "starts": stats["starts"],
-        "snapshots": stats["snapshots"],
-        "evictions": stats["evictions"],
+        "fingerprint_seconds": round(stats.fingerprint_seconds, 4),
+        "replayed_calls": stats.replayed_calls,
+        "forks": stats.forks,
+        "starts": stats.starts,
+        "snapshots": stats.snapshots,
+        "evictions": stats.evictions,
         "nodes": nodes,
         "store_bytes_per_node": round(size / nodes, 1) if size and nodes else None,
         "memory_bytes_per_node": _memory_per_node(home),
@@ -241,6 +246,7 @@ ROWS: list[Row] = [
     ("hit latency p50 (ms)", "hit_p50_ms", "{:.4f}"),
     ("hit latency p95 (ms)", "hit_p95_ms", "{:.4f}"),
     ("call latency p50 (ms)", "call_p50_ms", "{:.4f}"),
+    ("miss overhead p50 (us)", "miss_overhead_p50_us", "{:.1f}"),
     ("wrong observations", "wrong_observations", "{:d}"),
 ]
 

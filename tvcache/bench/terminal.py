@@ -337,7 +337,7 @@ def run_cached(
         _run_groups(plan, rollout, workers)
         rec.result.wall_seconds = time.perf_counter() - started
         stats = engine.stats()
-        snapshot_bytes = int(stats["snapshot_bytes"])  # type: ignore[call-overload]
+        snapshot_bytes = stats.snapshot_bytes
     finally:
         engine.close()
         for node in engine.graph.snapshotted():
@@ -347,24 +347,24 @@ def run_cached(
     timings = engine.timings()
     forks, snaps = timings["fork"] + timings["start"], timings["snapshot"]
     r = rec.result
-    r.executed_calls = int(stats["misses"]) + int(stats["replayed_calls"])  # type: ignore[call-overload]
-    r.tool_seconds = float(stats["executed_seconds"]) + float(stats["replayed_seconds"])  # type: ignore[arg-type]
+    r.executed_calls = stats.executed_calls
+    r.tool_seconds = stats.tool_seconds
     r.extra = {
         "environment_seconds": round(r.tool_seconds + sum(forks) + sum(snaps), 2),
         "fork_p50_ms": percentile_ms(forks, 50),
         "fork_p95_ms": percentile_ms(forks, 95),
         "snapshot_p50_ms": percentile_ms(snaps, 50),
         "snapshot_p95_ms": percentile_ms(snaps, 95),
-        "snapshots": stats["snapshots"],
+        "snapshots": stats.snapshots,
         "snapshot_bytes": snapshot_bytes,
-        "replayed_calls": stats["replayed_calls"],
-        "forks": stats["forks"],
-        "starts": stats["starts"],
-        "divergences": stats["divergences"],
+        "replayed_calls": stats.replayed_calls,
+        "forks": stats.forks,
+        "starts": stats.starts,
+        "divergences": stats.divergences,
         "restore_fallbacks": backend.counters.get("full_restore_fallbacks", 0),
-        "read_only_nodes": stats["read_only_nodes"],
-        "merged_nodes": stats["merged_nodes"],
-        "fingerprint_seconds": round(float(stats["fingerprint_seconds"]), 2),  # type: ignore[arg-type]
+        "read_only_nodes": stats.read_only_nodes,
+        "merged_nodes": stats.merged_nodes,
+        "fingerprint_seconds": round(stats.fingerprint_seconds, 2),
         "flattens": backend.counters.get("flattens", 0),
     }
     return r, rec

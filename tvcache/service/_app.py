@@ -234,7 +234,7 @@ def create_app(
 
     @app.get("/v1/stats")
     async def stats() -> Response:
-        data = engine.stats()
+        data = engine.stats().to_dict()
         data["pool"] = pool_stats()
         data["sessions_open"] = len(sessions)
         return _json(data)

@@ -68,7 +68,7 @@ class EngineCollector(Collector):
         self.gauges = gauges
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.engine.stats()
+        stats = self.engine.stats().to_dict()
 
         def number(key: str) -> float:
             value = stats[key]

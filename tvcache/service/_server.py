@@ -122,8 +122,6 @@ def serve(settings: Settings, options: ServeOptions) -> int:
             uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
-        engine.close()
-        if engine.store is not None:
-            engine.store.close()
+        engine.close()  # and the store it opened
     print("tvcache serve: stopped", file=sys.stderr, flush=True)
     return 0
