@@ -9,11 +9,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sandbox import LocalTool, ToolCall
+from sandbox import ToolCall
 from snapshots import TvcacheError
 from tvcache._settings import StateAwareness
+
+if TYPE_CHECKING:
+    from tvcache._factory import AnyTool
 
 
 def _backends() -> list[str]:
@@ -119,7 +122,7 @@ def add_tools_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def tools_of(args: argparse.Namespace) -> list[LocalTool]:
+def tools_of(args: argparse.Namespace) -> list[AnyTool]:
     """The tools ``--tools`` names (none when the flag is absent)."""
     from tvcache._factory import load_tools
 
