@@ -130,8 +130,17 @@ def tools_of(args: argparse.Namespace) -> list[AnyTool]:
     return load_tools([n for n in names if n])
 
 
+def tool_flags(args: argparse.Namespace) -> list[str]:
+    """``--tools`` as given, for a ``tvcache serve`` started on the user's behalf (loaded here
+    first, so that a bad one is reported before any server starts)."""
+    tools_of(args)
+    return [flag for value in getattr(args, "tools", []) for flag in ("--tools", value)]
+
+
 def add_bench_options(bench: argparse.ArgumentParser) -> None:
-    """``--workers N``: run the workload through ``tvcache serve`` from N client processes."""
+    """``--workers N``: run the workload through ``tvcache serve`` from N client processes;
+    ``--tools``: tools that join or replace the built-in ones the workload calls."""
+    add_tools_option(bench)
     bench.add_argument(
         "--workers",
         type=int,

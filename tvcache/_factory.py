@@ -89,7 +89,7 @@ def open_engine(
     """
     settings = settings or Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    chosen = _with_host_tools(settings, backend, level, tools)
+    chosen = backend_with_tools(settings, backend, level, tools)
     store = Store(settings.resolved_store_url()) if persist else None
     engine = Engine(chosen, store, settings=settings, policy=policy, eviction=eviction)
     if pool is not None:
@@ -106,10 +106,10 @@ def is_host_tool(item: object) -> TypeGuard[HostTool]:
     )
 
 
-def _with_host_tools(
-    settings: Settings, backend: str, level: str, tools: Iterable[AnyTool]
+def backend_with_tools(
+    settings: Settings, backend: str = "local", level: str = "fs", tools: Iterable[AnyTool] = ()
 ) -> Backend:
-    """The backend with the sandbox tools, wrapped to run the host tools in this process."""
+    """``make_backend`` with the sandbox tools, wrapped to run the host tools in this process."""
     from tvcache.adapters._host import HostToolsBackend
 
     tools = list(tools)

@@ -83,8 +83,8 @@ class SkyrlWork:
 
         group = self.groups[g]
         turns = max(len(r.actions) for r in group.rollouts) + 1  # every rollout gets to answer
-        extras = {"db_id": group.db, "reward_spec": {"ground_truth": self.golds[g]}}
-        extras |= {"data": "spider", "max_turns": turns}
+        extras: dict[str, object] = {"db_id": group.db, "data": "spider", "max_turns": turns}
+        extras["reward_spec"] = {"ground_truth": self.golds[g]}
         return SQLEnv(DictConfig({"db_path": self.data}), extras)
 
 
@@ -234,6 +234,25 @@ def _through_service(work: SkyrlWork, home: Path, cache: str, pool: Pool, worker
     return Run(answers, max(end for *_, end in done) - min(start for _, start, _ in done), stats)
 
 
+def _call_latencies(run: Run) -> list[float]:
+    """Seconds of the steps that called a tool (every step but a rollout's answer)."""
+    return [a[4] for a in run.answers if not a[3]]
+
+
+def _differences(answers: list[Answer], reference: list[Answer]) -> dict[str, int]:
+    """Steps whose observations or reward and done differ from the reference's (a step
+    missing on either side counts in both), and how many differ only in row order."""
+    ours, truth = {a[0]: a for a in answers}, {a[0]: a for a in reference}
+    missing = len(ours.keys() ^ truth.keys())
+    both = ours.keys() & truth.keys()
+    differ = [k for k in both if ours[k][1] != truth[k][1]]
+    return {
+        "observation_differences": missing + len(differ),
+        "row_order_only": sum(_rows(ours[k][1]) == _rows(truth[k][1]) for k in differ),
+        "reward_differences": missing + sum(ours[k][2:4] != truth[k][2:4] for k in both),
+    }
+
+
 def _rows(observations: list[dict[str, str]]) -> list[list[str]]:
     """Each observation's lines, sorted: equal when only the order of rows differs."""
     return [sorted(o["content"].splitlines()) for o in observations]
@@ -252,7 +271,7 @@ class Run:
         reference's, wall seconds, and the observations and rewards that differ from it."""
         calls = [a for a in self.answers if not a[3]]
         hits = sum(bool(a[5]) for a in calls)
-        latency = {p: percentile_ms([a[4] for a in calls], p) for p in (50, 99)}
+        latency = {p: percentile_ms(_call_latencies(self), p) for p in (50, 99)}
         out: dict[str, object] = {
             "calls": len(calls),
             "hit_rate": round(hits / len(calls), 4) if calls else 0.0,
@@ -262,24 +281,12 @@ class Run:
         }
         if reference is None:
             return out
-        base = {
-            p: percentile_ms([a[4] for a in reference.answers if not a[3]], p) for p in (50, 99)
-        }
+        base = _call_latencies(reference)
         for p in (50, 99):
-            mine, theirs = latency[p], base[p]
-            out[f"added_p{p}_ms"] = (
-                None if mine is None or theirs is None else round(mine - theirs, 4)
-            )
-        truth = {a[0]: a for a in reference.answers}
-        mine = {a[0]: a for a in self.answers}
-        keys = truth.keys() | mine.keys()
-        missing = sum(k not in truth or k not in mine for k in keys)
-        differ = [k for k in truth.keys() & mine.keys() if mine[k][1] != truth[k][1]]
-        out["observation_differences"] = missing + len(differ)
-        out["row_order_only"] = sum(_rows(mine[k][1]) == _rows(truth[k][1]) for k in differ)
-        out["reward_differences"] = missing + sum(
-            mine[k][2:4] != truth[k][2:4] for k in truth.keys() & mine.keys()
-        )
+            ours, theirs = latency[p], percentile_ms(base, p)
+            added = None if ours is None or theirs is None else round(ours - theirs, 4)
+            out[f"added_p{p}_ms"] = added
+        out |= _differences(self.answers, reference.answers)
         out["inconsistent"] = self.inconsistent(work)
         if self.counters:
             out["executed_calls"] = int(self.counters["misses"] + self.counters["replayed_calls"])
