@@ -118,7 +118,8 @@ def add_tools_option(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="MODULE:FACTORY",
         help="add the tools FACTORY makes (a @tool function, a tool class or instance, or a "
-        "function returning a list of them), e.g. myproject.tools:make_tools; see docs/tools.md",
+        "function returning a list of them), e.g. myproject.tools:make_tools; see docs/tools.md; "
+        "host tools (a spec and run(args), e.g. SkyRL's) run in this process: docs/adapters.md",
     )
 
 

@@ -43,7 +43,7 @@ from tvcache._settings import Settings, StateAwareness
 from tvcache.adapters._common import SessionSource
 from tvcache.adapters._host import HostTool
 from tvcache.adapters.skyrl import CachedTextEnv, skyrl_engine, skyrl_tools
-from tvcache.bench._report import Key, percentile_ms
+from tvcache.bench._report import Key, Row, grid, percentile_ms
 from tvcache.bench._sql_workload import SqlRollout, SqlTaskGroup, build_groups
 from tvcache.bench.sql import Workload
 from tvcache.client import Client, ToolSession
@@ -306,7 +306,7 @@ class Run:
         return count
 
 
-ROWS = [
+ROWS: list[Row] = [
     ("tool calls", "calls", "{:d}"),
     ("hit rate", "hit_rate", "{:.1%}"),
     ("calls executed", "executed_calls", "{:d}"),
@@ -355,7 +355,7 @@ def run_skyrl_bench(args: argparse.Namespace) -> int:
         print(json.dumps({n.replace(" ", "_"): s for n, s in summaries.items()}))
     else:
         print(f"{len(work.groups)} groups, {rollouts} rollouts of skyrl-gym's SQLEnv per mode")
-        print(_table(summaries))
+        print("\n".join(grid(summaries, ROWS, label_width=30)))
     if differences:
         print(
             f"bench skyrl: {differences} observation(s) or reward(s) differ from the unwrapped "
@@ -374,15 +374,3 @@ def _failures(name: str, summary: Mapping[str, object]) -> int:
     if name.startswith("service"):
         observations -= counts.get("row_order_only", 0)
     return observations + counts.get("reward_differences", 0) + counts.get("inconsistent", 0)
-
-
-def _table(summaries: Mapping[str, Mapping[str, object]]) -> str:
-    width = max(12, *(len(n) + 2 for n in summaries))
-    lines = [f"{'':<30}" + "".join(f"{n:>{width}}" for n in summaries)]
-    for label, key, fmt in ROWS:
-        cells = [s.get(key) for s in summaries.values()]
-        lines.append(
-            f"{label:<30}"
-            + "".join(f"{'-' if c is None else fmt.format(c):>{width}}" for c in cells)
-        )
-    return "\n".join(lines)
