@@ -9,11 +9,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sandbox import LocalTool, ToolCall
+from sandbox import ToolCall
 from snapshots import TvcacheError
 from tvcache._settings import StateAwareness
+
+if TYPE_CHECKING:
+    from tvcache._factory import AnyTool
 
 
 def _backends() -> list[str]:
@@ -115,11 +118,12 @@ def add_tools_option(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="MODULE:FACTORY",
         help="add the tools FACTORY makes (a @tool function, a tool class or instance, or a "
-        "function returning a list of them), e.g. myproject.tools:make_tools; see docs/tools.md",
+        "function returning a list of them), e.g. myproject.tools:make_tools; see docs/tools.md; "
+        "host tools (a spec and run(args), e.g. SkyRL's) run in this process: docs/adapters.md",
     )
 
 
-def tools_of(args: argparse.Namespace) -> list[LocalTool]:
+def tools_of(args: argparse.Namespace) -> list[AnyTool]:
     """The tools ``--tools`` names (none when the flag is absent)."""
     from tvcache._factory import load_tools
 
@@ -127,8 +131,17 @@ def tools_of(args: argparse.Namespace) -> list[LocalTool]:
     return load_tools([n for n in names if n])
 
 
+def tool_flags(args: argparse.Namespace) -> list[str]:
+    """``--tools`` as given, for a ``tvcache serve`` started on the user's behalf (loaded here
+    first, so that a bad one is reported before any server starts)."""
+    tools_of(args)
+    return [flag for value in getattr(args, "tools", []) for flag in ("--tools", value)]
+
+
 def add_bench_options(bench: argparse.ArgumentParser) -> None:
-    """``--workers N``: run the workload through ``tvcache serve`` from N client processes."""
+    """``--workers N``: run the workload through ``tvcache serve`` from N client processes;
+    ``--tools``: tools that join or replace the built-in ones the workload calls."""
+    add_tools_option(bench)
     bench.add_argument(
         "--workers",
         type=int,

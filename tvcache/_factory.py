@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
-from sandbox import Backend, LocalTool
+from sandbox import Backend, LocalTool, ToolSpec
 from snapshots import TvcacheError
 from tvcache._engine import Engine
 from tvcache._policy import EvictionStrategy, SnapshotPolicy
@@ -17,6 +17,9 @@ from tvcache._store import Store
 if TYPE_CHECKING:
     from sandbox.docker import DockerBackend
     from sandbox.local import LocalBackend
+    from tvcache.adapters._host import HostTool
+
+    AnyTool = LocalTool | HostTool
 
 BACKENDS = ("local", "docker")
 
@@ -65,7 +68,7 @@ def make_backend(
 def open_engine(
     settings: Settings | None = None,
     *,
-    tools: Iterable[LocalTool] = (),
+    tools: Iterable[AnyTool] = (),
     backend: str = "local",
     policy: SnapshotPolicy | None = None,
     eviction: EvictionStrategy | None = None,
@@ -77,7 +80,8 @@ def open_engine(
 
     ``tools`` join ``bash`` and ``sqlite`` (a same-named one replaces a built-in): instances of
     :class:`~tvcache.ShellTool` or :class:`~tvcache.LocalTool`, or :func:`~tvcache.tool`
-    functions; see docs/tools.md.
+    functions; see docs/tools.md. Host tools (a ``spec`` and ``run(args)``, such as
+    :func:`~tvcache.adapters.skyrl.skyrl_tools`) run in this process, not in a sandbox.
 
     ``persist=False`` keeps the graph in memory only (benchmarks, throwaway runs); ``level``
     is the Docker backend's snapshot level (``fs`` or ``full``); ``pool`` makes the engine's
@@ -85,7 +89,7 @@ def open_engine(
     """
     settings = settings or Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    chosen = make_backend(settings, backend, level=level, tools=tools)
+    chosen = backend_with_tools(settings, backend, level, tools)
     store = Store(settings.resolved_store_url()) if persist else None
     engine = Engine(
         chosen, store, settings=settings, policy=policy, eviction=eviction, owns_store=True
@@ -95,13 +99,37 @@ def open_engine(
     return engine
 
 
-def load_tools(specs: Sequence[str]) -> list[LocalTool]:
+def is_host_tool(item: object) -> TypeGuard[HostTool]:
+    """A tool run in the engine's process (a ``spec`` and ``run(args)``), not a sandbox tool."""
+    return (
+        not isinstance(item, LocalTool)
+        and isinstance(getattr(item, "spec", None), ToolSpec)
+        and callable(getattr(item, "run", None))
+    )
+
+
+def backend_with_tools(
+    settings: Settings, backend: str = "local", level: str = "fs", tools: Iterable[AnyTool] = ()
+) -> Backend:
+    """``make_backend`` with the sandbox tools, wrapped to run the host tools in this process."""
+    from tvcache.adapters._host import HostToolsBackend
+
+    tools = list(tools)
+    host = [t for t in tools if is_host_tool(t)]
+    local = [t for t in tools if isinstance(t, LocalTool)]
+    chosen = make_backend(settings, backend, level=level, tools=local)
+    return HostToolsBackend(chosen, host) if host else chosen
+
+
+def load_tools(specs: Sequence[str]) -> list[AnyTool]:
     """The tools named by ``package.module:factory`` strings (``--tools`` of the CLI).
 
     ``factory`` is a tool (a ``@tool`` function or a tool instance), a tool class, or a
-    function that returns one tool or a list of them.
+    function that returns one tool or a list of them. Host tools (a ``spec`` and
+    ``run(args)``, e.g. :func:`~tvcache.adapters.skyrl.skyrl_tools`) are the operator's own
+    trusted code: they run in the engine's process, unisolated, as the framework runs them.
     """
-    found: list[LocalTool] = []
+    found: list[AnyTool] = []
     for spec in specs:
         module_name, sep, attribute = spec.partition(":")
         hint = "name it as package.module:factory, e.g. --tools myproject.tools:make_tools"
@@ -118,8 +146,8 @@ def load_tools(specs: Sequence[str]) -> list[LocalTool]:
         ):
             target = target()
         made = list(target) if isinstance(target, list | tuple) else [target]
-        tools = [t for t in made if isinstance(t, LocalTool)]
-        bad = [t for t in made if not isinstance(t, LocalTool)]
+        tools = [t for t in made if isinstance(t, LocalTool) or is_host_tool(t)]
+        bad = [t for t in made if not (isinstance(t, LocalTool) or is_host_tool(t))]
         if bad:
             raise TvcacheError(
                 f"--tools {spec!r} gave {bad[0]!r}, which is not a tool",

@@ -195,6 +195,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from tvcache.bench.sql import run_sql_bench
 
+    if args.workload == "skyrl":
+        from tvcache.bench.skyrl import run_skyrl_bench
+
+        return run_skyrl_bench(args)
     if args.workload == "load" or args.workers:
         return run_bench(args)
     if args.workload == "terminal":
@@ -232,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     gc.set_defaults(func=cmd_gc)
 
     bench = sub.add_parser("bench", help="run a benchmark side by side: no cache, naive, tvcache")
-    bench.add_argument("workload", choices=["sql", "terminal", "load"], help="which workload")
+    bench.add_argument(
+        "workload", choices=["sql", "terminal", "load", "skyrl"], help="which workload"
+    )
     bench.add_argument("--quick", action="store_true", help="a small run (under a minute)")
     bench.add_argument("--json", action="store_true", help="print one JSON object, no table")
     bench.add_argument("--group-size", type=int, default=8, help="rollouts per task (G)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sandbox import Observation
@@ -58,18 +58,26 @@ def _us(ms: float | None) -> float | None:
     return None if ms is None else round(ms * 1000, 1)
 
 
+def grid(
+    summaries: Mapping[str, Mapping[str, object]], rows: Sequence[Row], label_width: int = 26
+) -> list[str]:
+    """One column per mode (its name over its summary), one line per row; ``-`` for None."""
+    width = max(13, *(len(name) + 2 for name in summaries))
+    lines = [f"{'':<{label_width}}" + "".join(f"{name:>{width}}" for name in summaries)]
+    for label, key, fmt in rows:
+        cells = [s.get(key) for s in summaries.values()]
+        lines.append(
+            f"{label:<{label_width}}"
+            + "".join(f"{'-' if c is None else fmt.format(c):>{width}}" for c in cells)
+        )
+    return lines
+
+
 def table(results: Sequence[ModeResult], rows: Sequence[Row], first_cached: int) -> str:
     """Modes side by side; then, for each cached mode, its ratio to the first (no-cache) mode
     and whatever else it measured."""
     summaries = [r.summary() for r in results]
-    width = max(13, *(len(r.name) + 2 for r in results))
-    lines = [f"{'':<26}" + "".join(f"{r.name:>{width}}" for r in results)]
-    for label, key, fmt in rows:
-        cells = [s.get(key) for s in summaries]
-        lines.append(
-            f"{label:<26}"
-            + "".join(f"{'-' if c is None else fmt.format(c):>{width}}" for c in cells)
-        )
+    lines = grid({r.name: s for r, s in zip(results, summaries, strict=True)}, rows)
     base = summaries[0]
     shown = {key for _, key, _ in rows}
     for result, summary in zip(results[first_cached:], summaries[first_cached:], strict=True):

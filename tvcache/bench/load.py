@@ -28,6 +28,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from snapshots import TvcacheError
+from tvcache._cli_service import tool_flags
 from tvcache._store import Store
 from tvcache.bench._report import percentile_ms
 from tvcache.client import AsyncClient, AsyncRemoteSession, Client
@@ -166,7 +167,7 @@ def run_load_bench(args: argparse.Namespace) -> int:
             template.mkdir()
             (template / "log").write_text("")
             templates.append(str(template))
-        server = ServerProcess(home, "--log-level", "warning")
+        server = ServerProcess(home, "--log-level", "warning", *tool_flags(args))
         rss: list[int] = []
         stop = threading.Event()
 

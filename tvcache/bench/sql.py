@@ -18,12 +18,14 @@ import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from sandbox import Observation, RootSpec, Sandbox, ToolCall
+from sandbox import Backend, Observation, RootSpec, Sandbox, ToolCall
+from tvcache._cli_service import tool_flags, tools_of
 from tvcache._engine import Engine
-from tvcache._factory import local_backend
+from tvcache._factory import backend_with_tools, local_backend
 from tvcache._session import Session
 from tvcache._settings import Settings, StateAwareness
 from tvcache._store import Store
@@ -31,14 +33,25 @@ from tvcache.bench import _isolation_cost as isolation_cost
 from tvcache.bench._report import ModeResult, Row, plot, table
 from tvcache.bench._sql_workload import SqlTaskGroup, build_groups, extract_database
 
+if TYPE_CHECKING:
+    from tvcache._factory import AnyTool
+
 DB_FILE = "db.sqlite"
 QUICK = {"recorded_tasks": 12, "edit_tasks": 6, "raw_tasks": 12}
 
 
 @dataclass(frozen=True)
 class Workload:
+    """The groups, their roots, and the ``--tools`` (loaded, and as given for a server)."""
+
     groups: list[SqlTaskGroup]
     specs: list[RootSpec]
+    tools: tuple[AnyTool, ...] = ()
+    tool_flags: tuple[str, ...] = ()
+
+    def backend(self, home: Path) -> Backend:
+        """The local backend of one mode, with the workload's tools."""
+        return backend_with_tools(Settings(home=home), tools=self.tools)
 
     def steps(self) -> Iterator[tuple[int, int, int, str]]:
         """Round-robin within each group: step t of every rollout, then step t+1.
@@ -68,7 +81,7 @@ def make_workload(args: argparse.Namespace, workdir: Path) -> Workload:
             template.mkdir(parents=True)
             extract_database(group.db, template).rename(template / DB_FILE)
         specs.append(RootSpec(task_id=group.task_id, backend="local", template=str(template)))
-    return Workload(groups, specs)
+    return Workload(groups, specs, tuple(tools_of(args)), tuple(tool_flags(args)))
 
 
 def _sql(action: str) -> ToolCall:
@@ -77,7 +90,7 @@ def _sql(action: str) -> ToolCall:
 
 def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
     """Every call executed in a sandbox started fresh for its rollout."""
-    backend = local_backend(Settings(home=home))
+    backend = work.backend(home)
     result = ModeResult("no cache")
     sandboxes: dict[tuple[int, int], Sandbox] = {}
     started = time.perf_counter()
@@ -105,7 +118,7 @@ def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: 
 
 def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
     """A cache keyed by (task, call), blind to history: fast, and wrong where history matters."""
-    backend = local_backend(Settings(home=home))
+    backend = work.backend(home)
     result = ModeResult("naive")
     cache: dict[tuple[int, str], Observation] = {}
     sandboxes: dict[tuple[int, int], Sandbox] = {}
@@ -151,7 +164,7 @@ def run_tvcache(
     """tvcache with a SQLite store, as a user would run it: ``tvcache`` is strict prefix
     matching (the default), ``read-only`` adds the sqlite tool's read-only proofs,
     ``fingerprint`` also merges states with equal database content."""
-    backend = local_backend(Settings(home=home))
+    backend = work.backend(home)
     store = Store(f"sqlite:///{home / 'cache.db'}")
     engine = Engine(backend, store, settings=Settings(home=home, state=TVCACHE_MODES[name]))
     result = ModeResult(name)

@@ -54,7 +54,7 @@ def run_service(work: Workload, home: Path, truth: ModeResult, workers: int) -> 
         last = step == len(work.groups[g].rollouts[r].actions) - 1
         shares[g % workers].append((g, r, step, sql, spec.task_id, str(spec.template), last))
     result = ModeResult(f"service x{workers}")
-    with ServerProcess(home, "--log-level", "warning") as server:
+    with ServerProcess(home, "--log-level", "warning", *work.tool_flags) as server:
         started = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             answers = pool.starmap(_worker, [(server.url, share) for share in shares])

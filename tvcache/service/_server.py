@@ -14,10 +14,10 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvicorn
 
-from sandbox import LocalTool
 from snapshots import TvcacheError
 from tvcache._engine import Engine
 from tvcache._factory import open_engine
@@ -25,6 +25,9 @@ from tvcache._settings import Settings
 from tvcache.pool import PreforkPool
 from tvcache.service._app import create_app
 from tvcache.service._guard import DEFAULT_MAX_REQUEST_BYTES
+
+if TYPE_CHECKING:
+    from tvcache._factory import AnyTool
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,7 @@ class ServeOptions:
     grace: float = 60.0
     log_level: str = "info"
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    tools: tuple[LocalTool, ...] = ()
+    tools: tuple[AnyTool, ...] = ()
 
 
 def is_loopback(host: str) -> bool:
@@ -81,7 +84,7 @@ def _signals_as_shutdown_only() -> Iterator[None]:
 
 
 def engine_for(
-    settings: Settings, backend: str, level: str = "fs", tools: Sequence[LocalTool] = ()
+    settings: Settings, backend: str, level: str = "fs", tools: Sequence[AnyTool] = ()
 ) -> Engine:
     """``open_engine``; an unknown backend is a TvcacheError the CLI reports."""
     return open_engine(settings, backend=backend, level=level, tools=tools)
