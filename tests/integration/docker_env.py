@@ -77,6 +77,27 @@ def level(request: pytest.FixtureRequest) -> Level:
     return cast(Level, request.param)
 
 
+def cgroup_limits(box: DockerSandbox) -> tuple[int, int, int, list[str]]:
+    """What the kernel enforces on ``box``, on either runtime: memory bytes, pids, CPU quota
+    (µs per 100 ms) from its cgroups (v1), and its network interfaces."""
+    paths = {}
+    for line in Path(f"/proc/{box.init_pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            paths[controller] = path
+
+    def read(controller: str, name: str) -> str:
+        return (Path("/sys/fs/cgroup") / controller / paths[controller].lstrip("/") / name).read_text()
+
+    links = Path(f"/proc/{box.init_pid}/net/dev").read_text().splitlines()[2:]
+    return (
+        int(read("memory", "memory.limit_in_bytes")),
+        int(read("pids", "pids.max")),
+        int(read("cpu", "cpu.cfs_quota_us")),
+        sorted(line.split(":")[0].strip() for line in links),
+    )
+
+
 def sh(sandbox: Sandbox, command: str, **args: Any) -> Observation:
     return sandbox.run(ToolCall("bash", {"command": command, **args}))
 
