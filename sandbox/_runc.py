@@ -105,7 +105,15 @@ _REFUSED = [
     "open_tree",
     "mount_setattr",
 ]
-_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
+_NAMESPACE_FLAGS = (
+    0x00020000,
+    0x02000000,
+    0x04000000,
+    0x08000000,
+    0x10000000,
+    0x20000000,
+    0x40000000,
+)
 """CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET: ``clone`` may make none
 (one rule per bit: a seccomp rule can test a masked value for equality only)."""
 
@@ -124,7 +132,9 @@ def seccomp() -> dict[str, Any]:
                     "names": ["clone"],
                     "action": "SCMP_ACT_ERRNO",
                     "errnoRet": 1,
-                    "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+                    "args": [
+                        {"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}
+                    ],
                 }
                 for flag in _NAMESPACE_FLAGS
             ),

@@ -14,6 +14,7 @@ Containers can be created ahead of time (:meth:`RuncRuntime.prepare`): a fork th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -22,8 +23,9 @@ import signal
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,35 @@ import psutil
 from sandbox import _docker_shell as shell
 from sandbox import _runc
 from sandbox._docker_state import _SKIP, _epoch_seconds
-from snapshots import SnapshotError, docker_fs, overlay
+from snapshots import docker_fs, overlay
 from snapshots.directory import delete_tree, tree_digest
 from snapshots.layers import LayerStore
 
 log = logging.getLogger(__name__)
 
 PREFIX = "tvcache-"
+HOSTS = (
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+)
+"""Docker's /etc/hosts of a container with network ``none``."""
+ETC_FILES = ("hostname", "hosts", "resolv.conf")
+"""Files Docker bind-mounts into /etc of every container (fresh in every fork, never in
+a snapshot); each sandbox gets its own copies."""
+
+
+def _etc_files(box: Path) -> dict[str, str]:
+    """Write the box's /etc files; their bind mounts, source to destination."""
+    etc = box / "etc"
+    etc.mkdir()
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    texts = {"hostname": "sandbox\n", "hosts": HOSTS, "resolv.conf": resolv}
+    for name, text in texts.items():
+        (etc / name).write_text(text)
+    return {str(etc / name): f"/etc/{name}" for name in ETC_FILES}
 
 
 class RuncFiles:
@@ -70,8 +94,6 @@ class RuncFiles:
             return 0
 
     def digest(self) -> str | None:
-        import hashlib
-
         digest = hashlib.sha256(b"tvcache-container-files-v1\0")
         digest.update(
             self._digests.digest(
@@ -84,6 +106,8 @@ class RuncFiles:
             ).encode()
         )
         digest.update(tree_digest(Path(f"/proc/{self.init_pid}/root/dev/shm")).encode())
+        for name in ETC_FILES:
+            digest.update(f"{name}\0{_file_digest(self._upper.parent / 'etc' / name)}\0".encode())
         return digest.hexdigest()
 
 
@@ -129,7 +153,10 @@ class RuncRuntime:
         ready_timeout: float,
         flatten_depth: int,
         owner: Mapping[str, str],
+        count: Callable[[str], None] = lambda name: None,
     ) -> None:
+        self._count = count
+        self._flatten_lock = threading.Lock()
         self.api = api
         self._owner = dict(owner)
         self.boxes = snapshot_dir / "runc"
@@ -143,6 +170,7 @@ class RuncRuntime:
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
         self._prepared: dict[str, list[Box]] = {}
+        self._reserved: Counter[str] = Counter()
         self._pending: list[Future[Any]] = []
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="tvcache-runc")
         self._launcher = ThreadPoolExecutor(4, thread_name_prefix="tvcache-runc-launch")
@@ -199,7 +227,7 @@ class RuncRuntime:
                 cwd=image.cwd,
                 user=image.user,
                 hostname="sandbox",
-                binds={str(box.directory): shell.MOUNT},
+                binds={str(box.directory): shell.MOUNT, **_etc_files(box.box)},
                 memory=_runc.memory_bytes(options.get("memory")),
                 pids=_int(options.get("pids")),
                 cpus=_float(options.get("cpus")),
@@ -244,8 +272,16 @@ class RuncRuntime:
         """Start a container over ``layer`` in the background (a snapshot's source goes on
         there); the future holds the box and what :meth:`start` returns."""
 
+        stack = self.stack_of(layer)
+        with self._lock:  # until the box records its stack, gc must keep it for the box
+            self._reserved.update(stack)
+
         def go() -> tuple[Box, tuple[shell.ShellChannel, str, RuncFiles]]:
-            box = self.create(self.image(image_id), options, state, [], self.stack_of(layer))
+            try:
+                box = self.create(self.image(image_id), options, state, [], stack)
+            finally:
+                with self._lock:
+                    self._reserved.subtract(stack)
             return box, self.start(box, state.shell_pid())
 
         return self._launcher.submit(go)
@@ -315,24 +351,31 @@ class RuncRuntime:
         """
         _kill(box.pid)
         below = self.layers.chain(box.stack[0]) if box.stack else []
+        if len(below) >= self.flatten_depth:  # the background flatten did not keep up
+            below = [self._flatten(box.stack[0])]
         layer = self.layers.freeze(box.upper, below)
         self.background(self._dispose, box)
-        if len(below) + 1 > self.flatten_depth:
+        if len(below) + 1 > self.flatten_depth // 2:
             self.background(self._flatten, layer)
         return layer
 
-    def _flatten(self, layer: str) -> None:
-        try:
-            self.layers.flatten(layer)
-        except (OSError, SnapshotError) as error:  # a deleted snapshot, a full disk
-            log.warning("flattening layer %s failed: %s", layer, error)
+    def _flatten(self, layer: str) -> str:
+        """Merge the stack of ``layer`` once (its merged layer's id)."""
+        with self._flatten_lock:
+            stack = self.layers.chain(layer)
+            if len(stack) == 1:
+                return stack[0]
+            flat = self.layers.flatten(layer)
+        self._count("flattens")
+        return flat
 
     def stack_of(self, layer: str) -> list[str]:
         return self.layers.chain(layer)
 
     def users(self) -> set[str]:
         """Layers the sandboxes on this store read (any process's: from their boxes)."""
-        used: set[str] = set()
+        with self._lock:
+            used = {layer for layer, count in self._reserved.items() if count > 0}
         for entry in self.boxes.iterdir():
             stack = entry / "stack.json"
             with contextlib.suppress(OSError, ValueError):
@@ -383,6 +426,17 @@ class RuncRuntime:
             boxes = self._prepared.get(key)
             return boxes.pop() if boxes else None
 
+    def drop_prepared(self, key: str) -> None:
+        """Remove the containers created ahead of time under ``key`` (its snapshot is gone)."""
+        with self._lock:
+            boxes = self._prepared.pop(key, [])
+        for box in boxes:
+            self.discard(box)
+
+    def prepared_total(self) -> int:
+        with self._lock:
+            return sum(len(boxes) for boxes in self._prepared.values())
+
     def prepared(self, key: str) -> int:
         with self._lock:
             return len(self._prepared.get(key, []))
@@ -395,6 +449,13 @@ class RuncRuntime:
         for box in boxes:
             self.discard(box)
         self.drain()
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
 
 
 def _kill(pid: int) -> None:

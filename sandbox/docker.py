@@ -55,9 +55,9 @@ from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
 from sandbox import _runc
-from sandbox._runc_runtime import Box, RuncFiles, RuncRuntime
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
+from sandbox._runc_runtime import Box, RuncFiles, RuncRuntime
 from sandbox._tool_runner import helper_files, shipped_modules
 from sandbox._tools import LocalTool, ShellTool, ToolRegistry, default_tools, tool_entry
 from sandbox._types import (
@@ -179,21 +179,26 @@ class _Config:
 def _choose_runtime(asked: str | None, level: str) -> tuple[Runtime, str]:
     """runc or docker, and why: ``asked``, else ``$TVCACHE_DOCKER_RUNTIME``, else runc when it
     works here. Level ``full`` always uses Docker (its checkpoints are Docker's)."""
+    source = "asked for" if asked else RUNTIME_ENV + "="
     wanted = asked or os.environ.get(RUNTIME_ENV, "") or "auto"
     if wanted not in ("runc", "docker", "auto"):
         raise DockerBackendError(
             f"{RUNTIME_ENV}={wanted!r} is not a runtime", "use runc, docker or leave it unset"
         )
     if wanted == "docker":
-        return "docker", f"{RUNTIME_ENV}=docker" if not asked else "asked for docker"
+        return "docker", f"{source}docker"
     if level == "full":
         return "docker", "level full checkpoints through Docker"
     missing = _runc.available()
     if missing is not None:
         if wanted == "runc":
-            raise DockerBackendError(f"the runc runtime cannot work here: {missing}", "unset " + RUNTIME_ENV)
-        return "docker", f"runc cannot work here: {missing}"
-    return "runc", "runc works here" if wanted == "auto" else f"{RUNTIME_ENV}=runc"
+            raise DockerBackendError(
+                f"the runc runtime cannot work here: {missing}", f"unset {RUNTIME_ENV}"
+            )
+        return "docker", f"runc cannot work here ({missing}); Docker is the fallback"
+    if wanted == "auto":
+        return "runc", f"runc works here (set {RUNTIME_ENV}=docker for the Docker path)"
+    return "runc", f"{source}runc"
 
 
 class _RestoreFailed(Exception):
@@ -430,7 +435,7 @@ class DockerSandbox:
             level="fs",
             location=f"layer:{layer}",
             size_bytes=runc.layers.size(layer),
-            meta={**meta, "runtime": "runc", "layer": layer, "depth": len(box.stack) + 1},
+            meta={**meta, "runtime": "runc", "layer": layer, "depth": len(runc.stack_of(layer))},
         )
         state = shell.SessionState.from_dict(meta["shell"])
         self._moving = runc.launch(self._config.image, self._config.options, state, layer)
@@ -559,6 +564,7 @@ class DockerBackend:
                 ready_timeout,
                 flatten_depth,
                 self.labels("sandbox"),
+                self.count,
             )
 
     @property
@@ -619,7 +625,9 @@ class DockerBackend:
         runc = self.runc
         assert runc is not None
         box = runc.take_prepared(key)
-        if box is None:
+        if box is not None:
+            box.phases.clear()  # created ahead of time: not this fork's cost
+        else:
             box = runc.create(runc.image(config.image), config.options, state, env, stack)
         channel, boot, files = runc.start(box, (state or shell.SessionState()).shell_pid())
         return DockerSandbox(self, box.name, box.name, config, channel, boot, files, box)
@@ -635,7 +643,9 @@ class DockerBackend:
         key = f"layer:{handle.meta['layer']}"
         while runc.prepared(key) < count:
             stack = runc.stack_of(str(handle.meta["layer"]))
-            runc.prepare(key, runc.create(runc.image(config.image), config.options, state, [], stack))
+            runc.prepare(
+                key, runc.create(runc.image(config.image), config.options, state, [], stack)
+            )
         return runc.prepared(key)
 
     def close(self) -> None:
@@ -711,7 +721,9 @@ class DockerBackend:
             return
         if handle.meta.get("runtime") == "runc":
             if self.runc is not None:
-                self.runc.layers.delete(str(handle.meta["layer"]))
+                layer = str(handle.meta["layer"])
+                self.runc.drop_prepared(f"layer:{layer}")
+                self.runc.layers.delete(layer)
                 self.runc.gc()
             return
         docker_full.delete(handle)
@@ -926,7 +938,9 @@ class DockerBackend:
             return set()
         layers = {str(h.meta.get("layer")) for h in known.values()}
         report.missing.extend(
-            sorted(sid for sid, h in known.items() if not self.runc.layers.has(str(h.meta["layer"])))
+            sorted(
+                sid for sid, h in known.items() if not self.runc.layers.has(str(h.meta["layer"]))
+            )
         )
         removed, kept = self.runc.reconcile(layers, str(self.snapshot_dir))
         report.orphans_removed.extend(removed)
@@ -961,6 +975,11 @@ class DockerBackend:
                 "" if experimental else "restart dockerd: scripts/setup-docker.sh",
             ),
             DoctorCheck("docker: criu (dockerd's)", status.ok, status.detail, status.hint),
+            DoctorCheck(
+                "docker: runtime",
+                True,
+                f"level {self.level} sandboxes start through {self.runtime}: {self.runtime_reason}",
+            ),
         ]
         try:
             docker_fs.inspect_image(self.api, DEFAULT_IMAGE)

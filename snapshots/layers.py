@@ -70,12 +70,17 @@ class LayerStore:
             if self.diff(flat_id).is_dir():
                 return [flat_id]
         below = _read_json(self.root / layer / "chain", None)
-        if not isinstance(below, list) or not self.diff(layer).is_dir():
+        if not isinstance(below, list) or not self.has(layer):
             raise SnapshotError(
                 f"layer {layer} is missing from {self.root}",
                 "drop the snapshot's record (reconcile reports it as missing)",
             )
         return [layer, *(str(x) for x in below)]
+
+    def _below(self, layer: str) -> list[str]:
+        """The layers ``layer`` was frozen over (not its flattened replacement)."""
+        below = _read_json(self.root / layer / "chain", [])
+        return [str(x) for x in below] if isinstance(below, list) else []
 
     def freeze(self, upper: Path, below: list[str]) -> str:
         """Make ``upper`` (no longer mounted) a read-only layer over ``below``; its id."""
@@ -105,7 +110,7 @@ class LayerStore:
                 keep.add(layer)
                 with contextlib.suppress(SnapshotError):
                     keep.update(self.chain(layer))
-                keep.update(str(x) for x in _read_json(self.root / layer / "chain", []) or [])
+                keep.update(self._below(layer))
         return keep
 
     def gc(self, users: Iterable[str], *, min_age: float = 0.0) -> list[str]:
@@ -170,7 +175,7 @@ def _merge_dir(source: Path, target: Path) -> None:
         src, dst = Path(entry.path), target / entry.name
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
-            if _opaque(src) or (dst.exists() or dst.is_symlink()) and not dst.is_dir():
+            if _opaque(src) or ((dst.exists() or dst.is_symlink()) and not dst.is_dir()):
                 with contextlib.suppress(FileNotFoundError):
                     _remove(dst)
             if not dst.is_dir() or dst.is_symlink():

@@ -237,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     gc.set_defaults(func=cmd_gc)
 
     bench = sub.add_parser("bench", help="run a benchmark side by side: no cache, naive, tvcache")
-    bench.add_argument("workload", choices=["sql", "terminal", "load", "forks"], help="which workload")
+    bench.add_argument(
+        "workload", choices=["sql", "terminal", "load", "forks"], help="which workload"
+    )
     bench.add_argument("--quick", action="store_true", help="a small run (under a minute)")
     bench.add_argument("--json", action="store_true", help="print one JSON object, no table")
     bench.add_argument("--group-size", type=int, default=8, help="rollouts per task (G)")

@@ -27,7 +27,11 @@ from snapshots.layers import merge
 NAMES = ["a", "b", "d/c", "d/e", "d/f/g"]
 Op = tuple[str, str, int]  # (kind, path, value)
 
-ops = st.tuples(st.sampled_from(["write", "delete", "rmdir", "chmod"]), st.sampled_from(NAMES), st.integers(0, 3))
+ops = st.tuples(
+    st.sampled_from(["write", "delete", "rmdir", "chmod"]),
+    st.sampled_from(NAMES),
+    st.integers(0, 3),
+)
 layers = st.lists(st.lists(ops, max_size=6), min_size=1, max_size=5)
 
 
@@ -82,7 +86,9 @@ def tree(view: Path) -> dict[str, tuple[str, int, str]]:
     return found
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(stack=layers)
 def test_a_flattened_stack_shows_what_the_stack_shows(root: None, stack: list[list[Op]]) -> None:
     with tempfile.TemporaryDirectory(prefix="tvcache-merge-") as temp:
@@ -102,6 +108,8 @@ def test_a_flattened_stack_shows_what_the_stack_shows(root: None, stack: list[li
             uppers.insert(0, frozen)
         flat = where / "flat"
         merge(list(reversed(uppers)), flat)
-        with mounted(where, [*uppers, image], "stacked") as stacked:
-            with mounted(where, [flat, image], "flat") as flattened:
-                assert tree(flattened) == tree(stacked)
+        with (
+            mounted(where, [*uppers, image], "stacked") as stacked,
+            mounted(where, [flat, image], "flat") as flattened,
+        ):
+            assert tree(flattened) == tree(stacked)

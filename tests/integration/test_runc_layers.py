@@ -12,9 +12,13 @@ import pytest
 from docker_env import BackendFactory, sh, start
 from needs import unavailable
 
-from sandbox import _runc
+from sandbox import RootSpec, _runc
 from sandbox.docker import DockerBackend
 from snapshots import SnapshotHandle
+from tvcache._engine import Engine
+from tvcache._policy import AlwaysSnapshot
+from tvcache._store import Store
+from tvcache.pool import PreforkPool
 
 pytestmark = pytest.mark.docker
 
@@ -189,3 +193,36 @@ def test_reconcile_removes_what_a_dead_process_left(runc_backend: Any, tmp_path:
     box.close()
     backend.delete_snapshot(kept)
     assert leftovers(backend) == CLEAN
+
+
+def test_a_fork_takes_a_container_created_ahead_of_time(runc_backend: Any) -> None:
+    backend = runc_backend()
+    with start(backend) as source:
+        sh(source, "cd /tmp && export V=1 && echo x > f")
+        handle = source.snapshot("s1")
+    assert backend.prefork(handle, 2) == 2
+    with backend.fork(handle) as fork:
+        assert fork.box is not None and "runc_create" not in fork.box.phases  # only started
+        assert sh(fork, "pwd; echo $V; cat f").output == "/tmp\n1\nx\n"
+    backend.delete_snapshot(handle)  # and the one still waiting goes with it
+    assert leftovers(backend) == CLEAN
+
+
+def test_the_pool_creates_containers_at_hot_snapshots(runc_backend: Any, tmp_path: Path) -> None:
+    backend = runc_backend()
+    engine = Engine(backend, Store(f"sqlite:///{tmp_path / 'cache.db'}"), policy=AlwaysSnapshot())
+    pool = PreforkPool(engine, hot_misses=1, per_node=1)
+    engine.pool = pool
+    spec = RootSpec("t", backend="docker")
+    try:
+        for branch in range(3):
+            with engine.session(spec) as session:
+                session.call("bash", command="echo a > log")
+                assert pool.settle()
+                got = session.call("bash", command=f"echo {branch} >> log; cat log")
+                assert got.output == f"a\n{branch}\n" and not got.hit
+        assert backend.runc is not None and backend.runc.prepared_total() == 1
+    finally:
+        engine.close()
+        assert engine.store is not None
+        engine.store.close()

@@ -26,8 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox import RootSpec, ToolCall
-from sandbox import _runc
+from sandbox import RootSpec, ToolCall, _runc
 from sandbox.docker import DEFAULT_IMAGE, DockerBackend, DockerSandbox
 from snapshots import SnapshotHandle
 from tvcache.bench._report import percentile_ms
@@ -107,10 +106,17 @@ class _Floors:
         return seconds
 
 
-def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
+def _timed(action: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     started = time.perf_counter()
-    result = action()
+    result = action(*args)
     return time.perf_counter() - started, result
+
+
+def _fork_first(backend: DockerBackend, handle: SnapshotHandle) -> DockerSandbox:
+    """A fork that has answered its first command."""
+    box = backend.fork(handle)
+    _sh(box, "cat /work/p/f >/dev/null")
+    return box
 
 
 def run_forks_bench(args: argparse.Namespace) -> int:
@@ -141,9 +147,7 @@ def run_forks_bench(args: argparse.Namespace) -> int:
             add("floor: runc run (fresh overlay)", floors.run())
             add("floor: runc start (created ahead)", floors.start())
             for name, backend in backends.items():
-                seconds, fork = _timed(
-                    lambda b=backend, h=handles[name]: _first(b.fork(h))  # type: ignore[misc]
-                )
+                seconds, fork = _timed(_fork_first, backend, handles[name])
                 add(f"{name}: fs fork + first command", seconds)
                 if fork.box is not None:
                     for phase, value in fork.box.phases.items():
@@ -151,7 +155,7 @@ def run_forks_bench(args: argparse.Namespace) -> int:
                 fork.close()
             runc_backend = backends["runc"]
             runc_backend.prefork(handles["runc"], 1)
-            seconds, fork = _timed(lambda: _first(runc_backend.fork(handles["runc"])))
+            seconds, fork = _timed(_fork_first, runc_backend, handles["runc"])
             add("runc: pool hand-out + first command", seconds)
             fork.close()
             for size in sizes:
@@ -159,9 +163,7 @@ def run_forks_bench(args: argparse.Namespace) -> int:
                     box = backend.fork(handles[name])
                     if size:
                         _sh(box, f"head -c {size}M /dev/urandom > /work/data")
-                    seconds, handle = _timed(
-                        lambda b=box, s=size: b.snapshot(f"s{s}-{uuid.uuid4().hex[:8]}")
-                    )
+                    seconds, handle = _timed(box.snapshot, f"s{size}-{uuid.uuid4().hex[:8]}")
                     add(f"{name}: fs snapshot at {size} MB", seconds)
                     box.close()
                     backend.delete_snapshot(handle)
@@ -176,16 +178,18 @@ def run_forks_bench(args: argparse.Namespace) -> int:
     return _report(samples, phases, sizes, bool(getattr(args, "json", False)))
 
 
-def _first(box: DockerSandbox) -> DockerSandbox:
-    _sh(box, "cat /work/p/f >/dev/null")
-    return box
-
-
 def _report(
-    samples: dict[str, list[float]], phases: dict[str, list[float]], sizes: tuple[int, ...], as_json: bool
+    samples: dict[str, list[float]],
+    phases: dict[str, list[float]],
+    sizes: tuple[int, ...],
+    as_json: bool,
 ) -> int:
     summary = {
-        case: {"p50_ms": percentile_ms(values, 50), "p90_ms": percentile_ms(values, 90), "n": len(values)}
+        case: {
+            "p50_ms": percentile_ms(values, 50),
+            "p90_ms": percentile_ms(values, 90),
+            "n": len(values),
+        }
         for case, values in samples.items()
     }
     breakdown = {phase: percentile_ms(values, 50) for phase, values in phases.items()}
@@ -197,11 +201,18 @@ def _report(
     print(f"{'case':<40}{'p50 ms':>10}{'p90 ms':>10}{'x floor':>10}")
     for case, row in summary.items():
         floor = start_floor if "hand-out" in case or "start" in case else run_floor
-        ratio = "" if case.startswith("floor") or "snapshot" in case else f"{(row['p50_ms'] or 0) / floor:.2f}"
+        ratio = (
+            ""
+            if case.startswith("floor") or "snapshot" in case
+            else f"{(row['p50_ms'] or 0) / floor:.2f}"
+        )
         print(f"{case:<40}{row['p50_ms']:>10.1f}{row['p90_ms']:>10.1f}{ratio:>10}")
     for size in sizes:
         runc_ms = summary[f"runc: fs snapshot at {size} MB"]["p50_ms"] or 0.0
         docker_ms = summary[f"docker: fs snapshot at {size} MB"]["p50_ms"] or 0.0
         print(f"snapshot at {size} MB: docker / runc = {docker_ms / max(runc_ms, 1e-9):.1f}x")
-    print("runc fork by phase (p50 ms): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items() if v is not None))
+    print(
+        "runc fork by phase (p50 ms): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items() if v is not None)
+    )
     return 0
