@@ -358,14 +358,20 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def mount_overlay(bundle: Path, lowers: Sequence[str], upper: Path, work: Path) -> Path:
-    """Mount ``bundle/rootfs``: ``upper`` over ``lowers`` (top first). Short relative symlinks
-    ``bundle/l/<n>`` name the lowers, so the options fit in a page however deep the stack."""
+    """Mount ``bundle/rootfs``: ``upper`` over ``lowers`` (top first).
+
+    Through the kernel's mount API (``fsopen``/``fsconfig``, one ``lowerdir+`` per layer: no
+    page limit on the options, no ``mount`` process); on kernels without it (< 6.8), through
+    ``mount`` with short relative symlinks ``bundle/l/<n>`` naming the lowers.
+    """
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    if _fs_mount(rootfs, lowers, upper, work):
+        return rootfs
     links = bundle / "l"
     links.mkdir(exist_ok=True)
     for index, lower in enumerate(lowers):
         (links / str(index)).symlink_to(lower)
-    rootfs = bundle / "rootfs"
-    rootfs.mkdir(exist_ok=True)
     lower_option = ":".join(f"l/{index}" for index in range(len(lowers)))
     options = f"lowerdir={lower_option},upperdir={upper},workdir={work},index=off"
     done = subprocess.run(
@@ -378,6 +384,57 @@ def mount_overlay(bundle: Path, lowers: Sequence[str], upper: Path, work: Path) 
         said = done.stderr.decode(errors="replace").strip()
         raise RuncError(f"overlay mount of {bundle.name} failed: {said}", "run tvcache as root")
     return rootfs
+
+
+_SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 429, 430, 431, 432  # x86_64
+_FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 1, 6
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_fs_api = os.uname().machine == "x86_64"
+
+
+def _syscall(number: int, *args: object) -> int:
+    result = int(_libc.syscall(number, *args))
+    if result < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return result
+
+
+def _fs_mount(target: Path, lowers: Sequence[str], upper: Path, work: Path) -> bool:
+    """Mount overlayfs at ``target`` with the new mount API; False where it is missing."""
+    global _fs_api
+    if not _fs_api:
+        return False
+    try:
+        fs = _syscall(_SYS_FSOPEN, b"overlay", 0)
+    except OSError:
+        _fs_api = False
+        return False
+    try:
+        settings = [(b"lowerdir+", lower) for lower in lowers]
+        settings += [(b"upperdir", str(upper)), (b"workdir", str(work)), (b"index", "off")]
+        for key, value in settings:
+            try:
+                _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_SET_STRING, key, value.encode(), 0)
+            except OSError as error:
+                if key == b"lowerdir+" and error.errno == 22:  # EINVAL: no lowerdir+ (< 6.8)
+                    _fs_api = False
+                    return False
+                raise RuncError(f"overlay option {key.decode()}={value}: {error}") from error
+        try:
+            _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0)
+            mount = _syscall(_SYS_FSMOUNT, fs, 0, 0)
+        except OSError as error:
+            raise RuncError(f"overlay mount at {target} failed: {error}") from error
+        try:
+            _syscall(
+                _SYS_MOVE_MOUNT, mount, b"", -100, str(target).encode(), _MOVE_MOUNT_F_EMPTY_PATH
+            )
+        finally:
+            os.close(mount)
+    finally:
+        os.close(fs)
+    return True
 
 
 def unmount(path: Path) -> None:

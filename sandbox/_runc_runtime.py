@@ -219,7 +219,7 @@ class RuncRuntime:
             (box.box / "work").mkdir()
             lowers = [str(self.layers.diff(layer)) for layer in stack] + image.lowers
             rootfs = _runc.mount_overlay(box.box, lowers, box.upper, box.box / "work")
-            box.phases["mount"] = time.perf_counter() - started
+            box.phases["dirs+mount"] = time.perf_counter() - started
             config = _runc.config(
                 rootfs=rootfs,
                 args=shell.container_command(),

@@ -51,7 +51,7 @@ class _Floors:
         self.work = work
         self.image = runc.image(backend.api.inspect_image(DEFAULT_IMAGE)["Id"])
         upper = work / "frozen"
-        upper.mkdir()
+        upper.mkdir(parents=True)
         (upper / "file").write_text("frozen\n")
         self.lowers = [str(upper), *self.image.lowers]
 
