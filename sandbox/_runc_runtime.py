@@ -441,13 +441,16 @@ class RuncRuntime:
         with self._lock:
             return len(self._prepared.get(key, []))
 
-    def close(self) -> None:
-        """Remove containers created ahead of time; wait for flattens."""
+    def drop_all_prepared(self) -> None:
         with self._lock:
             boxes = [b for entries in self._prepared.values() for b in entries]
             self._prepared.clear()
         for box in boxes:
             self.discard(box)
+
+    def close(self) -> None:
+        """Remove containers created ahead of time; wait for background work."""
+        self.drop_all_prepared()
         self.drain()
 
 

@@ -648,6 +648,11 @@ class DockerBackend:
             )
         return runc.prepared(key)
 
+    def drop_preforked(self) -> None:
+        """Remove the containers :meth:`prefork` created that no fork took."""
+        if self.runc is not None:
+            self.runc.drop_all_prepared()
+
     def close(self) -> None:
         """Remove containers created ahead of time; wait for background flattens."""
         if self.runc is not None:

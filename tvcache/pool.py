@@ -112,6 +112,9 @@ class PreforkPool:
             entries, self._ready = self._ready, []
         for entry in entries:
             entry.sandbox.close()
+        drop = getattr(self.engine.backend, "drop_preforked", None)
+        if callable(drop):  # containers created ahead of time for the engine's forks
+            drop()
 
     # ---------------------------------------------------------------- filling
     def _want(self, node: Node) -> None:
@@ -156,11 +159,11 @@ class PreforkPool:
         if faithful_replay_seconds(base, node) is None:
             return None
         prefork = getattr(self.engine.backend, "prefork", None)
-        if base is node and base.snapshot is not None and callable(prefork):
-            # a container created ahead of time (runc create): the engine's fork of this
-            # snapshot is then a ``runc start``, and nothing runs until it is handed out
-            if prefork(base.snapshot, self.per_node):
-                return None
+        # a container created ahead of time (runc create): the engine's fork of this snapshot
+        # is then a ``runc start``, and nothing runs in it until it is handed out
+        handle = base.snapshot if base is node else None
+        if handle is not None and prefork is not None and prefork(handle, self.per_node):
+            return None
         sandbox, base = self.engine.fork_nearest(node)
         try:
             self.engine.replay(sandbox, base, node)

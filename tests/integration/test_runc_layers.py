@@ -226,3 +226,4 @@ def test_the_pool_creates_containers_at_hot_snapshots(runc_backend: Any, tmp_pat
         engine.close()
         assert engine.store is not None
         engine.store.close()
+    assert backend.runc.prepared_total() == 0  # closing the pool removed them
