@@ -154,8 +154,16 @@ def _opaque(path: Path) -> bool:
         return False
 
 
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
 def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
+    found = _lstat(path)
+    if found is not None and stat.S_ISDIR(found.st_mode):
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
@@ -175,16 +183,18 @@ def _merge_dir(source: Path, target: Path) -> None:
         src, dst = Path(entry.path), target / entry.name
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
-            if _opaque(src) or ((dst.exists() or dst.is_symlink()) and not dst.is_dir()):
-                with contextlib.suppress(FileNotFoundError):
-                    _remove(dst)
-            if not dst.is_dir() or dst.is_symlink():
+            opaque = _opaque(src)
+            below = _lstat(dst)  # never follow: a lower layer's symlink may point anywhere
+            if below is not None and (opaque or not stat.S_ISDIR(below.st_mode)):
+                _remove(dst)
+                below = None
+            if below is None:
                 dst.mkdir()
-            shutil.copystat(src, dst, follow_symlinks=False)
-            os.lchown(dst, st.st_uid, st.st_gid)
-            if _opaque(src):
-                os.setxattr(dst, OPAQUE, b"y", follow_symlinks=False)
             _merge_dir(src, dst)
+            shutil.copystat(src, dst, follow_symlinks=False)  # after the children: their mtime
+            os.lchown(dst, st.st_uid, st.st_gid)
+            if opaque:
+                os.setxattr(dst, OPAQUE, b"y", follow_symlinks=False)
             continue
         with contextlib.suppress(FileNotFoundError):
             _remove(dst)

@@ -113,3 +113,24 @@ def test_a_flattened_stack_shows_what_the_stack_shows(root: None, stack: list[li
             mounted(where, [flat, image], "flat") as flattened,
         ):
             assert tree(flattened) == tree(stacked)
+
+
+def test_a_merge_never_follows_a_layers_symlink(root: None, tmp_path: Path) -> None:
+    """A sandbox can leave ``d -> /host/path`` in one layer and a directory ``d`` in the next:
+    merging replaces the link and writes nothing where it pointed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    (lower / "d").symlink_to(outside)
+    (lower / "e").symlink_to(outside / "file")
+    (upper / "d").mkdir(parents=True)
+    (upper / "d" / "planted").write_text("x")
+    (upper / "e").write_text("y")
+    merge([lower, upper], tmp_path / "flat")
+    assert list(outside.iterdir()) == []
+    assert (tmp_path / "flat" / "d").is_dir() and not (tmp_path / "flat" / "d").is_symlink()
+    assert (tmp_path / "flat" / "d" / "planted").read_text() == "x"
+    assert (tmp_path / "flat" / "e").read_text() == "y" and not (
+        tmp_path / "flat" / "e"
+    ).is_symlink()

@@ -8,7 +8,9 @@ One interleaved loop (every case once per repetition, so load hits all alike) me
 - tvcache's ``fs`` fork plus a first command, on the runc path and on the Docker path;
 - a hand-out of a container created ahead of time (:meth:`DockerBackend.prefork`) plus a
   first command (runc path);
-- an ``fs`` snapshot after writing 0, 50 and 500 MB (``--quick``: 0, 5, 20), both paths.
+- an ``fs`` snapshot after writing 0, 50 and 500 MB (``--quick``: 0, 5, 20), both paths,
+  alone and with the source's next command (on the runc path the source goes on in a new
+  container that starts in the background; its next command waits for it).
 
 It prints p50/p90 per case, the ratio of each to its floor, and a fork's phases on the runc
 path (overlay mount, ``runc create``, ``runc start``, shell handshake).
@@ -165,6 +167,8 @@ def run_forks_bench(args: argparse.Namespace) -> int:
                         _sh(box, f"head -c {size}M /dev/urandom > /work/data")
                     seconds, handle = _timed(box.snapshot, f"s{size}-{uuid.uuid4().hex[:8]}")
                     add(f"{name}: fs snapshot at {size} MB", seconds)
+                    more, _ = _timed(_sh, box, "true")  # on runc: waits for the source's move
+                    add(f"{name}: snapshot at {size} MB + next command", seconds + more)
                     box.close()
                     backend.delete_snapshot(handle)
     finally:
