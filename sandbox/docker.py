@@ -39,6 +39,7 @@ protocol directories, signals container processes on timeouts and installs check
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -46,14 +47,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
+from sandbox import _runc
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
+from sandbox._runc_runtime import Box, RuncFiles, RuncRuntime
 from sandbox._tool_runner import helper_files, shipped_modules
 from sandbox._tools import LocalTool, ShellTool, ToolRegistry, default_tools, tool_entry
 from sandbox._types import (
@@ -91,6 +95,8 @@ log = logging.getLogger(__name__)
 BACKEND_NAME = "docker"
 DEFAULT_IMAGE = "tvcache/base:bookworm"
 Level = Literal["fs", "full"]
+Runtime = Literal["runc", "docker"]
+RUNTIME_ENV = "TVCACHE_DOCKER_RUNTIME"
 DEFAULT_OPTIONS: dict[str, JSON] = {
     "memory": "4g",
     "pids": 4096,
@@ -170,6 +176,31 @@ class _Config:
         return cls(dict(data["options"]), str(data["root"]), str(data.get("image", "")))
 
 
+def _choose_runtime(asked: str | None, level: str) -> tuple[Runtime, str]:
+    """runc or docker, and why: ``asked``, else ``$TVCACHE_DOCKER_RUNTIME``, else runc when it
+    works here. Level ``full`` always uses Docker (its checkpoints are Docker's)."""
+    source = "asked for" if asked else RUNTIME_ENV + "="
+    wanted = asked or os.environ.get(RUNTIME_ENV, "") or "auto"
+    if wanted not in ("runc", "docker", "auto"):
+        raise DockerBackendError(
+            f"{RUNTIME_ENV}={wanted!r} is not a runtime", "use runc, docker or leave it unset"
+        )
+    if wanted == "docker":
+        return "docker", f"{source}docker"
+    if level == "full":
+        return "docker", "level full checkpoints through Docker"
+    missing = _runc.available()
+    if missing is not None:
+        if wanted == "runc":
+            raise DockerBackendError(
+                f"the runc runtime cannot work here: {missing}", f"unset {RUNTIME_ENV}"
+            )
+        return "docker", f"runc cannot work here ({missing}); Docker is the fallback"
+    if wanted == "auto":
+        return "runc", f"runc works here (set {RUNTIME_ENV}=docker for the Docker path)"
+    return "runc", f"{source}runc"
+
+
 class _RestoreFailed(Exception):
     def __init__(self, category: str, reason: str) -> None:
         super().__init__(reason)
@@ -191,9 +222,14 @@ class DockerSandbox:
         config: _Config,
         channel: shell.ShellChannel,
         boot_id: str,
-        files: ContainerFiles | None = None,
+        files: ContainerFiles | RuncFiles | None = None,
+        box: Box | None = None,
     ) -> None:
         self._backend = backend
+        self.box = box
+        """The runc container (None on the Docker path)."""
+        self._moving: Future[tuple[Box, tuple[shell.ShellChannel, str, RuncFiles]]] | None = None
+        self._after_move: tuple[int | None, bool] = (None, False)
         self.container_id = container_id
         self._name = name
         self._config = config
@@ -205,7 +241,7 @@ class DockerSandbox:
         self._background: Background | None = None
         self._moved = False
         """The background wrote, came or went after the last call, before harness work."""
-        self._files = files or ContainerFiles(
+        self._files: ContainerFiles | RuncFiles = files or ContainerFiles(
             backend.api, backend.overlay, container_id, config.image
         )
         channel.set_pin(lambda last: shell.set_last_pid(self._files.init_pid, last))
@@ -262,9 +298,12 @@ class DockerSandbox:
     def _interrupt(self) -> None:
         """End the running call: freeze the container, SIGKILL the call's processes, thaw."""
         self._backend.count("timeouts")
-        api = self._backend.api
+        api, runc = self._backend.api, self._backend.runc
         try:
-            docker_fs.pause(api, self.container_id)
+            if self.box is not None and runc is not None:
+                runc.pause(self.container_id)
+            else:
+                docker_fs.pause(api, self.container_id)
         except Exception as error:  # the container is gone: nothing left to kill
             log.warning("timeout in %s: cannot pause: %s", self._name, api_error(error))
             return
@@ -273,7 +312,10 @@ class DockerSandbox:
             if shell_pid is not None:
                 shell.kill_call(self._files.init_pid, shell_pid, keep)
         finally:
-            api.unpause(self.container_id)
+            if self.box is not None and runc is not None:
+                runc.resume(self.container_id)
+            else:
+                api.unpause(self.container_id)
 
     def pin_pid(self, last_pid: object) -> None:
         """Continue the pid counter from ``last_pid`` (a snapshot's), so that the same history
@@ -281,8 +323,15 @@ class DockerSandbox:
         if isinstance(last_pid, int) and not isinstance(last_pid, bool):
             self._channel.pin_pid(last_pid)
 
+    @property
+    def init_pid(self) -> int:
+        """The container's PID 1 on the host."""
+        self._arrive()
+        return self._files.init_pid
+
     def background_processes(self) -> int:
         """Processes besides the supervisor (PID 1) and the session shell."""
+        self._arrive()
         return self._files.processes()
 
     def fingerprint(self) -> str | None:
@@ -327,7 +376,9 @@ class DockerSandbox:
         labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
         api, container, depth = backend.api, self.container_id, backend.flatten_depth
         try:
-            if backend.level == "fs":
+            if self.box is not None:
+                handle = self._freeze(snapshot_id, meta)
+            elif backend.level == "fs":
                 handle = docker_fs.take(
                     api, container, snapshot_id, labels=labels, meta=meta, flatten_depth=depth
                 )
@@ -350,8 +401,11 @@ class DockerSandbox:
                 "check that the container still runs (else fork a new sandbox) and disk space",
             ) from error
         finally:
-            self._channel.pin_pid(meta["last_pid"])  # whatever the checkpoint did to the counter
-            self.settle(moved)
+            if self._moving is not None:  # a runc snapshot: the sandbox goes on in a new container
+                self._after_move = (meta["last_pid"], moved)
+            else:
+                self._channel.pin_pid(meta["last_pid"])  # whatever the checkpoint did to it
+                self.settle(moved)
         if "full_failure" in handle.meta:
             log.warning("snapshot %s is fs only: %s", snapshot_id, handle.meta["full_failure"])
             backend.count("full_snapshot_fallbacks")
@@ -367,16 +421,62 @@ class DockerSandbox:
             backend.count("flattens")
         return handle
 
+    def _freeze(self, snapshot_id: str, meta: dict[str, Any]) -> SnapshotHandle:
+        """An ``fs`` snapshot on the runc path: the upper directory becomes a layer (no copy)
+        and this sandbox goes on over a new upper directory stacked on it, with its shell
+        state restored as in a fork (at level ``fs`` the shell is its only process)."""
+        runc, box = self._backend.runc, self.box
+        assert runc is not None and box is not None
+        self._channel.close()
+        layer = runc.freeze(box)
+        handle = SnapshotHandle(
+            snapshot_id=snapshot_id,
+            backend=BACKEND_NAME,
+            level="fs",
+            location=f"layer:{layer}",
+            size_bytes=runc.layers.size(layer),
+            meta={**meta, "runtime": "runc", "layer": layer, "depth": len(runc.stack_of(layer))},
+        )
+        state = shell.SessionState.from_dict(meta["shell"])
+        self._moving = runc.launch(self._config.image, self._config.options, state, layer)
+        return handle
+
+    def _arrive(self) -> None:
+        """Finish the move a runc snapshot started: go on in the new container."""
+        moving, self._moving = self._moving, None
+        if moving is None:
+            return
+        try:
+            moved, (channel, boot, files) = moving.result()
+        except Exception as error:
+            self._closed = True
+            raise DockerBackendError(
+                f"sandbox {self._name} could not go on after its snapshot: {error}",
+                "fork the snapshot instead",
+            ) from error
+        self.box, self.container_id, self._channel, self._files = moved, moved.name, channel, files
+        self.boot_id, self._background = boot, None
+        channel.set_pin(lambda last: shell.set_last_pid(files.init_pid, last))
+        last_pid, moved_before = self._after_move
+        self._channel.pin_pid(last_pid)
+        self.settle(moved_before)
+
     def _check_open(self) -> None:
         if self._closed:
             raise DockerBackendError(f"sandbox {self._name} is closed", "fork or start a new one")
+        self._arrive()
 
     def close(self) -> None:
         """Remove the container and its protocol directory. Idempotent."""
         if not self._closed:
+            with contextlib.suppress(DockerBackendError):  # a failed move left nothing
+                self._arrive()
             self._closed = True
             self._channel.close()
-            self._backend.discard(self.container_id, self._channel.directory)
+            if self.box is not None and self._backend.runc is not None:
+                self._backend.runc.dispose(self.box)
+            else:
+                self._backend.discard(self.container_id, self._channel.directory)
 
     def __enter__(self) -> DockerSandbox:
         return self
@@ -413,6 +513,7 @@ class DockerBackend:
         ready_timeout: float = 30.0,
         api: DockerAPI | None = None,
         tools: Iterable[LocalTool] = (),
+        runtime: Runtime | None = None,
     ) -> None:
         if level not in ("fs", "full"):
             raise DockerBackendError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
@@ -451,6 +552,20 @@ class DockerBackend:
         self._files = helper_files(shipped_modules(self.tools))
         self._process = docker_fs.process_labels()
         self.overlay = OverlayDigests()
+        self.runtime, self.runtime_reason = _choose_runtime(runtime, level)
+        self.runc: RuncRuntime | None = None
+        if self.runtime == "runc":
+            self.runc = RuncRuntime(
+                self.api,
+                self.snapshot_dir,
+                self.work_dir,
+                self._files,
+                self.overlay,
+                ready_timeout,
+                flatten_depth,
+                self.labels("sandbox"),
+                self.count,
+            )
 
     @property
     def name(self) -> str:
@@ -485,9 +600,64 @@ class DockerBackend:
         config = _Config(options, (info.get("Config") or {}).get("WorkingDir") or "/", info["Id"])
         env = options.get("env") or {}
         assert isinstance(env, Mapping)
-        sandbox = self._launch(image, config, None, [f"{k}={v}" for k, v in env.items()])
+        extra = [f"{k}={v}" for k, v in env.items()]
+        if self._uses_runc(config):
+            sandbox = self._launch_runc(config, None, extra, [], key=f"root:{info['Id']}")
+        else:
+            sandbox = self._launch(image, config, None, extra)
         self.count("starts")
         return sandbox
+
+    def _uses_runc(self, config: _Config) -> bool:
+        """The runc path serves this sandbox: it is chosen and the sandbox has no network."""
+        return self.runc is not None and not config.options.get("network")
+
+    def _launch_runc(
+        self,
+        config: _Config,
+        state: shell.SessionState | None,
+        env: list[str],
+        stack: list[str],
+        key: str,
+    ) -> DockerSandbox:
+        """A sandbox on the runc path: a container created ahead of time under ``key`` if
+        there is one (then only ``runc start``), else created now."""
+        runc = self.runc
+        assert runc is not None
+        box = runc.take_prepared(key)
+        if box is not None:
+            box.phases.clear()  # created ahead of time: not this fork's cost
+        else:
+            box = runc.create(runc.image(config.image), config.options, state, env, stack)
+        channel, boot, files = runc.start(box, (state or shell.SessionState()).shell_pid())
+        return DockerSandbox(self, box.name, box.name, config, channel, boot, files, box)
+
+    def prefork(self, handle: SnapshotHandle, count: int = 1) -> int:
+        """Create up to ``count`` containers of ``handle`` ahead of time (runc path, level
+        ``fs``), so that a fork of it is a ``runc start``. Returns how many are ready."""
+        runc = self.runc
+        if runc is None or handle.meta.get("runtime") != "runc":
+            return 0
+        config = _Config.from_dict(handle.meta["config"])
+        state = shell.SessionState.from_dict(handle.meta["shell"])
+        key = f"layer:{handle.meta['layer']}"
+        while runc.prepared(key) < count:
+            stack = runc.stack_of(str(handle.meta["layer"]))
+            runc.prepare(
+                key, runc.create(runc.image(config.image), config.options, state, [], stack)
+            )
+        return runc.prepared(key)
+
+    def drop_preforked(self) -> None:
+        """Remove the containers :meth:`prefork` created that no fork took."""
+        if self.runc is not None:
+            self.runc.drop_all_prepared()
+
+    def close(self) -> None:
+        """Remove containers created ahead of time; wait for background flattens."""
+        if self.runc is not None:
+            self.runc.close()
+            self.runc.gc()
 
     def fork(self, handle: SnapshotHandle) -> DockerSandbox:
         """A new sandbox in the state of ``handle``; see ``restore_fallback`` for ``full``."""
@@ -495,6 +665,8 @@ class DockerBackend:
             raise SnapshotError(f"snapshot {handle.snapshot_id} belongs to {handle.backend!r}")
         config = _Config.from_dict(handle.meta["config"])
         state = shell.SessionState.from_dict(handle.meta["shell"])
+        if handle.meta.get("runtime") == "runc":
+            return self._fork_layer(handle, config, state)
         try:
             docker_fs.inspect_image(self.api, handle.location)
         except Exception as error:
@@ -532,9 +704,32 @@ class DockerBackend:
         self.count("forks")
         return sandbox
 
+    def _fork_layer(
+        self, handle: SnapshotHandle, config: _Config, state: shell.SessionState
+    ) -> DockerSandbox:
+        """A fork of a layer snapshot: a new upper directory over the snapshot's stack."""
+        if self.runc is None:
+            raise SnapshotError(
+                f"snapshot {handle.snapshot_id} is a runc layer; this backend uses Docker",
+                f"set {RUNTIME_ENV}=runc (or drop the snapshot)",
+            )
+        layer = str(handle.meta["layer"])
+        sandbox = self._launch_runc(config, state, [], self.runc.stack_of(layer), f"layer:{layer}")
+        sandbox.pin_pid(handle.meta.get("last_pid"))
+        sandbox.settle(bool(handle.meta.get("background_moved")))
+        self.count("forks")
+        return sandbox
+
     def delete_snapshot(self, handle: SnapshotHandle) -> None:
         """Remove the checkpoint and the image (later, while a container still uses it)."""
         if handle.backend != BACKEND_NAME:
+            return
+        if handle.meta.get("runtime") == "runc":
+            if self.runc is not None:
+                layer = str(handle.meta["layer"])
+                self.runc.drop_prepared(f"layer:{layer}")
+                self.runc.layers.delete(layer)
+                self.runc.gc()
             return
         docker_full.delete(handle)
         if not docker_fs.remove_image(self.api, handle.location):
@@ -708,7 +903,10 @@ class DockerBackend:
         is taking right now counts as an orphan.
         """
         mine = {h.snapshot_id: h for h in known.values() if h.backend == BACKEND_NAME}
+        layered = {sid: h for sid, h in mine.items() if h.meta.get("runtime") == "runc"}
+        mine = {sid: h for sid, h in mine.items() if sid not in layered}
         report = ReconcileReport()
+        live_runc = self._reconcile_runc(layered, report)
         label = f"{LABEL_STORE}={self.snapshot_dir}"
         for container in self.api.containers(all=True, filters={"label": label}):
             if self._orphaned(container.get("Labels") or {}, own=False):
@@ -724,7 +922,7 @@ class DockerBackend:
         )
         report.orphans_removed.extend(f"checkpoint:{name}" for name in removed)
         managed = self.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
-        live = {container["Names"][0].lstrip("/") for container in managed}
+        live = {container["Names"][0].lstrip("/") for container in managed} | live_runc
         for entry in sorted(self.work_dir.iterdir()):
             created_now = time.time() - entry.lstat().st_ctime < 60  # its container may follow
             if entry.name.startswith("tvcache-") and entry.name not in live and not created_now:
@@ -736,6 +934,22 @@ class DockerBackend:
             if handle.location not in present and handle.meta.get("image") not in present
         )
         return report
+
+    def _reconcile_runc(
+        self, known: Mapping[str, SnapshotHandle], report: ReconcileReport
+    ) -> set[str]:
+        """The runc path's part of :meth:`reconcile`; the names of the boxes that stay."""
+        if self.runc is None:
+            return set()
+        layers = {str(h.meta.get("layer")) for h in known.values()}
+        report.missing.extend(
+            sorted(
+                sid for sid, h in known.items() if not self.runc.layers.has(str(h.meta["layer"]))
+            )
+        )
+        removed, kept = self.runc.reconcile(layers, str(self.snapshot_dir))
+        report.orphans_removed.extend(removed)
+        return kept
 
     def doctor(self) -> list[DoctorCheck]:
         """Daemon, experimental mode, CRIU, base image, checkpoint links, and both levels."""
@@ -766,6 +980,11 @@ class DockerBackend:
                 "" if experimental else "restart dockerd: scripts/setup-docker.sh",
             ),
             DoctorCheck("docker: criu (dockerd's)", status.ok, status.detail, status.hint),
+            DoctorCheck(
+                "docker: runtime",
+                True,
+                f"level {self.level} sandboxes start through {self.runtime}: {self.runtime_reason}",
+            ),
         ]
         try:
             docker_fs.inspect_image(self.api, DEFAULT_IMAGE)

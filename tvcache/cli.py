@@ -201,6 +201,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return run_skyrl_bench(args)
     if args.workload == "load" or args.workers:
         return run_bench(args)
+    if args.workload == "forks":
+        from tvcache.bench.forks import run_forks_bench
+
+        return run_forks_bench(args)
     if args.workload == "terminal":
         from tvcache.bench.terminal import run_terminal_bench
 
@@ -237,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark side by side: no cache, naive, tvcache")
     bench.add_argument(
-        "workload", choices=["sql", "terminal", "load", "skyrl"], help="which workload"
+        "workload", choices=["sql", "terminal", "load", "skyrl", "forks"], help="which workload"
     )
     bench.add_argument("--quick", action="store_true", help="a small run (under a minute)")
     bench.add_argument("--json", action="store_true", help="print one JSON object, no table")

@@ -3,7 +3,10 @@
 A miss normally waits for a fork (and the replay below the forked snapshot). The pool moves
 that wait off the request path: where misses keep happening (a node where a GRPO group's
 rollouts diverge) and at the root of a newly opened session, it prepares sandboxes ahead of
-time in one background thread, so the next miss there starts at once. It implements
+time in one background thread, so the next miss there starts at once. Where the backend can
+create containers ahead of time without starting them (the Docker backend's runc path,
+``prefork``) and the node holds a snapshot, it does that instead: a created container costs
+no running process, and the fork that takes it is a ``runc start``. It implements
 :class:`tvcache._pool.SandboxPool`; attach it with ``engine.pool = PreforkPool(engine)``.
 """
 
@@ -109,6 +112,9 @@ class PreforkPool:
             entries, self._ready = self._ready, []
         for entry in entries:
             entry.sandbox.close()
+        drop = getattr(self.engine.backend, "drop_preforked", None)
+        if callable(drop):  # containers created ahead of time for the engine's forks
+            drop()
 
     # ---------------------------------------------------------------- filling
     def _want(self, node: Node) -> None:
@@ -149,7 +155,14 @@ class PreforkPool:
                 entry.sandbox.close()
 
     def _make(self, node: Node) -> _Entry | None:
-        if faithful_replay_seconds(node.deepest_snapshot(), node) is None:
+        base = node.deepest_snapshot()
+        if faithful_replay_seconds(base, node) is None:
+            return None
+        prefork = getattr(self.engine.backend, "prefork", None)
+        # a container created ahead of time (runc create): the engine's fork of this snapshot
+        # is then a ``runc start``, and nothing runs in it until it is handed out
+        handle = base.snapshot if base is node else None
+        if handle is not None and prefork is not None and prefork(handle, self.per_node):
             return None
         sandbox, base = self.engine.fork_nearest(node)
         try:

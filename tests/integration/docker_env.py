@@ -14,7 +14,7 @@ from typing import Any, NoReturn, cast
 import pytest
 from needs import unavailable
 
-from sandbox import Observation, RootSpec, Sandbox, ToolCall
+from sandbox import Observation, RootSpec, Sandbox, ToolCall, _runc
 from sandbox.docker import DEFAULT_IMAGE, DockerBackend, DockerSandbox, Level
 from snapshots import docker_fs
 from snapshots.docker_fs import LABEL_STORE
@@ -64,17 +64,61 @@ def store(tmp_path: Path, api: Any) -> Iterator[Path]:
 
 
 @pytest.fixture
-def make_backend(store: Path, api: Any) -> BackendFactory:
+def make_backend(store: Path, api: Any) -> Iterator[BackendFactory]:
+    """Backends on this store, on the runtime ``$TVCACHE_DOCKER_RUNTIME`` picks (runc where it
+    works); afterwards each is closed and the runc path checked clean: no container, no mount
+    (runc's own tests check layers; other tests may keep snapshots)."""
+    made: list[DockerBackend] = []
+
     def make(level: Level = "fs", **kwargs: Any) -> DockerBackend:
         kwargs.setdefault("default_timeout", 30)
-        return DockerBackend(store, level, api=api, **kwargs)
+        backend = DockerBackend(store, level, api=api, **kwargs)
+        made.append(backend)
+        return backend
 
-    return make
+    yield make
+    for backend in made:
+        backend.close()
+    boxes = store / "runc"
+    left = [
+        name
+        for name in _runc.containers()
+        if Path(str((_runc.state(name) or {}).get("bundle", ""))).parent == boxes
+    ]
+    for name in left:
+        _runc.delete(name)
+    mounts = _runc.mounted_under(store.parent)
+    for mount in mounts:
+        _runc.unmount(mount)
+    assert (left, mounts) == ([], []), "runc sandboxes left running"
 
 
 @pytest.fixture(params=["fs", "full"])
 def level(request: pytest.FixtureRequest) -> Level:
     return cast(Level, request.param)
+
+
+def cgroup_limits(box: DockerSandbox) -> tuple[int, int, int, list[str]]:
+    """What the kernel enforces on ``box``, on either runtime: memory bytes, pids, CPU quota
+    (µs per 100 ms) from its cgroups (v1), and its network interfaces."""
+    paths = {}
+    for line in Path(f"/proc/{box.init_pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            paths[controller] = path
+
+    def read(controller: str, name: str) -> str:
+        return (
+            Path("/sys/fs/cgroup") / controller / paths[controller].lstrip("/") / name
+        ).read_text()
+
+    links = Path(f"/proc/{box.init_pid}/net/dev").read_text().splitlines()[2:]
+    return (
+        int(read("memory", "memory.limit_in_bytes")),
+        int(read("pids", "pids.max")),
+        int(read("cpu", "cpu.cfs_quota_us")),
+        sorted(line.split(":")[0].strip() for line in links),
+    )
 
 
 def sh(sandbox: Sandbox, command: str, **args: Any) -> Observation:

@@ -19,8 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
-from docker_env import BackendFactory, sh, start
+from docker_env import BackendFactory, cgroup_limits, sh, start
 
 from sandbox import Backend, LocalBackend, RootSpec, Sandbox, ToolCall
 from sandbox.docker import DEFAULT_IMAGE, DockerBackendError, Level
@@ -63,9 +64,7 @@ def test_root_identity_is_the_image_id(make_backend: BackendFactory, api: Any) -
 def test_options_set_limits_and_env(make_backend: BackendFactory, api: Any) -> None:
     options: dict[str, Any] = {"memory": "256m", "pids": 64, "cpus": 0.5, "file_mb": 3}
     with start(make_backend(), **options, env={"GREETING": "hi"}) as box:
-        host = api.inspect_container(box.container_id)["HostConfig"]
-        assert (host["Memory"], host["PidsLimit"], host["NanoCpus"]) == (256 << 20, 64, 5 * 10**8)
-        assert host["NetworkMode"] == "none"
+        assert cgroup_limits(box) == (256 << 20, 64, 50_000, ["lo"])
         assert sh(box, "echo $GREETING").output == "hi\n"
         assert sh(box, "ulimit -H -f; ulimit -HS -f unlimited").output.startswith("3072\n")
         sh(box, "head -c 5M /dev/zero > big")
@@ -252,7 +251,12 @@ def test_trajectory_of_200_calls_flattens_images(
     assert previous is not None
     backend.delete_snapshot(previous)  # the last one: Docker prunes the untagged chain with it
     assert api.images(all=True, filters={"label": f"{LABEL_STORE}={store}"}) == []
-    assert (backend.counters["forks"], backend.counters["flattens"]) == (134, 4)
+    if backend.runc is None:
+        assert (backend.counters["forks"], backend.counters["flattens"]) == (134, 4)
+    else:  # layers flatten in the background from half the depth on; none is left
+        backend.close()
+        assert backend.counters["forks"] == 134 and backend.counters["flattens"] >= 4
+        assert backend.runc.layers.layers() == []
     print(f"\n200 calls, 200 snapshots, 134 forks: {time.perf_counter() - started:.1f} s")
 
 
@@ -361,7 +365,7 @@ def test_reconcile_removes_what_a_killed_process_left(
         assert not (survivor.work_dir / name).exists()
         assert api.containers(all=True, filters={"name": name}) == []
         assert not api.images(name=ref) and not (store / "orphan").exists()
-        assert api.inspect_container(mine.container_id)["State"]["Running"]
+        assert psutil.pid_exists(mine.init_pid)
         assert api.inspect_container(foreign)["Id"] == foreign
     finally:
         mine.close()

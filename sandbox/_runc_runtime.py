@@ -1,0 +1,512 @@
+"""Sandboxes of the Docker backend started by runc directly (see :mod:`sandbox._runc`).
+
+A sandbox is: a protocol directory (``work_dir/<name>``, the same shell harness as the Docker
+path), a box directory ``snapshot_dir/runc/<name>`` (upper and work directories, the bundle
+and ``stack.json``, the layers it reads, which garbage collection keeps) and a runc container
+``<name>``. An ``fs`` snapshot freezes the upper directory as a layer (:mod:`snapshots.layers`)
+and moves the source onto a new upper directory over it, as a fork of its own snapshot: at
+level ``fs`` the shell is its only process, and its whole state comes back as in a fork.
+
+Containers can be created ahead of time (:meth:`RuncRuntime.prepare`): a fork then only
+``runc start``s one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from sandbox import _docker_shell as shell
+from sandbox import _runc
+from sandbox._docker_state import _SKIP, _epoch_seconds
+from snapshots import docker_fs, overlay
+from snapshots.directory import delete_tree, tree_digest
+from snapshots.layers import LayerStore
+
+log = logging.getLogger(__name__)
+
+PREFIX = "tvcache-"
+HOSTS = (
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+)
+"""Docker's /etc/hosts of a container with network ``none``."""
+ETC_FILES = ("hostname", "hosts", "resolv.conf")
+"""Files Docker bind-mounts into /etc of every container (fresh in every fork, never in
+a snapshot); each sandbox gets its own copies."""
+
+
+def _etc_files(box: Path) -> dict[str, str]:
+    """Write the box's /etc files; their bind mounts, source to destination."""
+    etc = box / "etc"
+    etc.mkdir()
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    texts = {"hostname": "sandbox\n", "hosts": HOSTS, "resolv.conf": resolv}
+    for name, text in texts.items():
+        (etc / name).write_text(text)
+    return {str(etc / name): f"/etc/{name}" for name in ETC_FILES}
+
+
+class RuncFiles:
+    """The file digest and processes of a runc sandbox (what ``ContainerFiles`` is for Docker)."""
+
+    def __init__(
+        self,
+        digests: overlay.OverlayDigests,
+        root_layers: list[str],
+        stack: list[str],
+        upper: Path,
+        since: int,
+        pid: int,
+    ) -> None:
+        self._digests = digests
+        self._root_layers = root_layers
+        self._stack = stack  # bottom first
+        self._upper = upper
+        self._since = since
+        self._upper_files = overlay.FileDigests()
+        self.init_pid = pid
+
+    def processes(self) -> int:
+        """Processes besides PID 1 (the supervisor) and the session shell."""
+        try:
+            return max(0, len(psutil.Process(self.init_pid).children(recursive=True)) - 1)
+        except psutil.NoSuchProcess:
+            return 0
+
+    def digest(self) -> str | None:
+        digest = hashlib.sha256(b"tvcache-container-files-v1\0")
+        digest.update(
+            self._digests.digest(
+                self._root_layers,
+                self._stack,
+                str(self._upper),
+                self._upper_files,
+                _SKIP,
+                self._since,
+            ).encode()
+        )
+        digest.update(tree_digest(Path(f"/proc/{self.init_pid}/root/dev/shm")).encode())
+        for name in ETC_FILES:
+            digest.update(f"{name}\0{_file_digest(self._upper.parent / 'etc' / name)}\0".encode())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """What a sandbox takes from a Docker image: its layers and process defaults."""
+
+    image_id: str
+    lowers: list[str]  # top first
+    env: list[str]
+    cwd: str
+    user: str
+    created: int
+
+
+@dataclass(slots=True)
+class Box:
+    """A runc container and its directories."""
+
+    name: str
+    directory: Path  # the protocol directory
+    box: Path
+    stack: list[str]  # tvcache layers, top first
+    image: Image
+    pid: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def upper(self) -> Path:
+        return self.box / "upper"
+
+
+class RuncRuntime:
+    """Starts, snapshots, forks and removes runc sandboxes of one backend instance."""
+
+    def __init__(
+        self,
+        api: Any,
+        snapshot_dir: Path,
+        work_dir: Path,
+        files: Mapping[str, bytes],
+        digests: overlay.OverlayDigests,
+        ready_timeout: float,
+        flatten_depth: int,
+        owner: Mapping[str, str],
+        count: Callable[[str], None] = lambda name: None,
+    ) -> None:
+        self._count = count
+        self._flatten_lock = threading.Lock()
+        self.api = api
+        self._owner = dict(owner)
+        self.boxes = snapshot_dir / "runc"
+        self.boxes.mkdir(parents=True, exist_ok=True)
+        self.work_dir = work_dir
+        self.layers = LayerStore(snapshot_dir / "layers")
+        self._files = files
+        self.digests = digests
+        self.ready_timeout = ready_timeout
+        self.flatten_depth = flatten_depth
+        self._images: dict[str, Image] = {}
+        self._lock = threading.Lock()
+        self._prepared: dict[str, list[Box]] = {}
+        self._reserved: Counter[str] = Counter()
+        self._pending: list[Future[Any]] = []
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tvcache-runc")
+        self._launcher = ThreadPoolExecutor(4, thread_name_prefix="tvcache-runc-launch")
+        _runc.RUNC_ROOT.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ images
+    def image(self, image_id: str) -> Image:
+        """The image's layers and config (inspected once: an image id never changes)."""
+        with self._lock:
+            known = self._images.get(image_id)
+        if known is not None:
+            return known
+        info = self.api.inspect_image(image_id)
+        conf = info.get("Config") or {}
+        found = Image(
+            str(info["Id"]),
+            _runc.image_lowers(info.get("GraphDriver") or {}),
+            list(conf.get("Env") or []),
+            str(conf.get("WorkingDir") or "/"),
+            str(conf.get("User") or ""),
+            _epoch_seconds(str(info.get("Created", ""))),
+        )
+        with self._lock:
+            self._images[image_id] = found
+        return found
+
+    # -------------------------------------------------------------- lifecycle
+    def create(
+        self,
+        image: Image,
+        options: Mapping[str, Any],
+        state: shell.SessionState | None,
+        env: Sequence[str],
+        stack: list[str],
+    ) -> Box:
+        """A created (not started) container: directories, overlay mount, ``runc create``."""
+        started = time.perf_counter()
+        name = f"{PREFIX}{uuid.uuid4().hex[:16]}"
+        box = Box(name, self.work_dir / name, self.boxes / name, stack, image)
+        shell.prepare(box.directory, state, self._files)
+        try:
+            box.box.mkdir()
+            (box.box / "stack.json").write_text(json.dumps(stack))
+            (box.box / "owner.json").write_text(json.dumps(self._owner))
+            box.upper.mkdir()
+            (box.box / "work").mkdir()
+            lowers = [str(self.layers.diff(layer)) for layer in stack] + image.lowers
+            rootfs = _runc.mount_overlay(box.box, lowers, box.upper, box.box / "work")
+            box.phases["dirs+mount"] = time.perf_counter() - started
+            config = _runc.config(
+                rootfs=rootfs,
+                args=shell.container_command(),
+                env=_environment(image, env),
+                cwd=image.cwd,
+                user=image.user,
+                hostname="sandbox",
+                binds={str(box.directory): shell.MOUNT, **_etc_files(box.box)},
+                memory=_runc.memory_bytes(options.get("memory")),
+                pids=_int(options.get("pids")),
+                cpus=_float(options.get("cpus")),
+                file_bytes=_mb(options.get("file_mb")),
+                cgroup=f"/{_runc.CGROUP_PARENT}/{name}",
+            )
+            (box.box / "config.json").write_text(json.dumps(config))
+            created = time.perf_counter()
+            _runc.runc("create", "--bundle", str(box.box), name, log=box.box / "runc.log")
+            box.phases["runc_create"] = time.perf_counter() - created
+        except BaseException:
+            self.discard(box)
+            raise
+        return box
+
+    def start(self, box: Box, shell_pid: int) -> tuple[shell.ShellChannel, str, RuncFiles]:
+        """``runc start`` a created container and wait for its shell; channel, boot id, files."""
+        started = time.perf_counter()
+        channel: shell.ShellChannel | None = None
+        try:
+            _runc.runc("start", box.name, log=box.box / "runc.log")
+            box.phases["runc_start"] = time.perf_counter() - started
+            found = _runc.state(box.name)
+            box.pid = int((found or {}).get("pid") or 0)
+            if not box.pid:
+                raise _runc.RuncError(f"container {box.name} did not start")
+            channel = shell.ShellChannel(box.directory, self.alive(box.name), self.ready_timeout)
+            shaken = time.perf_counter()
+            channel.go(box.pid, shell_pid)
+            boot = channel.ping(self.ready_timeout)
+            box.phases["shell"] = time.perf_counter() - shaken
+        except BaseException:
+            if channel is not None:
+                channel.close()
+            self.discard(box)
+            raise
+        return channel, boot, self.files(box)
+
+    def launch(
+        self, image_id: str, options: Mapping[str, Any], state: shell.SessionState, layer: str
+    ) -> Future[tuple[Box, tuple[shell.ShellChannel, str, RuncFiles]]]:
+        """Start a container over ``layer`` in the background (a snapshot's source goes on
+        there); the future holds the box and what :meth:`start` returns."""
+
+        stack = self.stack_of(layer)
+        with self._lock:  # until the box records its stack, gc must keep it for the box
+            self._reserved.update(stack)
+
+        def go() -> tuple[Box, tuple[shell.ShellChannel, str, RuncFiles]]:
+            try:
+                box = self.create(self.image(image_id), options, state, [], stack)
+            finally:
+                with self._lock:
+                    self._reserved.subtract(stack)
+            return box, self.start(box, state.shell_pid())
+
+        return self._launcher.submit(go)
+
+    def files(self, box: Box) -> RuncFiles:
+        stack = [str(self.layers.diff(layer)) for layer in reversed(box.stack)]
+        image = box.image
+        return RuncFiles(self.digests, image.lowers, stack, box.upper, image.created, box.pid)
+
+    def alive(self, name: str) -> Callable[[], bool]:
+        def alive() -> bool:
+            found = _runc.state(name)
+            return found is not None and found.get("status") in ("running", "paused")
+
+        return alive
+
+    def pause(self, name: str) -> None:
+        _runc.runc("pause", name)
+
+    def resume(self, name: str) -> None:
+        _runc.runc("resume", name)
+
+    def discard(self, box: Box | str) -> None:
+        """Remove the container, its mount and its directories. Idempotent."""
+        name = box if isinstance(box, str) else box.name
+        _runc.delete(name)
+        directory = self.boxes / name
+        _runc.unmount(directory / "rootfs")
+        shutil.rmtree(directory, ignore_errors=True)
+        delete_tree(self.work_dir / name)
+
+    def dispose(self, box: Box) -> None:
+        """Kill ``box`` now (its PID 1: the kernel ends the whole pid namespace with it) and
+        remove what is left in the background; :meth:`drain` waits for that."""
+        _kill(box.pid)
+        self.background(self._dispose, box)
+
+    def _dispose(self, box: Box) -> None:
+        self.discard(box)
+        self.gc()
+
+    def background(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``work`` off the request path; errors are logged, :meth:`drain` waits."""
+        future = self._pool.submit(work, *args)
+        with self._lock:
+            self._pending.append(future)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def drain(self, timeout: float = 120.0) -> None:
+        """Wait for background removals and flattens (tests, benchmarks, close)."""
+        while True:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            wait(pending, timeout)
+
+    # -------------------------------------------------------------- snapshots
+    def freeze(self, box: Box) -> str:
+        """Stop ``box`` and make its upper directory a layer over its stack; the layer id.
+
+        No copy and no wait for runc: PID 1 is killed and, once every process of the box is
+        gone (nothing writes any more), the upper directory is renamed into the layer store;
+        the dead container and its mount are removed in the background. The new layer is
+        mounted as a lower while the dead mount lingers, which overlayfs allows (index=off).
+        """
+        _kill(box.pid)
+        below = self.layers.chain(box.stack[0]) if box.stack else []
+        if len(below) >= self.flatten_depth:  # the background flatten did not keep up
+            below = [self._flatten(box.stack[0])]
+        layer = self.layers.freeze(box.upper, below)
+        self.background(self._dispose, box)
+        if len(below) + 1 > self.flatten_depth // 2:
+            self.background(self._flatten, layer)
+        return layer
+
+    def _flatten(self, layer: str) -> str:
+        """Merge the stack of ``layer`` once (its merged layer's id)."""
+        with self._flatten_lock:
+            stack = self.layers.chain(layer)
+            if len(stack) == 1:
+                return stack[0]
+            flat = self.layers.flatten(layer)
+        self._count("flattens")
+        return flat
+
+    def stack_of(self, layer: str) -> list[str]:
+        return self.layers.chain(layer)
+
+    def users(self) -> set[str]:
+        """Layers the sandboxes on this store read (any process's: from their boxes)."""
+        with self._lock:
+            used = {layer for layer, count in self._reserved.items() if count > 0}
+        for entry in self.boxes.iterdir():
+            stack = entry / "stack.json"
+            with contextlib.suppress(OSError, ValueError):
+                used.update(str(x) for x in json.loads(stack.read_text()))
+        return used
+
+    def gc(self, min_age: float = 0.0) -> list[str]:
+        return self.layers.gc(self.users(), min_age=min_age)
+
+    def reconcile(self, known_layers: set[str], store: str) -> tuple[list[str], set[str]]:
+        """Remove boxes (container, mount, directories) whose creator is gone and runc
+        containers whose box is gone; mark layers no record names (older than a minute)
+        deleted; remove the layers nothing needs. Returns what was removed (``container:``,
+        ``layer:``) and the names of the boxes that stay."""
+        removed: list[str] = []
+        for name in _runc.containers():
+            found = _runc.state(name) or {}
+            bundle = Path(str(found.get("bundle", "")))
+            if bundle.parent == self.boxes and not (bundle / "owner.json").exists():
+                self.discard(name)
+                removed.append(f"container:{name}")
+        kept: set[str] = set()
+        for entry in sorted(self.boxes.iterdir()):
+            try:
+                labels = json.loads((entry / "owner.json").read_text())
+            except (OSError, ValueError):
+                labels = {}
+            young = time.time() - entry.lstat().st_mtime < 60
+            if docker_fs.creator_alive(labels) or (not labels and young):
+                kept.add(entry.name)
+                continue
+            self.discard(entry.name)
+            removed.append(f"container:{entry.name}")
+        for layer in self.layers.layers():
+            young = time.time() - (self.layers.root / layer).lstat().st_mtime < 60
+            if layer not in known_layers and not young:
+                self.layers.delete(layer)
+        removed.extend(f"layer:{layer}" for layer in self.gc())
+        return removed, kept
+
+    # -------------------------------------------------------------- prepared
+    def prepare(self, key: str, box: Box) -> None:
+        with self._lock:
+            self._prepared.setdefault(key, []).append(box)
+
+    def take_prepared(self, key: str) -> Box | None:
+        with self._lock:
+            boxes = self._prepared.get(key)
+            return boxes.pop() if boxes else None
+
+    def drop_prepared(self, key: str) -> None:
+        """Remove the containers created ahead of time under ``key`` (its snapshot is gone)."""
+        with self._lock:
+            boxes = self._prepared.pop(key, [])
+        for box in boxes:
+            self.discard(box)
+
+    def prepared_total(self) -> int:
+        with self._lock:
+            return sum(len(boxes) for boxes in self._prepared.values())
+
+    def prepared(self, key: str) -> int:
+        with self._lock:
+            return len(self._prepared.get(key, []))
+
+    def drop_all_prepared(self) -> None:
+        with self._lock:
+            boxes = [b for entries in self._prepared.values() for b in entries]
+            self._prepared.clear()
+        for box in boxes:
+            self.discard(box)
+
+    def close(self) -> None:
+        """Remove containers created ahead of time; wait for background work."""
+        self.drop_all_prepared()
+        self.drain()
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL a container's PID 1 and wait until it is dead (then so is all of its pid
+    namespace: the kernel kills and reaps the rest before PID 1 may exit)."""
+    if pid <= 0:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+                    return
+        except OSError:
+            return
+        time.sleep(0.0005)
+    raise _runc.RuncError(f"process {pid} did not die within 30 s of SIGKILL")
+
+
+def _log_failure(future: Future[Any]) -> None:
+    error = future.exception()
+    if error is not None:
+        log.warning("runc background work failed: %s", error)
+
+
+def _environment(image: Image, extra: Sequence[str]) -> list[str]:
+    """The image's env, overridden by ``extra``, with HOSTNAME and HOME as Docker sets them."""
+    merged: dict[str, str] = {"HOSTNAME": "sandbox"}
+    for entry in [*image.env, *extra]:
+        key, _, value = entry.partition("=")
+        merged[key] = value
+    merged.setdefault("HOME", "/root" if image.user in ("", "root", "0", "0:0") else "/")
+    merged.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _mb(value: object) -> int | None:
+    number = _int(value)
+    return None if number is None else number * 1024 * 1024
