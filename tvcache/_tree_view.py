@@ -24,6 +24,7 @@ from tvcache._store import Store
 
 PAGE = 200  # children per page unless asked otherwise
 MAX_PAGE = 1000
+MAX_OFFSET = 10**9  # past any real tree, within every database's integers
 LABEL_CHARS = 160  # a call's text in the tree; the detail shows it whole
 
 _N = schema.nodes
@@ -167,10 +168,10 @@ def children(
 ) -> dict[str, Any]:
     """One page of ``parent_id``'s children (the root's own node by default), oldest first,
     each with its own count of children so the view can offer to open it."""
-    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+    if not 0 <= offset <= MAX_OFFSET or not 1 <= limit <= MAX_PAGE:
         raise TvcacheError(
             f"bad page: offset {offset}, limit {limit}",
-            f"ask for offset >= 0 and 1 <= limit <= {MAX_PAGE}",
+            f"ask for 0 <= offset <= {MAX_OFFSET} and 1 <= limit <= {MAX_PAGE}",
         )
     parent = parent_id or root_id
     with store.reading(f"page the children of node {parent!r}") as conn:

@@ -74,6 +74,8 @@ def test_children_come_in_pages_with_their_own_counts(tmp_path: Path) -> None:
         assert no_root.status_code == 404 and no_root.json()["error"]["code"] == "root_not_found"
         too_many = http.get(f"/v1/dashboard/roots/{rid}/children?limit=100000")
         assert too_many.status_code == 422 and too_many.json()["error"]["field"] == "query.limit"
+        far = http.get(f"/v1/dashboard/roots/{rid}/children?offset={2**70}")  # past SQLite's ints
+        assert far.status_code == 422 and far.json()["error"]["field"] == "query.offset"
     engine.close()
     assert engine.store is not None
     engine.store.close()

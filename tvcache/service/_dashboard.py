@@ -82,7 +82,7 @@ def add_dashboard(app: FastAPI, engine: Engine, sessions_open: Callable[[], int]
     async def children(
         root_id: str,
         parent: str | None = None,
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=view.MAX_OFFSET),
         limit: int = Query(view.PAGE, ge=1, le=view.MAX_PAGE),
     ) -> Response:
         page = await asyncio.to_thread(
@@ -101,7 +101,7 @@ def add_dashboard(app: FastAPI, engine: Engine, sessions_open: Callable[[], int]
     async def live() -> Response:
         return json_response(await asyncio.to_thread(live_state, engine, sessions_open()))
 
-    @app.get("/v1/dashboard/events")
+    @app.get("/v1/dashboard/events", include_in_schema=False)  # a stream, not JSON
     async def events(max_events: int = Query(0, ge=0)) -> Response:
         """Server-sent events: one ``live`` state a second (``max_events`` > 0: then stop)."""
 

@@ -49,7 +49,7 @@
   function hitColour(hits, passes) {
     if (!passes) return "#cbd5e1";
     const share = hits / passes;
-    return `hsl(${Math.round(120 * share)}, ${Math.round(20 + 50 * share)}%, 45%)`;
+    return `hsl(${Math.round(120 * share)}, ${Math.round(70 * share)}%, 45%)`; // grey → green
   }
 
   // ------------------------------------------------------------------ data
