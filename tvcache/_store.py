@@ -452,6 +452,11 @@ class Store:
             rows = conn.execute(query).all()
         return [schema.node_record(row) for row in rows]
 
+    def reading(self, action: str) -> AbstractContextManager[Connection]:
+        """A read transaction for queries that live beside their one user (the dashboard's
+        paged tree in tvcache/_tree_view.py); ``action`` names it in errors."""
+        return self._tx(action, write=False)
+
     def get_node(self, node_id: str) -> NodeRecord | None:
         with self._tx(f"read node {node_id!r}", write=False) as conn:
             row = conn.execute(

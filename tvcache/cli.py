@@ -143,11 +143,31 @@ def _label(node: NodeRecord, snapped: set[str], width: int) -> str:
     return f"{text}  [{', '.join(marks)}]"
 
 
+def _write_html(store: Store, root: RootRecord, settings: Settings, path: Path) -> None:
+    """The dashboard's view of ``root`` as one self-contained file (data, script and styles)."""
+    from tvcache._dashboard_page import render_page
+    from tvcache._tree_view import export
+
+    page = render_page(export(store, root.root_id, settings))
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise TvcacheError(
+            f"cannot write {path}: {error.strerror}", "pass --html a path in a writable directory"
+        ) from error
+    print(f"wrote {path} ({_human_bytes(len(page.encode()))}); open it in a browser")
+
+
 def cmd_tree(args: argparse.Namespace) -> int:
-    """The graph of one root as indented text, with hits and snapshot markers."""
-    store = Store(_settings(args).resolved_store_url())
+    """The graph of one root as indented text, with hits and snapshot markers (or, with
+    --html FILE, the dashboard's view of it as one self-contained page)."""
+    settings = _settings(args)
+    store = Store(settings.resolved_store_url())
     try:
         root = find_root(store, args.root)
+        if args.html:
+            _write_html(store, root, settings, Path(args.html))
+            return 0
         nodes = store.load_nodes(root.root_id)
         snapped = {s.node_id for s in store.snapshots(root.root_id)}
     finally:
@@ -232,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     tree.add_argument("root", help="root id, unique id prefix, or task id")
     tree.add_argument("--depth", type=int, default=0, help="show at most this many levels")
     tree.add_argument("--width", type=int, default=100, help="cut call text at this width")
+    tree.add_argument(
+        "--html", metavar="FILE", help="write the dashboard's view as one self-contained HTML file"
+    )
     tree.set_defaults(func=cmd_tree)
 
     gc = sub.add_parser("gc", help=cmd_gc.__doc__)

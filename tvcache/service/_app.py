@@ -28,6 +28,7 @@ from tvcache._engine import Engine, RootNotFoundError
 from tvcache._session import CallResult
 from tvcache.pool import PreforkPool
 from tvcache.service._admit import admit
+from tvcache.service._dashboard import add_dashboard
 from tvcache.service._errors import (
     ApiError,
     InvalidRequest,
@@ -160,6 +161,8 @@ def create_app(
     app.add_exception_handler(TvcacheError, lambda _r, e: _error(e))
     # anything else is answered by the guard (a 500 in the same format, connection kept)
     app.add_middleware(Guard, token=token, max_request_bytes=max_request_bytes)
+
+    add_dashboard(app, engine, lambda: len(sessions))
 
     @app.get("/v1/health")
     async def health() -> Response:

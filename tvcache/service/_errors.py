@@ -13,6 +13,7 @@ from sandbox import ToolCallError
 from snapshots import TvcacheError
 from tvcache._engine import RootNotFoundError
 from tvcache._session import SessionClosedError
+from tvcache._tree_view import NodeNotFoundError
 
 log = logging.getLogger("tvcache.service")
 
@@ -75,6 +76,7 @@ class MethodNotAllowed(ApiError):
 _BY_TYPE: tuple[tuple[type[TvcacheError], int, str], ...] = (
     (ToolCallError, 422, "tool_call"),
     (RootNotFoundError, 404, "root_not_found"),
+    (NodeNotFoundError, 404, "node_not_found"),
     (SessionClosedError, 404, "session_not_found"),
 )
 

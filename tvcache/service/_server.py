@@ -83,6 +83,18 @@ def _signals_as_shutdown_only() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+class _Server(uvicorn.Server):
+    """Ends the dashboard's event streams first: uvicorn waits for open responses to finish,
+    and a stream would otherwise hold the shutdown for minutes."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        closing = getattr(getattr(app, "state", None), "closing", None)
+        if closing is not None:
+            closing.set()
+        await super().shutdown(sockets)
+
+
 def engine_for(
     settings: Settings, backend: str, level: str = "fs", tools: Sequence[AnyTool] = ()
 ) -> Engine:
@@ -122,7 +134,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         shown = f"[{host}]" if ":" in host else host
         print(f"tvcache serve: listening on http://{shown}:{port}", flush=True)
         with _signals_as_shutdown_only():
-            uvicorn.Server(config).run(sockets=[sock])
+            _Server(config).run(sockets=[sock])
     finally:
         sock.close()
         engine.close()  # and the store it opened
