@@ -14,6 +14,7 @@ from tvcache._cli_service import add_bench_options, add_service_commands, run_be
 from tvcache._records import NodeRecord, RootRecord
 from tvcache._settings import Settings
 from tvcache._store import Store
+from tvcache.bench.plans import add_plan_options
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -198,6 +199,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.workload == "load" or args.workers:
         return run_bench(args)
+    if args.workload == "plans":
+        from tvcache.bench.plans import run_plans_bench
+
+        return run_plans_bench(args)
     if args.workload == "terminal":
         from tvcache.bench.terminal import run_terminal_bench
 
@@ -233,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     gc.set_defaults(func=cmd_gc)
 
     bench = sub.add_parser("bench", help="run a benchmark side by side: no cache, naive, tvcache")
-    bench.add_argument("workload", choices=["sql", "terminal", "load"], help="which workload")
+    bench.add_argument(
+        "workload", choices=["sql", "terminal", "load", "plans"], help="which workload"
+    )
     bench.add_argument("--quick", action="store_true", help="a small run (under a minute)")
     bench.add_argument("--json", action="store_true", help="print one JSON object, no table")
     bench.add_argument("--group-size", type=int, default=8, help="rollouts per task (G)")
@@ -253,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=cmd_bench)
     add_bench_options(bench)
+    add_plan_options(bench)
     add_service_commands(sub)
     return parser
 
