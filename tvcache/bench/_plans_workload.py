@@ -74,7 +74,9 @@ def load_jsonl(path: Path, warmup: int) -> tuple[list[Request], list[Request]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
-        raise WorkloadError(f"cannot read the workload {path}: {error.strerror}", "") from error
+        raise WorkloadError(
+            f"cannot read the workload {path}: {error.strerror}", "give a readable JSONL file"
+        ) from error
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -94,9 +96,14 @@ def load_jsonl(path: Path, warmup: int) -> tuple[list[Request], list[Request]]:
                 'write {"question": ..., "gold": <SQL>, "db": <name> or "db_path": <file>}',
             ) from error
         if (request.db is None) == (request.db_path is None):
-            raise WorkloadError(f"{path}:{number} needs exactly one of db and db_path", "")
+            raise WorkloadError(
+                f"{path}:{number} needs exactly one of db and db_path",
+                "name a bundled Spider database (db) or a SQLite file (db_path)",
+            )
         if request.split not in (None, "warmup", "eval"):
-            raise WorkloadError(f"{path}:{number}: split is 'warmup' or 'eval'", "")
+            raise WorkloadError(
+                f"{path}:{number}: split is {request.split!r}", "use 'warmup' or 'eval'"
+            )
         requests.append(request)
     if any(r.split for r in requests):
         return [r for r in requests if r.split == "warmup"], [

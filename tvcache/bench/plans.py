@@ -70,7 +70,9 @@ def add_plan_options(bench: argparse.ArgumentParser) -> None:
     group.add_argument("--warmup", type=int, help="warm-up requests (default 40, quick 4)")
     group.add_argument("--eval", type=int, help="evaluation requests (default 40, quick 4)")
     group.add_argument("--max-rounds", type=int, help="plan/act rounds (default 5, quick 3)")
-    group.add_argument("--workload", help="a JSONL workload instead of the bundled Spider tasks")
+    group.add_argument(
+        "--workload-file", help="a JSONL workload instead of the bundled Spider tasks"
+    )
     group.add_argument("--methods", help=f"comma-separated, from {', '.join(METHODS)}")
     for role, default in (("planner", "the large"), ("small", "the small"), ("actor", "the")):
         group.add_argument(
@@ -245,8 +247,8 @@ def run_plans_bench(args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - set(METHODS))
     if unknown:
         raise SystemExit(f"tvcache bench plans: unknown method(s) {unknown}; use {METHODS}")
-    if args.workload:
-        warm, evals = load_jsonl(Path(args.workload), args.warmup)
+    if args.workload_file:
+        warm, evals = load_jsonl(Path(args.workload_file), args.warmup)
     else:
         warm, evals = spider_streams(args.warmup, args.eval, args.seed)
     models = Models(
