@@ -136,7 +136,9 @@ class MethodResult:
         }
 
 
-def _method(name: str, models: Models, ledger: Ledger, store: Store, rounds: int) -> Method:
+def _method(
+    name: str, models: Models, ledger: Ledger, store: Store, rounds: int, embedder: MiniLM | None
+) -> Method:
     if name == "accuracy-optimal":
         return Method(models, ledger, max_rounds=rounds)
     if name == "cost-optimal":
@@ -146,12 +148,14 @@ def _method(name: str, models: Models, ledger: Ledger, store: Store, rounds: int
     if name == "full-history":
         cache = PlanCache(store, "bench/full-history")
         return FullHistory(models, ledger, cache, max_rounds=rounds)
-    return SemanticCache(models, ledger, MiniLM(), max_rounds=rounds)
+    assert embedder is not None
+    return SemanticCache(models, ledger, embedder, max_rounds=rounds)
 
 
 class _Runner:
     def __init__(self, args: argparse.Namespace, workdir: Path, store: Store) -> None:
         self.args = args
+        self.embedder: MiniLM | None = None
         self.workdir = workdir
         settings = Settings(home=workdir)
         self.engine = Engine(local_backend(settings), store, settings=settings)
@@ -173,7 +177,7 @@ class _Runner:
         self, name: str, models: Models, prices: Prices, streams: list[list[Request]]
     ) -> MethodResult:
         warm = Ledger(prices)
-        method = _method(name, models, warm, self.store, self.args.max_rounds)
+        method = _method(name, models, warm, self.store, self.args.max_rounds, self.embedder)
         result = MethodResult(name, ledger=Ledger(prices))
         for phase, stream in enumerate(streams):
             evaluating = phase == 1
@@ -263,6 +267,8 @@ def run_plans_bench(args: argparse.Namespace) -> int:
         workdir = Path(tmp)
         with Store(f"sqlite:///{workdir / 'cache.db'}") as store:
             runner = _Runner(args, workdir, store)
+            if "semantic-cache" in names:  # fail before any method ran, not after
+                runner.embedder = MiniLM()
             try:
                 for name in names:
                     rows.append(runner.run(name, models, prices, [warm, evals]).summary())

@@ -41,6 +41,8 @@ class LocalLM:
     def __init__(
         self, model: str = "smollm2-135m", *, path: Path | None = None, n_ctx: int = 4096
     ) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:  # fail here, not at the first call
+            raise LMError("llama-cpp-python is not installed", _INSTALL)
         self.model = model
         self.path = path or smollm2_path()
         self.n_ctx = n_ctx

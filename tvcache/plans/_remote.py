@@ -48,7 +48,13 @@ class RemotePlanCache:
                 f"cannot reach the plan cache at {self._client.base_url}: {error}",
                 "check that `tvcache serve` runs there",
             ) from error
-        data = response.json()
+        try:
+            data = response.json()
+        except ValueError as error:
+            raise PlanCacheError(
+                f"{self._client.base_url} answered {response.status_code} without JSON",
+                "point the URL at a tvcache server (`tvcache serve`)",
+            ) from error
         if response.status_code >= 400:
             problem = data.get("error", {}) if isinstance(data, dict) else {}
             raise PlanCacheError(
