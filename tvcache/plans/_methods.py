@@ -109,8 +109,17 @@ class PlanCaching(Method):
         found = self.cache.lookup(keyword) if keyword else None
         if found is None:
             return _Choice(self.models.large, keyword=keyword)
-        plan = adapt_template(self.models.small, self.ledger, found.template, task.question)
+        plan = self.plan_from(found.template, task)
         return _Choice(self.models.small, plan, True, keyword, found.template_id)
+
+    def plan_from(self, template: str, task: Task) -> str:
+        """What the small planner is given on a hit: the template adapted to ``task``."""
+        return adapt_template(self.models.small, self.ledger, template, task.question)
+
+    def template_of(self, keyword: str, log: RunLog) -> tuple[str, str]:
+        """What a successful miss stores, and the prompt version that made it."""
+        template = generate_template(self.models.small, self.ledger, keyword, log)
+        return template, prompt("template").label
 
     def learn(self, task: Task, choice: _Choice, log: RunLog, success: bool) -> bool:
         if choice.template_id is not None:
@@ -118,12 +127,10 @@ class PlanCaching(Method):
             return False
         if not success or not choice.keyword:
             return False
-        template = generate_template(self.models.small, self.ledger, choice.keyword, log)
+        template, version = self.template_of(choice.keyword, log)
         if not template:
             return False
-        self.cache.put(
-            choice.keyword, template, source=task.task_id, prompt_version=prompt("template").label
-        )
+        self.cache.put(choice.keyword, template, source=task.task_id, prompt_version=version)
         return True
 
 
@@ -133,22 +140,11 @@ class FullHistory(PlanCaching):
 
     name = "full-history"
 
-    def choose(self, task: Task) -> _Choice:
-        keyword = extract_keyword(self.models.small, self.ledger, task.question)
-        found = self.cache.lookup(keyword) if keyword else None
-        if found is None:
-            return _Choice(self.models.large, keyword=keyword)
-        example = f"(a solved similar task)\n{found.template}"
-        return _Choice(self.models.small, example, True, keyword, found.template_id)
+    def plan_from(self, template: str, task: Task) -> str:
+        return f"(a solved similar task)\n{template}"
 
-    def learn(self, task: Task, choice: _Choice, log: RunLog, success: bool) -> bool:
-        if choice.template_id is not None:
-            self.cache.record(choice.template_id, success=success)
-            return False
-        if not success or not choice.keyword:
-            return False
-        self.cache.put(choice.keyword, log.render(), source=task.task_id, prompt_version="log")
-        return True
+    def template_of(self, keyword: str, log: RunLog) -> tuple[str, str]:
+        return log.render(), "log"
 
 
 class Embedder(Protocol):
