@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 _STATS = {"executions", "hits", "exec_seconds", "seconds_saved", "last_use"}
-TABLES = ("roots", "nodes", "snapshots", "snapshot_locks", "schema_version")
+TABLES = ("roots", "nodes", "snapshots", "snapshot_locks", "schema_version", "plan_templates")
 
 
 def store_dump(home: Path) -> dict[str, list[tuple[object, ...]]]:

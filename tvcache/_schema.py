@@ -130,6 +130,24 @@ locks = Table(
     Column("started", Double),
 )
 
+plan_templates = Table(
+    # the plan cache (tvcache.plans): keyword -> plan templates, with how they fared; created
+    # by create_all on any store, old or new, so it needs no schema version of its own
+    "plan_templates",
+    metadata,
+    Column("template_id", String, primary_key=True),  # hash of namespace, keyword, template
+    Column("namespace", String, nullable=False),
+    Column("keyword", String, nullable=False, index=True),
+    Column("template", Output, nullable=False),
+    Column("source", String),  # the request it was generated from
+    Column("prompt_version", String, nullable=False),
+    Column("uses", BigInteger, nullable=False),
+    Column("successes", BigInteger, nullable=False),
+    Column("failures", BigInteger, nullable=False),
+    Column("created", Double, nullable=False),
+    Column("last_use", Double, nullable=False),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,

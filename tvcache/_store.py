@@ -356,6 +356,17 @@ class Store:
             if version is None:
                 conn.execute(schema.schema_version.insert(), {"version": SCHEMA_VERSION})
 
+    # --- for tables of other parts (tvcache.plans) -------------------------------------------
+
+    def transaction(self, action: str, *, write: bool) -> AbstractContextManager[Connection]:
+        """One transaction on the store's tables; errors become StoreErrors naming ``action``."""
+        return self._tx(action, write=write)
+
+    @property
+    def insert(self) -> Any:
+        """The dialect's ``insert`` (it has ``on_conflict_do_...``)."""
+        return self._insert
+
     # --- roots --------------------------------------------------------------------------------
 
     def put_root(self, root: RootRecord) -> None:

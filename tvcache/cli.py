@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from snapshots import TvcacheError
@@ -15,6 +16,7 @@ from tvcache._records import NodeRecord, RootRecord
 from tvcache._settings import Settings
 from tvcache._stats import RootStats
 from tvcache._store import Store
+from tvcache.bench.plans import add_plan_options
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -212,23 +214,27 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- bench
+_OWN_WORKLOADS = {
+    "skyrl": "tvcache.bench.skyrl:run_skyrl_bench",
+    "forks": "tvcache.bench.forks:run_forks_bench",
+    "plans": "tvcache.bench.plans:run_plans_bench",
+}
+"""Workloads with a runner of their own (imported only when chosen: their dependencies are heavy)."""
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tvcache.bench.sql import run_sql_bench
-
-    if args.workload == "skyrl":
-        from tvcache.bench.skyrl import run_skyrl_bench
-
-        return run_skyrl_bench(args)
+    if args.workload in _OWN_WORKLOADS:
+        module, name = _OWN_WORKLOADS[args.workload].split(":")
+        runner: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)
+        return runner(args)
     if args.workload == "load" or args.workers:
         return run_bench(args)
-    if args.workload == "forks":
-        from tvcache.bench.forks import run_forks_bench
-
-        return run_forks_bench(args)
     if args.workload == "terminal":
         from tvcache.bench.terminal import run_terminal_bench
 
         return run_terminal_bench(args)
+    from tvcache.bench.sql import run_sql_bench
+
     return run_sql_bench(args)
 
 
@@ -264,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark side by side: no cache, naive, tvcache")
     bench.add_argument(
-        "workload", choices=["sql", "terminal", "load", "skyrl", "forks"], help="which workload"
+        "workload",
+        choices=["sql", "terminal", "load", "skyrl", "forks", "plans"],
+        help="which workload",
     )
     bench.add_argument("--quick", action="store_true", help="a small run (under a minute)")
     bench.add_argument("--json", action="store_true", help="print one JSON object, no table")
@@ -285,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=cmd_bench)
     add_bench_options(bench)
+    add_plan_options(bench)
     add_service_commands(sub)
     return parser
 

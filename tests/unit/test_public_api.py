@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["tvcache", "sandbox", "snapshots", "tvcache.data", "tvcache.adapters"]
+PACKAGES = ["tvcache", "sandbox", "snapshots", "tvcache.data", "tvcache.adapters", "tvcache.plans"]
 """Packages: what their ``__init__`` imports is their surface."""
 MODULES = ["tvcache.client"]
 """Public modules: what they define (not what they import) is their surface."""

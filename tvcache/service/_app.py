@@ -43,6 +43,7 @@ from tvcache.service._errors import json_response as _json
 from tvcache.service._guard import DEFAULT_MAX_REQUEST_BYTES, BodyTooLarge, Guard, too_large
 from tvcache.service._metrics import Metrics
 from tvcache.service._models import CallRequest, OpenSession
+from tvcache.service._plans import add_plan_routes
 from tvcache.service._sessions import Registry
 
 log = logging.getLogger("tvcache.service")
@@ -241,6 +242,8 @@ def create_app(
         data["pool"] = pool_stats()
         data["sessions_open"] = len(sessions)
         return _json(data)
+
+    add_plan_routes(app, engine)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
