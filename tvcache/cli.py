@@ -219,7 +219,7 @@ _OWN_WORKLOADS = {
     "forks": "tvcache.bench.forks:run_forks_bench",
     "plans": "tvcache.bench.plans:run_plans_bench",
 }
-"""Workloads with a runner of their own (imported only when chosen: their dependencies are heavy)."""
+"""Workloads with a runner of their own, imported only when chosen (heavy dependencies)."""
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
