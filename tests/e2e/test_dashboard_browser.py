@@ -159,6 +159,7 @@ def test_a_100k_node_root_opens_in_under_two_seconds(browser: Any, tmp_path: Pat
         first.click()
         wait_for(lambda: tree_nodes(browser) == 20)
         assert console_errors(browser) == []
+    print(f"100k-node root: page open to first tree level drawn in {elapsed:.3f} s")
     assert elapsed < 2.0, f"the 100k-node root took {elapsed:.2f} s to open"
 
 
