@@ -632,8 +632,10 @@ class DockerBackend:
         try:
             source = Path(str(handle.meta.get("checkpoint", ""))) / docker_full.CHECKPOINT
             try:
-                docker_full.install(source, self.docker_root(), container)
-                docker_full.start(self.api, container)
+                marker = docker_full.install(
+                    source, self.docker_root(), container, self.snapshot_dir
+                )
+                docker_full.start(self.api, container, marker)
             except (SnapshotError, OSError) as error:
                 raise _RestoreFailed("restore_failed", str(error)) from error
             channel = shell.ShellChannel(directory, self._alive(container), self.ready_timeout)
@@ -701,11 +703,12 @@ class DockerBackend:
         """Remove what tvcache left behind in this store; report records whose image is gone.
 
         Removed (reported as ``container:<name>``, ``image:<snapshot id>``,
-        ``checkpoint:<dir>``, ``dir:<name>``): containers of dead processes; snapshot images
-        and checkpoint directories no handle in ``known`` names, unless a live other tvcache
-        process made them; protocol directories without a container. Other stores' objects and
-        anything unlabelled are never touched. Call it at start-up: a snapshot this instance
-        is taking right now counts as an orphan.
+        ``checkpoint:<dir>``, ``dir:<name>``, ``unpacked:<dir>``): containers of dead processes;
+        snapshot images and checkpoint directories no handle in ``known`` names, unless a live
+        other tvcache process made them; protocol directories without a container; containerd's
+        unpacked copies of this store's checkpoints whose container is gone. Other stores'
+        objects and anything unlabelled are never touched. Call it at start-up: a snapshot this
+        instance is taking right now counts as an orphan.
         """
         mine = {h.snapshot_id: h for h in known.values() if h.backend == BACKEND_NAME}
         report = ReconcileReport()
@@ -724,6 +727,8 @@ class DockerBackend:
         )
         report.orphans_removed.extend(f"checkpoint:{name}" for name in removed)
         managed = self.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+        removed = docker_full.sweep_unpacked(self.snapshot_dir, {c["Id"] for c in managed})
+        report.orphans_removed.extend(f"unpacked:{name}" for name in removed)
         live = {container["Names"][0].lstrip("/") for container in managed}
         for entry in sorted(self.work_dir.iterdir()):
             created_now = time.time() - entry.lstat().st_ctime < 60  # its container may follow
