@@ -52,6 +52,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
+from sandbox._docker_ahead import RestoreAhead
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._tool_runner import helper_files, shipped_modules
@@ -399,6 +400,9 @@ class DockerBackend:
     deeper than ``flatten_depth`` layers are flattened. ``counters`` counts starts, forks,
     snapshots, flattens, timeouts, full restores and fallbacks; ``fallback_reasons`` the kinds
     of restore fallbacks. ``api`` is a ``docker.APIClient`` (default: from the environment).
+    ``restore_ahead`` forks of each hot ``full`` snapshot are kept restored and paused, so a
+    fork only unpauses one (:mod:`sandbox._docker_ahead`; 0, the default, is off); call
+    :meth:`close` to remove them.
     """
 
     def __init__(
@@ -413,6 +417,7 @@ class DockerBackend:
         ready_timeout: float = 30.0,
         api: DockerAPI | None = None,
         tools: Iterable[LocalTool] = (),
+        restore_ahead: int = 0,
     ) -> None:
         if level not in ("fs", "full"):
             raise DockerBackendError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
@@ -441,6 +446,7 @@ class DockerBackend:
             "full_restores",
             "full_restore_fallbacks",
             "full_snapshot_fallbacks",
+            "full_ahead_takes",
         )
         self.counters: dict[str, int] = dict.fromkeys(names, 0)
         self.fallback_reasons: dict[str, int] = {}
@@ -451,6 +457,9 @@ class DockerBackend:
         self._files = helper_files(shipped_modules(self.tools))
         self._process = docker_fs.process_labels()
         self.overlay = OverlayDigests()
+        self.ahead: RestoreAhead[DockerSandbox] | None = None
+        if restore_ahead > 0:
+            self.ahead = RestoreAhead(self._restore_frozen, self._thaw, per_snapshot=restore_ahead)
 
     @property
     def name(self) -> str:
@@ -505,8 +514,11 @@ class DockerBackend:
             ) from error
         reason: str | None = None
         if handle.level == "full":
+            ready = self.ahead.take(handle) if self.ahead is not None else None
+            if ready is not None:
+                self.count("full_ahead_takes")
             try:
-                sandbox = self._restore(handle, config, state)
+                sandbox = ready or self._restore(handle, config, state)
             except _RestoreFailed as failure:
                 reason = str(failure)
                 log.warning("full restore of %s fell back to fs: %s", handle.snapshot_id, reason)
@@ -536,6 +548,8 @@ class DockerBackend:
         """Remove the checkpoint and the image (later, while a container still uses it)."""
         if handle.backend != BACKEND_NAME:
             return
+        if self.ahead is not None:
+            self.ahead.drop(handle.snapshot_id)
         docker_full.delete(handle)
         if not docker_fs.remove_image(self.api, handle.location):
             with self._lock:
@@ -654,6 +668,26 @@ class DockerBackend:
             self.discard(container, directory, channel)
             raise
         return DockerSandbox(self, container, name, config, channel, boot)
+
+    def _restore_frozen(self, handle: SnapshotHandle) -> DockerSandbox:
+        """A restore of ``handle`` done ahead of time, paused until :meth:`_thaw` hands it out."""
+        config = _Config.from_dict(handle.meta["config"])
+        state = shell.SessionState.from_dict(handle.meta["shell"])
+        sandbox = self._restore(handle, config, state)
+        try:
+            docker_fs.pause(self.api, sandbox.container_id)
+        except BaseException:
+            sandbox.close()
+            raise
+        return sandbox
+
+    def _thaw(self, sandbox: DockerSandbox) -> None:
+        self.api.unpause(sandbox.container_id)
+
+    def close(self) -> None:
+        """Close the forks restored ahead of time (snapshots and live sandboxes stay)."""
+        if self.ahead is not None:
+            self.ahead.close()
 
     def discard(
         self, container: str, directory: Path, channel: shell.ShellChannel | None = None
