@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
@@ -64,6 +65,8 @@ class RestoreAhead(Generic[S]):
         self._thread: threading.Thread | None = None
         self.takes = 0
         self.failures = 0
+        self.restore_seconds = 0.0
+        """Seconds spent restoring ahead (taken or not): environment time a benchmark counts."""
 
     def take(self, handle: SnapshotHandle) -> S | None:
         """A ready fork of ``handle``, unpaused, or None; counts the fork and refills."""
@@ -119,6 +122,7 @@ class RestoreAhead(Generic[S]):
                     continue
                 self._in_flight[sid] += 1
             sandbox: S | None = None
+            started = time.perf_counter()
             try:
                 sandbox = self._restore(handle)
             except Exception as error:
@@ -127,6 +131,7 @@ class RestoreAhead(Generic[S]):
                     self.failures += 1
                     self._failed.add(sid)  # its forks restore cold, as before
             with self._cond:
+                self.restore_seconds += time.perf_counter() - started
                 self._in_flight[sid] -= 1
                 keep = sandbox is not None and not self._closed and sid not in self._dropped
                 if keep and sandbox is not None:
