@@ -126,6 +126,25 @@ def restore(bundle: Bundle, container: str, images: Path) -> None:
     _runc(bundle, "restore", "-d", "--image-path", str(images), "--work-path", str(work), container)
 
 
+def processes(bundle: Bundle, container: str) -> list[str]:
+    """The command lines of ``container``'s processes (empty when it does not run)."""
+    done = subprocess.run(
+        ["runc", "--root", str(bundle.root), "ps", "--format", "json", container],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return []
+    commands = []
+    for pid in json.loads(done.stdout or "[]"):
+        try:
+            commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return commands
+
+
 def delete(bundle: Bundle, container: str) -> None:
     """Kill and remove ``container``; missing is fine."""
     subprocess.run(
