@@ -44,10 +44,11 @@ from tvcache.bench._terminal_workload import (
     parse_score,
 )
 
-QUICK_TASKS = ("csv-report", "git-bisect", "job-worker", "sqlite-shop")
-"""The tasks of ``--quick``: those whose calls are cheap. c-stats builds a generated C file for
-tens of seconds (and its checker rebuilds it), http-service waits 20 s for a server on the wrong
-port, rust-wordfreq compiles with rustc: with them a quick run took 851 s."""
+QUICK_TASKS = ("csv-report", "job-worker", "sqlite-shop")
+"""The tasks of ``--quick``: those whose calls are cheapest (7-22 s a rollout on a loaded 2-core
+host). c-stats builds a generated C file for tens of seconds (and its checker rebuilds it),
+http-service waits 20 s for a server on the wrong port, py-package, py-inventory and
+rust-wordfreq build and test for 40-80 s a rollout: with them a quick run took 851 s."""
 QUICK_GROUP = 4
 QUICK_MODES = "tvcache fs,tvcache full"
 """The cached modes of ``--quick`` (no cache always runs); ``--modes`` picks others."""
