@@ -203,10 +203,16 @@ def start(api: DockerAPI, container: str, marker: str | None = None) -> None:
         raise SnapshotError(f"restore into {container[:12]} failed: {reason}", hint)
 
 
+_temp_dirs: list[Path] = []
+
+
 def containerd_temp_dirs() -> list[Path]:
     """Where containerd unpacks checkpoints: ``$XDG_RUNTIME_DIR``, else ``$TMPDIR``, else
     ``/tmp`` of each running containerd, seen through ``/proc/<pid>/root``; ``/tmp`` when no
-    containerd can be read (another host's daemon: nothing of ours to find)."""
+    containerd can be read (another host's daemon: nothing of ours to find). Looked up once
+    (every restore asks), again when a directory found is gone (containerd restarted)."""
+    if _temp_dirs and all(path.is_dir() for path in _temp_dirs):
+        return list(_temp_dirs)
     found: list[Path] = []
     for process in psutil.process_iter(["name"]):
         if process.info["name"] != "containerd":
@@ -221,7 +227,8 @@ def containerd_temp_dirs() -> list[Path]:
             resolved = Path(temp) if os.path.samefile(path, temp) else path
             if resolved not in found:
                 found.append(resolved)
-    return found or [Path("/tmp")]
+    _temp_dirs[:] = found or [Path("/tmp")]
+    return list(_temp_dirs)
 
 
 def _unpacked(temp_dirs: Collection[Path] | None = None) -> list[Path]:
