@@ -55,6 +55,7 @@ from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
 from sandbox import _runc
+from sandbox._docker_ahead import RestoreAhead
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
 from sandbox._runc_runtime import Box, RuncFiles, RuncRuntime
@@ -499,6 +500,9 @@ class DockerBackend:
     deeper than ``flatten_depth`` layers are flattened. ``counters`` counts starts, forks,
     snapshots, flattens, timeouts, full restores and fallbacks; ``fallback_reasons`` the kinds
     of restore fallbacks. ``api`` is a ``docker.APIClient`` (default: from the environment).
+    ``restore_ahead`` forks of each hot ``full`` snapshot are kept restored and paused, so a
+    fork only unpauses one (:mod:`sandbox._docker_ahead`; 0, the default, is off); call
+    :meth:`close` to remove them.
     """
 
     def __init__(
@@ -514,6 +518,7 @@ class DockerBackend:
         api: DockerAPI | None = None,
         tools: Iterable[LocalTool] = (),
         runtime: Runtime | None = None,
+        restore_ahead: int = 0,
     ) -> None:
         if level not in ("fs", "full"):
             raise DockerBackendError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
@@ -542,6 +547,7 @@ class DockerBackend:
             "full_restores",
             "full_restore_fallbacks",
             "full_snapshot_fallbacks",
+            "full_ahead_takes",
         )
         self.counters: dict[str, int] = dict.fromkeys(names, 0)
         self.fallback_reasons: dict[str, int] = {}
@@ -566,6 +572,9 @@ class DockerBackend:
                 self.labels("sandbox"),
                 self.count,
             )
+        self.ahead: RestoreAhead[DockerSandbox] | None = None
+        if restore_ahead > 0:
+            self.ahead = RestoreAhead(self._restore_frozen, self._thaw, per_snapshot=restore_ahead)
 
     @property
     def name(self) -> str:
@@ -654,7 +663,10 @@ class DockerBackend:
             self.runc.drop_all_prepared()
 
     def close(self) -> None:
-        """Remove containers created ahead of time; wait for background flattens."""
+        """Remove what was prepared ahead of time (containers created, forks restored) and
+        wait for background flattens; snapshots and live sandboxes stay."""
+        if self.ahead is not None:
+            self.ahead.close()
         if self.runc is not None:
             self.runc.close()
             self.runc.gc()
@@ -677,8 +689,11 @@ class DockerBackend:
             ) from error
         reason: str | None = None
         if handle.level == "full":
+            ready = self.ahead.take(handle) if self.ahead is not None else None
+            if ready is not None:
+                self.count("full_ahead_takes")
             try:
-                sandbox = self._restore(handle, config, state)
+                sandbox = ready or self._restore(handle, config, state)
             except _RestoreFailed as failure:
                 reason = str(failure)
                 log.warning("full restore of %s fell back to fs: %s", handle.snapshot_id, reason)
@@ -731,6 +746,8 @@ class DockerBackend:
                 self.runc.layers.delete(layer)
                 self.runc.gc()
             return
+        if self.ahead is not None:
+            self.ahead.drop(handle.snapshot_id)
         docker_full.delete(handle)
         if not docker_fs.remove_image(self.api, handle.location):
             with self._lock:
@@ -827,8 +844,10 @@ class DockerBackend:
         try:
             source = Path(str(handle.meta.get("checkpoint", ""))) / docker_full.CHECKPOINT
             try:
-                docker_full.install(source, self.docker_root(), container)
-                docker_full.start(self.api, container)
+                marker = docker_full.install(
+                    source, self.docker_root(), container, self.snapshot_dir
+                )
+                docker_full.start(self.api, container, marker)
             except (SnapshotError, OSError) as error:
                 raise _RestoreFailed("restore_failed", str(error)) from error
             channel = shell.ShellChannel(directory, self._alive(container), self.ready_timeout)
@@ -847,6 +866,21 @@ class DockerBackend:
             self.discard(container, directory, channel)
             raise
         return DockerSandbox(self, container, name, config, channel, boot)
+
+    def _restore_frozen(self, handle: SnapshotHandle) -> DockerSandbox:
+        """A restore of ``handle`` done ahead of time, paused until :meth:`_thaw` hands it out."""
+        config = _Config.from_dict(handle.meta["config"])
+        state = shell.SessionState.from_dict(handle.meta["shell"])
+        sandbox = self._restore(handle, config, state)
+        try:
+            docker_fs.pause(self.api, sandbox.container_id)
+        except BaseException:
+            sandbox.close()
+            raise
+        return sandbox
+
+    def _thaw(self, sandbox: DockerSandbox) -> None:
+        self.api.unpause(sandbox.container_id)
 
     def discard(
         self, container: str, directory: Path, channel: shell.ShellChannel | None = None
@@ -896,11 +930,12 @@ class DockerBackend:
         """Remove what tvcache left behind in this store; report records whose image is gone.
 
         Removed (reported as ``container:<name>``, ``image:<snapshot id>``,
-        ``checkpoint:<dir>``, ``dir:<name>``): containers of dead processes; snapshot images
-        and checkpoint directories no handle in ``known`` names, unless a live other tvcache
-        process made them; protocol directories without a container. Other stores' objects and
-        anything unlabelled are never touched. Call it at start-up: a snapshot this instance
-        is taking right now counts as an orphan.
+        ``checkpoint:<dir>``, ``dir:<name>``, ``unpacked:<dir>``): containers of dead processes;
+        snapshot images and checkpoint directories no handle in ``known`` names, unless a live
+        other tvcache process made them; protocol directories without a container; containerd's
+        unpacked copies of this store's checkpoints whose container is gone. Other stores'
+        objects and anything unlabelled are never touched. Call it at start-up: a snapshot this
+        instance is taking right now counts as an orphan.
         """
         mine = {h.snapshot_id: h for h in known.values() if h.backend == BACKEND_NAME}
         layered = {sid: h for sid, h in mine.items() if h.meta.get("runtime") == "runc"}
@@ -922,6 +957,8 @@ class DockerBackend:
         )
         report.orphans_removed.extend(f"checkpoint:{name}" for name in removed)
         managed = self.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+        removed = docker_full.sweep_unpacked(self.snapshot_dir, {c["Id"] for c in managed})
+        report.orphans_removed.extend(f"unpacked:{name}" for name in removed)
         live = {container["Names"][0].lstrip("/") for container in managed} | live_runc
         for entry in sorted(self.work_dir.iterdir()):
             created_now = time.time() - entry.lstat().st_ctime < 60  # its container may follow

@@ -10,6 +10,11 @@ Fork: a container from the committed image, the checkpoint hard-linked (copied a
 into ``<DockerRootDir>/containers/<id>/checkpoints/<name>/`` (Docker refuses custom directories
 on start), a file unique to the fork written into the copy (identical copies restored at the
 same time collide in containerd's content store), then ``start?checkpoint=<name>``.
+
+Leak: containerd unpacks the checkpoint of every restore into a ``ctrd-checkpoint*`` directory of
+its temporary directory and never removes it. The fork's marker file goes along, so the copy is
+found by its marker and removed once the restore returns (:func:`start`); :func:`sweep_unpacked`
+removes copies a killed process left.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import errno
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
@@ -36,6 +42,9 @@ from snapshots.docker_fs import DockerAPI
 CHECKPOINT = "tvcache"
 """The checkpoint's name, inside the snapshot directory and inside each fork's container."""
 MARKER = "tvcache-fork-id"
+"""In every installed copy: ``<container> <nonce> <store>``, which also names containerd's copy."""
+UNPACKED_PREFIX = "ctrd-checkpoint"
+"""containerd's unpacked copy of a checkpoint it restores (``os.MkdirTemp`` in its temp dir)."""
 RECORD = "snapshot.json"
 """Beside the checkpoint: the labels of the snapshot, so that reconcile can judge the directory."""
 
@@ -141,11 +150,12 @@ def take(
     return docker_fs.handle(snapshot_id, "full", ref, layer, full_meta, checkpoint_bytes)
 
 
-def install(source: Path, docker_root: Path, container: str) -> None:
-    """Put a private copy of the checkpoint ``source`` where Docker restores it from.
+def install(source: Path, docker_root: Path, container: str, store: Path | None = None) -> str:
+    """Put a private copy of the checkpoint ``source`` where Docker restores it from; return the
+    text of its marker (which :func:`start` needs to find containerd's copy).
 
     Hard links when the store shares a mount with ``docker_root`` (restore only reads the
-    images), else copies.
+    images), else copies. ``store`` (the snapshot store) goes in the marker for the sweep.
     """
     target = docker_root / "containers" / container / "checkpoints" / CHECKPOINT
     if not (source / "inventory.img").is_file():
@@ -167,17 +177,97 @@ def install(source: Path, docker_root: Path, container: str) -> None:
                         raise
                     linked = False
             shutil.copy2(os.path.join(dirpath, name), out / name)
-    (target / MARKER).write_text(f"{container} {uuid.uuid4().hex}\n")
+    marker = f"{container} {uuid.uuid4().hex} {store or ''}".rstrip() + "\n"
+    (target / MARKER).write_text(marker)
+    return marker
 
 
-def start(api: DockerAPI, container: str) -> None:
-    """Start ``container`` from its installed checkpoint; raise with CRIU's reason on failure."""
-    response = api._post(
-        api._url("/containers/{0}/start", container), params={"checkpoint": CHECKPOINT}
-    )
+def start(api: DockerAPI, container: str, marker: str | None = None) -> None:
+    """Start ``container`` from its installed checkpoint; raise with CRIU's reason on failure.
+
+    ``marker`` (from :func:`install`): containerd's unpacked copy of the checkpoint is removed
+    afterwards, whether the restore worked or not (nothing else ever removes it).
+    """
+    before = set(_unpacked()) if marker else set()
+    try:
+        response = api._post(
+            api._url("/containers/{0}/start", container), params={"checkpoint": CHECKPOINT}
+        )
+    finally:
+        if marker:
+            for path in _unpacked():
+                if path not in before and _marker(path) == marker:
+                    shutil.rmtree(path, ignore_errors=True)
     if response.status_code >= 300:
         reason, hint = explain(_message(response))
         raise SnapshotError(f"restore into {container[:12]} failed: {reason}", hint)
+
+
+_temp_dirs: list[Path] = []
+
+
+def containerd_temp_dirs() -> list[Path]:
+    """Where containerd unpacks checkpoints: ``$XDG_RUNTIME_DIR``, else ``$TMPDIR``, else
+    ``/tmp`` of each running containerd, seen through ``/proc/<pid>/root``; ``/tmp`` when no
+    containerd can be read (another host's daemon: nothing of ours to find). Looked up once
+    (every restore asks), again when a directory found is gone (containerd restarted)."""
+    if _temp_dirs and all(path.is_dir() for path in _temp_dirs):
+        return list(_temp_dirs)
+    found: list[Path] = []
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] != "containerd":
+            continue
+        try:
+            env = process.environ()
+        except psutil.Error:
+            continue
+        temp = env.get("XDG_RUNTIME_DIR") or env.get("TMPDIR") or "/tmp"
+        path = Path(f"/proc/{process.pid}/root{temp}")
+        with contextlib.suppress(OSError):
+            resolved = Path(temp) if os.path.samefile(path, temp) else path
+            if resolved not in found:
+                found.append(resolved)
+    _temp_dirs[:] = found or [Path("/tmp")]
+    return list(_temp_dirs)
+
+
+def _unpacked(temp_dirs: Collection[Path] | None = None) -> list[Path]:
+    paths: list[Path] = []
+    for temp in containerd_temp_dirs() if temp_dirs is None else temp_dirs:
+        with contextlib.suppress(OSError), os.scandir(temp) as entries:
+            paths.extend(
+                Path(e.path) for e in entries if e.name.startswith(UNPACKED_PREFIX) and e.is_dir()
+            )
+    return paths
+
+
+def _marker(unpacked: Path) -> str | None:
+    try:
+        return (unpacked / MARKER).read_text()
+    except OSError:
+        return None
+
+
+def sweep_unpacked(
+    store: Path,
+    live: Collection[str],
+    temp_dirs: Collection[Path] | None = None,
+    min_age: float = 60.0,
+) -> list[str]:
+    """Remove containerd's unpacked checkpoints whose marker names ``store`` and a container not
+    in ``live`` (container ids): copies a killed process never removed. Copies younger than
+    ``min_age`` seconds stay (their container may have been created after ``live`` was listed).
+    Returns their names."""
+    removed = []
+    for path in _unpacked(temp_dirs):
+        fields = (_marker(path) or "").split(maxsplit=2)
+        if len(fields) < 3 or fields[2].strip() != str(store) or fields[0] in live:
+            continue
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime >= min_age:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+    return removed
 
 
 def delete(handle: SnapshotHandle) -> None:

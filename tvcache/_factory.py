@@ -34,9 +34,10 @@ def local_backend(settings: Settings, tools: Iterable[LocalTool] = ()) -> LocalB
 
 
 def docker_backend(
-    settings: Settings, level: str = "fs", tools: Iterable[LocalTool] = ()
+    settings: Settings, level: str = "fs", tools: Iterable[LocalTool] = (), restore_ahead: int = 0
 ) -> DockerBackend:
-    """The Docker backend at snapshot ``level``, its store under ``settings.home``."""
+    """The Docker backend at snapshot ``level``, its store under ``settings.home``;
+    ``restore_ahead`` forks of each hot ``full`` snapshot kept restored (see DockerBackend)."""
     from sandbox.docker import DockerBackend
 
     if level not in ("fs", "full"):
@@ -46,6 +47,7 @@ def docker_backend(
         level,  # type: ignore[arg-type]
         work_dir=settings.sandbox_dir,
         tools=tools,
+        restore_ahead=restore_ahead,
     )
 
 

@@ -229,6 +229,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return runner(args)
     if args.workload == "load" or args.workers:
         return run_bench(args)
+    if args.workload == "terminal" and args.levels:
+        from tvcache.bench.levels import run_levels_bench
+
+        return run_levels_bench(args)
     if args.workload == "terminal":
         from tvcache.bench.terminal import run_terminal_bench
 
@@ -274,7 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["sql", "terminal", "load", "skyrl", "forks", "plans"],
         help="which workload",
     )
-    bench.add_argument("--quick", action="store_true", help="a small run (under a minute)")
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run (sql: under a minute; terminal: a few minutes)",
+    )
+    bench.add_argument(
+        "--levels",
+        action="store_true",
+        help="terminal: full fork (cold, restored ahead) and snapshot beside the runc floors",
+    )
+    bench.add_argument("--reps", type=int, default=10, help="--levels: rounds (default 10)")
     bench.add_argument("--json", action="store_true", help="print one JSON object, no table")
     bench.add_argument("--group-size", type=int, default=8, help="rollouts per task (G)")
     bench.add_argument("--seed", type=int, default=0)
