@@ -15,9 +15,10 @@ hashes (string hashes follow ``PYTHONHASHSEED``; Python 3.11 hashes ``None`` by 
 the env itself shows one query's rows in another order in another process. The unwrapped and
 in-process modes run in this process and must be byte-identical; the service executes the
 tool in the server's process, so its observations are compared byte for byte and, where they
-differ, as the same rows in another order (``row_order_only``); only a difference beyond the
-env's own row order fails. In every cached mode, each observation must also equal byte for
-byte the one that mode gave first for the same history (``inconsistent``).
+differ, as the same rows in another order, or, for a result the env cuts to its first 50
+rows ("Truncated to 50 lines"), as 50 rows of the same shape (``env_order_only``); only a
+difference beyond the env's own order fails. In every cached mode, each observation must
+also equal byte for byte the one that mode gave first for the same history (``inconsistent``).
 """
 
 from __future__ import annotations
@@ -241,21 +242,30 @@ def _call_latencies(run: Run) -> list[float]:
 
 def _differences(answers: list[Answer], reference: list[Answer]) -> dict[str, int]:
     """Steps whose observations or reward and done differ from the reference's (a step
-    missing on either side counts in both), and how many differ only in row order."""
+    missing on either side counts in both), and how many differ only in the env's row order."""
     ours, truth = {a[0]: a for a in answers}, {a[0]: a for a in reference}
     missing = len(ours.keys() ^ truth.keys())
     both = ours.keys() & truth.keys()
     differ = [k for k in both if ours[k][1] != truth[k][1]]
     return {
         "observation_differences": missing + len(differ),
-        "row_order_only": sum(_rows(ours[k][1]) == _rows(truth[k][1]) for k in differ),
+        "env_order_only": sum(_rows(ours[k][1]) == _rows(truth[k][1]) for k in differ),
         "reward_differences": missing + sum(ours[k][2:4] != truth[k][2:4] for k in both),
     }
 
 
-def _rows(observations: list[dict[str, str]]) -> list[list[str]]:
-    """Each observation's lines, sorted: equal when only the order of rows differs."""
-    return [sorted(o["content"].splitlines()) for o in observations]
+TRUNCATED = "Truncated to 50 lines since returned response too long: "  # skyrl-gym's words
+
+
+def _rows(observations: list[dict[str, str]]) -> list[object]:
+    """Each observation as the env's row order leaves it: its lines sorted; for a result
+    the env cut to the first 50 rows of its set, the line count and the last line."""
+    out: list[object] = []
+    for observation in observations:
+        lines = observation["content"].splitlines()
+        cut = any(TRUNCATED in line for line in lines)
+        out.append((len(lines), lines[-1]) if cut else sorted(lines))
+    return out
 
 
 @dataclass
@@ -316,7 +326,7 @@ ROWS: list[Row] = [
     ("added p99 vs unwrapped (ms)", "added_p99_ms", "{:+.3f}"),
     ("wall seconds", "wall_seconds", "{:.3f}"),
     ("observations differing", "observation_differences", "{:d}"),
-    ("  of which row order only", "row_order_only", "{:d}"),
+    ("  of which env's row order", "env_order_only", "{:d}"),
     ("rewards differing", "reward_differences", "{:d}"),
     ("unequal to same history's", "inconsistent", "{:d}"),
 ]
@@ -372,5 +382,5 @@ def _failures(name: str, summary: Mapping[str, object]) -> int:
     counts = {k: int(v) for k, v in summary.items() if isinstance(v, int)}
     observations = counts.get("observation_differences", 0)
     if name.startswith("service"):
-        observations -= counts.get("row_order_only", 0)
+        observations -= counts.get("env_order_only", 0)
     return observations + counts.get("reward_differences", 0) + counts.get("inconsistent", 0)
