@@ -183,11 +183,11 @@ class Engine:
         snaps: list[SnapshotRecord] = []
         if self.store is not None:
             now = self._clock()
-            self.store.put_root(RootRecord(rid, spec, identity, now))
-            records = self.store.load_nodes(rid)
-            if not records:
+            new = self.store.put_root(RootRecord(rid, spec, identity, now))
+            records = [] if new else self.store.load_nodes(rid)
+            if not records:  # new, or a crash came between the root and its node
                 self.store.put_node(node_record(Graph(lambda: now).add_root(rid)))
-            snaps = self.store.snapshots(rid)
+            snaps = [] if new else self.store.snapshots(rid)
         with self._lock:
             if self.graph.root(rid) is None:
                 self._load(rid, records, snaps)
