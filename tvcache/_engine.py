@@ -7,11 +7,11 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sandbox import JSON, Backend, Observation, RootSpec, Sandbox, ToolCall, ToolCallError, ToolSpec
 from snapshots import TvcacheError
+from tvcache._cursor import Cursor, Served
 from tvcache._graph import (
     Clock,
     Graph,
@@ -59,53 +59,6 @@ def node_record(node: Node) -> NodeRecord:
         stats=node.stats,
         created=node.created,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    """How one call was served: the node holding its observation, and whether from cache.
-
-    ``tainted``: the history passes a nondeterministic node, so a fresh run of the same
-    history may legitimately return something else.
-    """
-
-    node: Node
-    hit: bool
-    tainted: bool
-
-    @property
-    def observation(self) -> Observation:
-        assert self.node.observation is not None
-        return self.node.observation
-
-
-@dataclass(slots=True)
-class Cursor:
-    """Where one rollout is: its position, and the sandbox bound to it (at ``sandbox_node``,
-    on the path to the position). The engine moves it; one session owns it."""
-
-    position: Node
-    sandbox: Sandbox | None = None
-    sandbox_node: Node | None = None
-    tainted: bool = False
-
-    def advance(self, child: Node, *, hit: bool) -> Served:
-        """Move to the state ``child`` leaves the environment in; a read-only call stays."""
-        self.tainted = self.tainted or child.tainted()
-        if not child.read_only:
-            self.position = child.state()
-        return Served(child, hit, self.tainted)
-
-    def move_to(self, node: Node) -> None:
-        """Continue from ``node``; the bound sandbox is dropped."""
-        self.drop_sandbox()
-        self.position = node.state()
-        self.tainted = node.tainted()
-
-    def drop_sandbox(self) -> None:
-        if self.sandbox is not None:
-            self.sandbox.close()
-        self.sandbox, self.sandbox_node = None, None
 
 
 class Engine:
@@ -183,11 +136,11 @@ class Engine:
         snaps: list[SnapshotRecord] = []
         if self.store is not None:
             now = self._clock()
-            self.store.put_root(RootRecord(rid, spec, identity, now))
-            records = self.store.load_nodes(rid)
-            if not records:
+            new = self.store.put_root(RootRecord(rid, spec, identity, now))
+            records = [] if new else self.store.load_nodes(rid)
+            if not records:  # new, or a crash came between the root and its node
                 self.store.put_node(node_record(Graph(lambda: now).add_root(rid)))
-            snaps = self.store.snapshots(rid)
+            snaps = [] if new else self.store.snapshots(rid)
         with self._lock:
             if self.graph.root(rid) is None:
                 self._load(rid, records, snaps)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sandbox import JSON, Observation, ToolCall
 from snapshots import TvcacheError
-from tvcache._engine import Cursor, Served
+from tvcache._cursor import Cursor, Served
 from tvcache._graph import Node
 from tvcache._turns import Turns
 

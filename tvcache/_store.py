@@ -369,11 +369,16 @@ class Store:
 
     # --- roots --------------------------------------------------------------------------------
 
-    def put_root(self, root: RootRecord) -> None:
-        """Store a root; a root already stored under the same id is kept as it is."""
-        stmt = self._insert(schema.roots).on_conflict_do_nothing(index_elements=["root_id"])
+    def put_root(self, root: RootRecord) -> bool:
+        """Store a root; a root already stored under the same id is kept as it is.
+        True if the root is new (so it has no nodes or snapshots to load yet)."""
+        stmt = (
+            self._insert(schema.roots)
+            .on_conflict_do_nothing(index_elements=["root_id"])
+            .returning(schema.roots.c.root_id)
+        )
         with self._tx(f"store root {root.root_id!r}", write=True) as conn:
-            conn.execute(stmt, schema.root_row(root))
+            return conn.execute(stmt, schema.root_row(root)).first() is not None
 
     def get_root(self, root_id: str) -> RootRecord | None:
         with self._tx(f"read root {root_id!r}", write=False) as conn:

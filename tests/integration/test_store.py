@@ -91,9 +91,8 @@ def chain(store: Store) -> list[NodeRecord]:
 
 def test_roots_round_trip_and_put_root_keeps_the_first(store: Store) -> None:
     first, other = root("r1", "t1"), root("r2", "t2", identity="sha256:def")
-    store.put_root(first)
-    store.put_root(other)
-    store.put_root(dataclasses.replace(first, identity="changed", created=5.0))
+    assert store.put_root(first) and store.put_root(other)  # new
+    assert not store.put_root(dataclasses.replace(first, identity="changed", created=5.0))
     assert store.get_root("r1") == first
     assert store.get_root("missing") is None
     assert store.roots() == [first, other]
