@@ -32,6 +32,14 @@ from snapshots.docker_fs import DockerAPI
 _SKIP = frozenset({MOUNT.lstrip("/")})
 
 
+def processes_besides_shell(init_pid: int) -> int:
+    """Processes under a sandbox's PID 1 (its supervisor) besides the session shell."""
+    try:
+        return max(0, len(psutil.Process(init_pid).children(recursive=True)) - 1)
+    except psutil.NoSuchProcess:
+        return 0
+
+
 class ContainerFiles:
     """The file digest of one container; inspects it once, re-reads only what changed."""
 
@@ -65,10 +73,7 @@ class ContainerFiles:
 
     def processes(self) -> int:
         """Processes in the container besides PID 1 (the supervisor) and the session shell."""
-        try:
-            return max(0, len(psutil.Process(self.init_pid).children(recursive=True)) - 1)
-        except psutil.NoSuchProcess:
-            return 0
+        return processes_besides_shell(self.init_pid)
 
     def digest(self) -> str | None:
         """None where the layers cannot be read (another storage driver, a flattened image)."""

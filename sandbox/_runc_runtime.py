@@ -30,11 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from sandbox import _docker_shell as shell
 from sandbox import _runc
-from sandbox._docker_state import _SKIP, _epoch_seconds
+from sandbox._docker_state import _SKIP, _epoch_seconds, processes_besides_shell
 from snapshots import docker_fs, overlay
 from snapshots.directory import delete_tree, tree_digest
 from snapshots.layers import LayerStore
@@ -88,10 +86,7 @@ class RuncFiles:
 
     def processes(self) -> int:
         """Processes besides PID 1 (the supervisor) and the session shell."""
-        try:
-            return max(0, len(psutil.Process(self.init_pid).children(recursive=True)) - 1)
-        except psutil.NoSuchProcess:
-            return 0
+        return processes_besides_shell(self.init_pid)
 
     def digest(self) -> str | None:
         digest = hashlib.sha256(b"tvcache-container-files-v1\0")
