@@ -21,7 +21,7 @@ def test_a_hot_snapshot_forks_from_a_restore_done_ahead(
     assert backend.ahead is not None
     with start(backend) as box:
         sh(box, "echo base > /work/f; export MARK=kept; " + COUNTER)
-        at_snapshot = int(sh(box, "cat /tmp/n").output)
+        at_snapshot = int(sh(box, "until [ -s /tmp/n ]; do sleep 0.01; done; cat /tmp/n").output)
         snap = box.snapshot("s")
         assert snap.level == "full", snap.meta.get("full_failure")
         sh(box, "echo source-later > /work/f")
