@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tvcache import Observation, Settings, ToolSpec, load_tools, open_engine
+from tvcache import Observation, Settings, StateAwareness, ToolSpec, load_tools, open_engine
 from tvcache._cli_service import tool_flags
 from tvcache.bench.sql import make_workload
 
@@ -68,3 +68,45 @@ def test_bench_sql_modes_get_the_tools_and_a_server_the_flags(tmp_path: Path) ->
     assert "echo" in work.backend(tmp_path / "home").tool_specs()
     assert work.tool_flags == ("--tools", "host_tools_for_test:make")
     assert tool_flags(argparse.Namespace(tools=[])) == []
+
+
+class Notes:
+    """Host tools that keep state outside the sandbox (a file on the host): against their
+    contract, which nothing can check — so the engine must not trust a fingerprint beside them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.write_text("")
+        outer = self
+
+        class Append:
+            spec = ToolSpec("append", version="1", required=("text",))
+
+            def run(self, args: Mapping[str, Any]) -> Observation:
+                with outer.path.open("a") as handle:
+                    handle.write(str(args["text"]))
+                return Observation(output="ok")
+
+        class Read:
+            spec = ToolSpec("read", version="1")
+
+            def run(self, args: Mapping[str, Any]) -> Observation:
+                return Observation(output=outer.path.read_text())
+
+        self.tools = [Append(), Read()]
+
+
+def test_a_fingerprint_never_merges_past_state_a_host_tool_may_hold(tmp_path: Path) -> None:
+    """The sandbox's fingerprint cannot see a host tool's state: after ``append`` the sandbox
+    looks unchanged, and a merge would serve the ``read`` of a history that never appended."""
+    notes = Notes(tmp_path / "notes.txt")
+    state = StateAwareness(fingerprint_tools=frozenset({"*"}))
+    engine = open_engine(Settings(home=tmp_path / "home", state=state), tools=notes.tools)
+    try:
+        with engine.session("t") as session:
+            assert session.call("read").output == ""
+        with engine.session("t") as session:
+            session.call("append", text="x")
+            assert session.call("read").output == notes.path.read_text() == "x"
+    finally:
+        engine.close()

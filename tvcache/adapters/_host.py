@@ -40,6 +40,12 @@ class HostSandbox:
         observation = tool.run(tool.spec.validate(call.args))
         return replace(observation, seconds=time.perf_counter() - start)
 
+    def fingerprint(self) -> str | None:
+        """None, always: host tools may hold state (the trainer's files, the env's objects)
+        that no fingerprint of the sandbox sees, and their statelessness is a contract nothing
+        checks, so no state-aware merge may rest on the sandbox's fingerprint alone."""
+        return None
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
