@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -618,35 +619,10 @@ class Engine:
         """Engine-wide counters and estimates (``.to_dict()`` for JSON)."""
         with self._lock:
             c = self.counters
+            counted = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
             return EngineStats(
-                calls=c.calls,
-                hits=c.hits,
-                shared_hits=c.shared_hits,
-                misses=c.misses,
+                **{**counted, "snapshot_reasons": dict(c.snapshot_reasons)},
                 hit_rate=c.hits / c.calls if c.calls else 0.0,
-                executed_seconds=c.executed_seconds,
-                replayed_calls=c.replayed_calls,
-                replayed_seconds=c.replayed_seconds,
-                seconds_saved=c.seconds_saved,
-                starts=c.starts,
-                forks=c.forks,
-                catch_ups=c.catch_ups,
-                pool_takes=c.pool_takes,
-                read_only_nodes=c.read_only_nodes,
-                merged_nodes=c.merged_nodes,
-                misdeclared_pure=c.misdeclared_pure,
-                snapshots_refused=c.snapshots_refused,
-                fork_failures=c.fork_failures,
-                fingerprints=c.fingerprints,
-                fingerprint_seconds=c.fingerprint_seconds,
-                shadow_runs=c.shadow_runs,
-                shadow_mismatches=c.shadow_mismatches,
-                shadow_errors=c.shadow_errors,
-                snapshots=c.snapshots,
-                snapshot_reasons=dict(c.snapshot_reasons),
-                evictions=c.evictions,
-                divergences=c.divergences,
-                over_budget=c.over_budget,
                 nodes=len(self.graph),
                 snapshot_bytes=self.graph.snapshot_bytes(),
                 fork_seconds_estimate=self.snapshots.fork_estimate.value,
