@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tvcache._ownership import Ownership
 from tvcache._placement import Ring
+from tvcache._store import Store
 from tvcache.cluster import AsyncClusterClient, ClusterClient, routing_key
 from tvcache.service import ServerProcess
 
@@ -67,6 +69,15 @@ def test_roots_spread_over_the_servers_stay_put_and_hit_as_on_one(
                 assert again.server == placed[task]
             assert [r.hit for r in second] == [True] * 3
             assert [r.output for r in second] == [r.output for r in first]
+    with Store(postgres_url) as store:
+        live = Ownership(store)
+        assert sorted(s.address for s in live.live_servers()) == urls
+        servers[0].stop()  # a clean stop leaves the list at once, not after the ttl
+        assert sorted(s.address for s in live.live_servers()) == urls_without(urls, servers[0])
+
+
+def urls_without(urls: list[str], server: ServerProcess) -> list[str]:
+    return [url for url in urls if url != server.url]
 
 
 def test_a_killed_server_s_sessions_move_on_and_lose_no_answer(
