@@ -14,6 +14,7 @@ import pytest
 from tvcache._ownership import Ownership
 from tvcache._placement import Ring
 from tvcache._store import Store
+from tvcache.client import Client
 from tvcache.cluster import AsyncClusterClient, ClusterClient, routing_key
 from tvcache.service import ServerProcess
 
@@ -116,3 +117,27 @@ def test_the_async_client_routes_like_the_sync_one(
     urls = [server.url for server in servers]
     with ClusterClient(urls) as sync, sync.session("a", template=str(template)) as session:
         assert session.server == first
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (docs/cluster.md): a server that loaded a root earlier does not see "
+    "nodes another server stored since, so a session moved to it cannot reopen at its last "
+    "node; fixed when servers reload a root on taking its lease",
+)
+def test_a_session_moves_to_a_server_that_loaded_its_root_before(
+    servers: list[ServerProcess], template: Path
+) -> None:
+    urls = [server.url for server in servers]
+    spec = {"task_id": "stale", "template": str(template), "options": {}}
+    first, second = list(Ring(urls).walk(routing_key(spec)))[:2]
+    with Client(second) as direct, direct.session("stale", template=str(template)) as early:
+        early.call("bash", command=COMMANDS[0])  # the second server loads the root now
+    with ClusterClient(urls) as cluster:
+        session = cluster.session("stale", template=str(template))
+        assert session.server == first
+        for command in COMMANDS[:2]:
+            session.call("bash", command=command)
+        next(s for s in servers if s.url == first).stop(signal.SIGKILL)
+        last = session.call("bash", command=COMMANDS[2])
+        assert session.server == second and last.output.strip() == "2"
