@@ -119,12 +119,6 @@ def test_the_async_client_routes_like_the_sync_one(
         assert session.server == first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (docs/cluster.md): a server that loaded a root earlier does not see "
-    "nodes another server stored since, so a session moved to it cannot reopen at its last "
-    "node; fixed when servers reload a root on taking its lease",
-)
 def test_a_session_moves_to_a_server_that_loaded_its_root_before(
     servers: list[ServerProcess], template: Path
 ) -> None:
@@ -141,3 +135,7 @@ def test_a_session_moves_to_a_server_that_loaded_its_root_before(
         next(s for s in servers if s.url == first).stop(signal.SIGKILL)
         last = session.call("bash", command=COMMANDS[2])
         assert session.server == second and last.output.strip() == "2"
+        with cluster.session("stale", template=str(template)) as fresh:
+            replayed = [fresh.call("bash", command=c) for c in COMMANDS]
+        assert [r.hit for r in replayed] == [True] * 3  # caught up, none lost
+        session.close()
