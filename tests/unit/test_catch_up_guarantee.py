@@ -46,7 +46,7 @@ def test_caught_up_nodes_serve_only_right_observations(
     after: list[list[ToolCall]],
     data: st.DataObject,
 ) -> None:
-    with Store(f"sqlite:///{tempfile.mkdtemp(prefix='tvcache-catch-up-')}/cache.db") as store:
+    with tempfile.TemporaryDirectory() as tmp, Store(f"sqlite:///{tmp}/cache.db") as store:
         here = Engine(FakeBackend(), store, policy=NeverSnapshot())
         there = Engine(FakeBackend(), store, policy=NeverSnapshot())
         try:
