@@ -13,6 +13,8 @@ Needs ``pip install ray`` (not a dependency of tvcache; see docs/cluster.md).
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +56,10 @@ class _Server:
 
     def stop(self) -> int:
         """Stop the server; a home of its own (no ``home`` given) goes with it."""
-        code = self.process.stop()
+        try:
+            code = self.process.stop(timeout=30)
+        except subprocess.TimeoutExpired:  # stuck: its entry expires from the list after ttl
+            code = self.process.stop(signal.SIGKILL)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
         return code
