@@ -9,6 +9,7 @@ seed of ``tvcache bench load --cluster N`` (docs/cluster.md, next steps).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 import timeit
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers:
             server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
