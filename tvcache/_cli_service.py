@@ -82,6 +82,15 @@ def add_service_commands(sub: Any) -> None:
         type=int,
         help="refuse larger request bodies with 413 (default 8 MiB)",
     )
+    serve.add_argument(
+        "--advertise",
+        metavar="URL",
+        nargs="?",
+        const="auto",
+        help="publish this server in the store (TVCACHE_STORE_URL, shared by a cluster) for "
+        "ClusterClient(store_url=...) to route to; URL is how clients reach it (default: the "
+        "bound address)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.add_argument(
         "--unsafe-no-isolation",
@@ -193,6 +202,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         grace=args.grace,
         log_level=args.log_level,
         tools=tuple(tools_of(args)),
+        advertise=args.advertise,
         **limit,
     )
     state = StateAwareness(

@@ -186,16 +186,7 @@ class Engine:
             if parent is None or record.call is None or record.call_key is None:
                 log.warning("store node %s has no loaded parent; skipped", record.node_id)
                 continue
-            node = self.graph.add_child(
-                parent,
-                record.call_key,
-                record.call,
-                record.observation,
-                nondeterministic=record.nondeterministic,
-                created=record.created,
-            )
-            node.read_only = record.read_only
-            node.stats = record.stats
+            self._add_stored(parent, record.call_key, record.call, record)
         # merged nodes were leaves when merged; index nodes with children first so that
         # none of them is re-pointed, then merge fingerprinted leaves into them
         parents = {r.parent_id for r in records}
@@ -210,6 +201,56 @@ class Engine:
             held = self.graph.get(snap.node_id)
             if held is not None:
                 held.snapshot = snap.handle
+
+    def _add_stored(self, parent: Node, key: str, call: ToolCall, record: NodeRecord) -> Node:
+        """A stored node under its loaded parent, with its stored flags and statistics."""
+        node = self.graph.add_child(
+            parent,
+            key,
+            call,
+            record.observation,
+            nondeterministic=record.nondeterministic,
+            created=record.created,
+        )
+        node.read_only = record.read_only
+        node.stats = record.stats
+        return node
+
+    def catch_up(self, node_id: str) -> Node | None:
+        """``node_id`` as another server sharing the store recorded it after this engine
+        loaded its root: the stored path down to it is added as stored (observations and
+        flags; not its snapshots, which may live on another host, nor fingerprint merges), so
+        a session moved here from a dead server resumes at it. None when not all of it is
+        stored under a loaded root, or when the stored ids disagree with this graph."""
+        with self._lock:
+            held = self.graph.get(node_id)
+        if held is not None or self.store is None:
+            return held
+        path: list[NodeRecord] = []
+        record = self.store.get_node(node_id)
+        while record is not None and record.parent_id is not None:
+            with self._lock:
+                known = self.graph.get(record.parent_id)
+            path.append(record)
+            if known is not None:
+                break
+            record = self.store.get_node(record.parent_id)
+        if record is None or not path:
+            return None
+        with self._lock:
+            parent = self.graph.get(path[-1].parent_id or "")
+            for stored in reversed(path):
+                if parent is None or stored.call is None or stored.call_key is None:
+                    return None
+                known = parent.children.get(stored.call_key)
+                if known is not None:  # this server's own: left as it is
+                    parent = known
+                    continue
+                node = self._add_stored(parent, stored.call_key, stored.call, stored)
+                if node.node_id != stored.node_id:
+                    return None
+                parent = node
+            return parent if parent is not None and parent.node_id == node_id else None
 
     # -------------------------------------------------------------- sessions
     def session(self, spec: RootSpec | str, **spec_fields: object) -> Session:

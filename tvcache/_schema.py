@@ -148,6 +148,27 @@ plan_templates = Table(
     Column("last_use", Double, nullable=False),
 )
 
+root_leases = Table(
+    # issue 14: which server owns a root, until when; ``epoch`` is the fencing token. A row is
+    # never deleted (a release only expires it), so epochs of a root only ever grow.
+    "root_leases",
+    metadata,
+    Column("root_id", String, primary_key=True),  # no foreign key: a lease may precede the root
+    Column("owner", String, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires", Double, nullable=False),  # seconds since the epoch, the database's clock
+)
+
+cluster_servers = Table(
+    # issue 14: the live servers clients route over; a row without a recent heartbeat is dead
+    "cluster_servers",
+    metadata,
+    Column("server_id", String, primary_key=True),
+    Column("address", String, nullable=False),  # http://host:port
+    Column("expires", Double, nullable=False),
+    Column("started", Double, nullable=False),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,

@@ -35,20 +35,23 @@ __all__ = [
     "DEFAULT_URL",
     "AsyncClient",
     "AsyncRemoteSession",
+    "AsyncRequester",
     "CachedExecutor",
     "Client",
     "ExecOutput",
     "RemoteSession",
+    "Requester",
     "ServiceError",
     "ToolSession",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8710"
 _RETRY_STATUS = frozenset({502, 503, 504})
-_LOST = frozenset({"session_not_found", "unreachable"})
+# "moved": a cluster client's server stopped answering; the session reopens on another
+_LOST = frozenset({"session_not_found", "unreachable", "moved"})
 # the server's session is gone or disagrees on the seq: resend in a session reopened at the
 # last node answered (right whatever the old one holds; nothing can stay wedged)
-_REOPEN = frozenset({"session_not_found", "out_of_order"})
+_REOPEN = frozenset({"session_not_found", "out_of_order", "moved"})
 _REOPENS = 5  # a call resent to that many reopened sessions (servers restarting) at most
 
 
@@ -60,6 +63,25 @@ class ServiceError(TvcacheError):
     ) -> None:
         super().__init__(message, hint)
         self.status, self.code, self.field = status, code, field
+
+
+class Requester(Protocol):
+    """What a remote session sends its requests through: a :class:`Client`, or a cluster
+    client's route that picks the server (tvcache.cluster)."""
+
+    url: str
+
+    def request(self, method: str, path: str, body: Mapping[str, JSON] | None = None) -> Any: ...
+
+
+class AsyncRequester(Protocol):
+    """The asyncio twin of :class:`Requester`."""
+
+    url: str
+
+    async def request(
+        self, method: str, path: str, body: Mapping[str, JSON] | None = None
+    ) -> Any: ...
 
 
 class ToolSession(Protocol):
@@ -267,7 +289,7 @@ class RemoteSession:
     """A session on the server, with the in-process session's API. Calls from several
     threads (or ``acall`` under ``asyncio.gather``) run one at a time in the order issued."""
 
-    def __init__(self, client: Client, state: _State) -> None:
+    def __init__(self, client: Requester, state: _State) -> None:
         self._client = client
         self._state = state
         self._turns = Turns()
@@ -275,6 +297,11 @@ class RemoteSession:
     @property
     def session_id(self) -> str:
         return self._state.session_id
+
+    @property
+    def server(self) -> str:
+        """The URL of the server the session is on (a cluster client may move it)."""
+        return self._client.url
 
     @property
     def root_id(self) -> str:
@@ -398,7 +425,7 @@ class AsyncRemoteSession:
     """A remote session for asyncio code: ``await session.acall(tool, **args)``. Calls
     awaited together (``asyncio.gather``) run one at a time, in the order they started."""
 
-    def __init__(self, client: AsyncClient, state: _State) -> None:
+    def __init__(self, client: AsyncRequester, state: _State) -> None:
         self._client = client
         self._state = state
         self._turn = asyncio.Lock()  # wakes its waiters first come, first served
@@ -406,6 +433,11 @@ class AsyncRemoteSession:
     @property
     def session_id(self) -> str:
         return self._state.session_id
+
+    @property
+    def server(self) -> str:
+        """The URL of the server the session is on (a cluster client may move it)."""
+        return self._client.url
 
     @property
     def root_id(self) -> str:

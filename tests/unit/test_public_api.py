@@ -12,7 +12,7 @@ import pytest
 
 PACKAGES = ["tvcache", "sandbox", "snapshots", "tvcache.data", "tvcache.adapters", "tvcache.plans"]
 """Packages: what their ``__init__`` imports is their surface."""
-MODULES = ["tvcache.client"]
+MODULES = ["tvcache.client", "tvcache.cluster"]
 """Public modules: what they define (not what they import) is their surface."""
 REPO = Path(__file__).resolve().parents[2]
 

@@ -27,7 +27,8 @@ class ServerProcess:
         if "--port" not in args:
             command += ["--port", "0"]
         environment = {**os.environ, **(env or {})}
-        environment.pop("TVCACHE_STORE_URL", None)
+        if "TVCACHE_STORE_URL" not in (env or {}):  # the home's store unless told otherwise
+            environment.pop("TVCACHE_STORE_URL", None)
         self.proc = subprocess.Popen(
             [*command, *args], stdout=subprocess.PIPE, stderr=self._log, text=True, env=environment
         )

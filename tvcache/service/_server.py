@@ -21,6 +21,7 @@ import uvicorn
 from snapshots import TvcacheError
 from tvcache._engine import Engine
 from tvcache._factory import open_engine
+from tvcache._heartbeat import Heartbeat
 from tvcache._settings import Settings
 from tvcache.pool import PreforkPool
 from tvcache.service._app import create_app
@@ -44,6 +45,7 @@ class ServeOptions:
     log_level: str = "info"
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     tools: tuple[AnyTool, ...] = ()
+    advertise: str | None = None  # URL published in the store for clients ("auto": bound URL)
 
 
 def is_loopback(host: str) -> bool:
@@ -118,6 +120,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         raise
     if options.pool_size > 0:
         engine.pool = PreforkPool(engine, max_size=options.pool_size)
+    heartbeat: Heartbeat | None = None
     try:
         app = create_app(
             engine,
@@ -132,11 +135,25 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
+        heartbeat = _advertise(engine, options.advertise, f"http://{shown}:{port}")
         print(f"tvcache serve: listening on http://{shown}:{port}", flush=True)
         with _signals_as_shutdown_only():
             _Server(config).run(sockets=[sock])
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         sock.close()
         engine.close()  # and the store it opened
     print("tvcache serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _advertise(engine: Engine, advertise: str | None, bound: str) -> Heartbeat | None:
+    """Put this server on the store's live list (``--advertise``) for routing clients."""
+    if advertise is None:
+        return None
+    if engine.store is None:
+        raise TvcacheError(
+            "--advertise needs a store the clients can read", "set TVCACHE_STORE_URL"
+        )
+    return Heartbeat(engine.store, bound if advertise == "auto" else advertise).start()

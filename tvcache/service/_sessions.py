@@ -122,6 +122,8 @@ class Registry:
                 )
             return existing
         if at_node is not None:
+            if self.engine.graph.get(at_node) is None:  # recorded by another server since?
+                await asyncio.to_thread(self.engine.catch_up, at_node)
             _resume(session, at_node)
         remote = Remote(session_id or uuid.uuid4().hex, session, time.monotonic())
         self._sessions[remote.session_id] = remote
