@@ -79,6 +79,8 @@ from snapshots import (
     docker_full,
 )
 from snapshots import directory as sdir
+from snapshots import registry as oci
+from snapshots._registry_sync import RegistrySync
 from snapshots.docker_fs import (
     LABEL_KIND,
     LABEL_MANAGED,
@@ -430,6 +432,10 @@ class DockerSandbox:
         assert runc is not None and box is not None
         self._channel.close()
         layer = runc.freeze(box)
+        remote = self._backend.registry
+        if remote is not None:  # pushed in the background: a snapshot costs no more
+            meta = {**meta, "registry": remote.meta()}
+            remote.push_later(snapshot_id, layer, self._config.image)
         handle = SnapshotHandle(
             snapshot_id=snapshot_id,
             backend=BACKEND_NAME,
@@ -502,7 +508,9 @@ class DockerBackend:
     of restore fallbacks. ``api`` is a ``docker.APIClient`` (default: from the environment).
     ``restore_ahead`` forks of each hot ``full`` snapshot are kept restored and paused, so a
     fork only unpauses one (:mod:`sandbox._docker_ahead`; 0, the default, is off); call
-    :meth:`close` to remove them.
+    :meth:`close` to remove them. ``registry`` (else ``$TVCACHE_REGISTRY``) is an OCI registry
+    URL: runc-path snapshots are pushed there in the background and pulled by a fork that lacks
+    them (:mod:`snapshots._registry_sync`; ``registry_budget_bytes`` is its own budget).
     """
 
     def __init__(
@@ -519,6 +527,9 @@ class DockerBackend:
         tools: Iterable[LocalTool] = (),
         runtime: Runtime | None = None,
         restore_ahead: int = 0,
+        registry: str | None = None,
+        registry_budget_bytes: int | None = None,
+        registry_gc_config: Path | None = None,
     ) -> None:
         if level not in ("fs", "full"):
             raise DockerBackendError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
@@ -572,6 +583,17 @@ class DockerBackend:
                 self.labels("sandbox"),
                 self.count,
             )
+        self.registry: RegistrySync | None = None
+        remote = oci.from_env(registry)
+        if remote is not None and self.runc is not None:
+            self.registry = RegistrySync(
+                remote,
+                self.runc.layers,
+                budget_bytes=registry_budget_bytes,
+                gc_config=registry_gc_config,
+            )
+        elif remote is not None:
+            log.warning("registry %s: only runc-path fs snapshots move through it", remote.url)
         self.ahead: RestoreAhead[DockerSandbox] | None = None
         if restore_ahead > 0:
             self.ahead = RestoreAhead(self._restore_frozen, self._thaw, per_snapshot=restore_ahead)
@@ -649,7 +671,7 @@ class DockerBackend:
             return 0
         config = _Config.from_dict(handle.meta["config"])
         state = shell.SessionState.from_dict(handle.meta["shell"])
-        key = f"layer:{handle.meta['layer']}"
+        key = f"layer:{self._local_layer(handle)}"
         while runc.prepared(key) < count:
             stack = runc.stack_of(str(handle.meta["layer"]))
             runc.prepare(
@@ -667,6 +689,8 @@ class DockerBackend:
         wait for background flattens; snapshots and live sandboxes stay."""
         if self.ahead is not None:
             self.ahead.close()
+        if self.registry is not None:
+            self.registry.drain()
         if self.runc is not None:
             self.runc.close()
             self.runc.gc()
@@ -728,15 +752,23 @@ class DockerBackend:
                 f"snapshot {handle.snapshot_id} is a runc layer; this backend uses Docker",
                 f"set {RUNTIME_ENV}=runc (or drop the snapshot)",
             )
-        layer = str(handle.meta["layer"])
+        layer = self._local_layer(handle)
         sandbox = self._launch_runc(config, state, [], self.runc.stack_of(layer), f"layer:{layer}")
         sandbox.pin_pid(handle.meta.get("last_pid"))
         sandbox.settle(bool(handle.meta.get("background_moved")))
         self.count("forks")
         return sandbox
 
+    def _local_layer(self, handle: SnapshotHandle) -> str:
+        """The top layer of a layer snapshot, pulled from the registry if it is not here."""
+        layer = str(handle.meta["layer"])
+        if self.registry is not None and "registry" in handle.meta:
+            self.registry.ensure(handle.snapshot_id, layer)
+        return layer
+
     def delete_snapshot(self, handle: SnapshotHandle) -> None:
-        """Remove the checkpoint and the image (later, while a container still uses it)."""
+        """Remove the checkpoint and the image (later, while a container still uses it); a
+        copy in the registry stays (the registry's own budget removes it)."""
         if handle.backend != BACKEND_NAME:
             return
         if handle.meta.get("runtime") == "runc":
@@ -979,9 +1011,13 @@ class DockerBackend:
         if self.runc is None:
             return set()
         layers = {str(h.meta.get("layer")) for h in known.values()}
+        remote = self.registry is not None  # pushed snapshots are pulled when forked
         report.missing.extend(
             sorted(
-                sid for sid, h in known.items() if not self.runc.layers.has(str(h.meta["layer"]))
+                sid
+                for sid, h in known.items()
+                if not self.runc.layers.has(str(h.meta["layer"]))
+                and not (remote and "registry" in h.meta)
             )
         )
         removed, kept = self.runc.reconcile(layers, str(self.snapshot_dir))

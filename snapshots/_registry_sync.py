@@ -1,0 +1,149 @@
+"""A backend's link to the registry: push each layer snapshot in the background, pull on demand.
+
+Pushing never slows a snapshot: it is queued on one worker thread (in order, so a stack's
+lower layers are usually up already when a later snapshot over them is pushed). A fork whose
+layers are not on this host pulls them first; a snapshot the registry lacks (never pushed,
+push not finished, evicted) raises the ``SnapshotError`` a missing snapshot always raises,
+and the engine forks an ancestor and replays. Recency (pushes, forks, pulls) is what the
+registry budget's LRU orders by.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from snapshots import _registry_budget as budget
+from snapshots import _registry_stack as stack
+from snapshots._errors import SnapshotError
+from snapshots.layers import LayerStore
+from snapshots.registry import BlobMissingError, Registry
+
+log = logging.getLogger(__name__)
+
+
+class RegistrySync:
+    """Pushes and pulls the layer snapshots of one :class:`LayerStore`."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        layers: LayerStore,
+        *,
+        budget_bytes: int | None = None,
+        gc_config: Path | None = None,
+    ) -> None:
+        self.registry = registry
+        self.layers = layers
+        self.budget_bytes = budget_bytes
+        self.gc_config = gc_config
+        self.counters: dict[str, float] = dict.fromkeys(
+            (
+                "pushes",
+                "push_failures",
+                "blobs_pushed",
+                "bytes_pushed",
+                "push_seconds",
+                "pulls",
+                "blobs_pulled",
+                "bytes_pulled",
+                "pull_seconds",
+                "evictions",
+            ),
+            0,
+        )
+        self.last_used: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._pulling: dict[str, threading.Lock] = {}
+        self._pending: list[Future[Any]] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tvcache-registry")
+
+    def meta(self) -> dict[str, str]:
+        """What a snapshot handle records: it is (being) pushed there."""
+        return {"url": self.registry.url, "repository": self.registry.repository}
+
+    def touch(self, tag: str) -> None:
+        with self._lock:
+            self.last_used[tag] = time.time()
+
+    def _add(self, transfer: stack.Transfer, kind: str) -> None:
+        """Count a push (``kind`` "push") or a pull ("pull")."""
+        with self._lock:
+            self.counters[f"{kind}{'es' if kind == 'push' else 's'}"] += 1
+            self.counters[f"blobs_{kind}ed"] += transfer.blobs
+            self.counters[f"bytes_{kind}ed"] += transfer.bytes
+            self.counters[f"{kind}_seconds"] += transfer.seconds
+
+    # ------------------------------------------------------------------ push
+    def push_later(self, tag: str, layer: str, image: str) -> Future[Any]:
+        """Queue the push of snapshot ``tag`` (the stack of ``layer``)."""
+        self.touch(tag)
+        future = self._pool.submit(self._push, tag, layer, image)
+        with self._lock:
+            self._pending.append(future)
+        return future
+
+    def _push(self, tag: str, layer: str, image: str) -> None:
+        try:
+            self._add(stack.push(self.registry, self.layers, layer, tag, image), "push")
+        except Exception as error:  # the snapshot went meanwhile, the registry is down
+            log.warning("push of snapshot %s to %s failed: %s", tag, self.registry, error)
+            with self._lock:
+                self.counters["push_failures"] += 1
+            return
+        if self.budget_bytes is not None:
+            self.enforce()
+
+    def drain(self, timeout: float = 600.0) -> None:
+        """Wait for queued pushes (tests, benchmarks, close)."""
+        while True:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            wait(pending, timeout)
+
+    # ------------------------------------------------------------------ pull
+    def ensure(self, tag: str, layer: str) -> stack.Transfer | None:
+        """Make the stack of snapshot ``tag`` (top layer ``layer``) local; what a pull moved,
+        None when it was here already. One pull per snapshot at a time."""
+        self.touch(tag)
+        if self.layers.has(layer):
+            return None
+        with self._lock:
+            gate = self._pulling.setdefault(tag, threading.Lock())
+        with gate:
+            if self.layers.has(layer):
+                return None
+            try:
+                transfer = stack.pull(self.registry, self.layers, tag)
+            except BlobMissingError as error:
+                raise SnapshotError(
+                    f"snapshot {tag} is neither on this host nor in {self.registry.url}",
+                    "tvcache forks an earlier snapshot and replays",
+                ) from error
+        self._add(transfer, "pull")
+        return transfer
+
+    # ---------------------------------------------------------------- budget
+    def enforce(self) -> budget.Eviction | None:
+        """Hold the registry budget (if any); GC the registry when it runs here."""
+        if self.budget_bytes is None:
+            return None
+        with self._lock:
+            recency = dict(self.last_used)
+        report = budget.enforce(self.registry, self.budget_bytes, recency)
+        with self._lock:
+            self.counters["evictions"] += len(report.evicted)
+        if report.evicted and self.gc_config is not None:
+            budget.garbage_collect(self.gc_config)
+        return report
+
+    def close(self) -> None:
+        self.drain()
+        self._pool.shutdown(wait=True)
+        self.registry.close()
