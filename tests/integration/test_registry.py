@@ -1,0 +1,123 @@
+"""Snapshots across hosts: a snapshot taken by one backend (home A) is forked by another (home B,
+its own layer store) through a real registry, after the local copy is deleted; real runc
+sandboxes, real overlay mounts, real ``docker-registry``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker_env import sh, start
+from needs import unavailable
+from registry_env import RegistryServer, registry_server  # noqa: F401  (fixture)
+
+from sandbox import _runc
+from sandbox.docker import DockerBackend
+from snapshots import SnapshotError
+
+pytestmark = pytest.mark.docker
+
+LISTING = (
+    "cd / && find work etc root -xdev ! -path etc/hostname ! -path etc/hosts "
+    "! -path etc/resolv.conf -printf '%p %m %U:%G %s %l\\n' | sort | sha256sum; "
+    "cat /work/app/config /work/app/lib/data | sha256sum; ls /etc/issue 2>&1 | wc -l; "
+    "cd /work/app && pwd && echo $BUILT"
+)
+
+
+@pytest.fixture
+def hosts(api: Any, tmp_path: Path, registry_server: RegistryServer) -> Iterator[Any]:  # noqa: F811
+    """Backends with their own stores (as on two hosts) sharing one registry; closed and
+    checked clean afterwards."""
+    reason = _runc.available()
+    if reason is not None:
+        unavailable(f"the runc path: {reason}")
+    made: list[DockerBackend] = []
+
+    def make(name: str, **kwargs: Any) -> DockerBackend:
+        backend = DockerBackend(
+            tmp_path / name / "snapshots",
+            "fs",
+            api=api,
+            runtime="runc",
+            registry=registry_server.url,
+            default_timeout=60,
+            **kwargs,
+        )
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+        assert backend.registry is not None
+        backend.registry.close()
+    left = [
+        name
+        for name in _runc.containers()
+        if str((_runc.state(name) or {}).get("bundle", "")).startswith(str(tmp_path))
+    ]
+    for name in left:
+        _runc.delete(name)
+    mounts = _runc.mounted_under(tmp_path)
+    for mount in mounts:
+        _runc.unmount(mount)
+    assert (left, mounts) == ([], []), "runc sandboxes left running"
+
+
+def test_a_snapshot_from_home_a_forks_on_home_b_through_the_registry(
+    hosts: Any,
+    registry_server: RegistryServer,  # noqa: F811
+) -> None:
+    home_a, home_b = hosts("a"), hosts("b")
+    with start(home_a) as source:
+        sh(source, "mkdir -p /work/app/lib && head -c 2M /dev/urandom > /work/app/lib/data")
+        sh(source, "echo v1 > /work/app/config && ln -s lib/data /work/app/link && rm /etc/issue")
+        first = source.snapshot("s1")
+        sh(source, "rm -rf /work/app/lib && mkdir /work/app/lib && echo new > /work/app/lib/data")
+        sh(source, "chmod 4750 /work/app/config && cd /work/app && export BUILT=yes")
+        second = source.snapshot("s2")  # stacked on s1's layer
+        expected = sh(source, LISTING).output
+    assert home_a.registry is not None
+    home_a.registry.drain()
+    # s1: its layer and config; s2: its own layer and config (s1's layer is not sent again)
+    assert registry_server.requests("PUT", "/blobs/uploads/") == 4
+    assert second.meta["registry"]["url"] == registry_server.url
+    for handle in (first, second):
+        home_a.delete_snapshot(handle)
+    assert home_a.runc is not None
+    home_a.runc.drain()  # the source's container is removed in the background
+    home_a.runc.gc()
+    assert home_a.runc.layers.layers() == []
+
+    with home_b.fork(second) as fork:  # pulled: B never had it
+        assert sh(fork, LISTING).output == expected
+        assert sh(fork, "echo $((6 * 7)) && touch /work/writable && ls /work").output == (
+            "42\napp\nwritable\n"
+        )
+    assert home_b.registry is not None and home_b.registry.counters["pulls"] == 1
+    with home_b.fork(second) as again:  # local now: no second pull
+        assert sh(again, "cat /work/app/lib/data").output == "new\n"
+    assert home_b.registry.counters["pulls"] == 1
+    with home_a.fork(first) as back:  # and home A gets its deleted copy back the same way
+        assert sh(back, "cat /work/app/config; ls /work/app/lib/data").output == (
+            "v1\n/work/app/lib/data\n"
+        )
+
+
+def test_a_snapshot_neither_here_nor_in_the_registry_is_gone(
+    hosts: Any,
+    registry_server: RegistryServer,  # noqa: F811
+) -> None:
+    home_a, home_b = hosts("a"), hosts("b")
+    with start(home_a) as source:
+        sh(source, "echo x > /work/f")
+        handle = source.snapshot("s1")
+    assert home_a.registry is not None
+    home_a.registry.drain()
+    assert home_a.registry.registry.delete_manifest("s1")
+    with pytest.raises(SnapshotError, match="neither on this host nor in"):
+        home_b.fork(handle)
+    home_a.delete_snapshot(handle)
