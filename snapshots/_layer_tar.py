@@ -141,7 +141,7 @@ def unpack(source: Path, target: Path) -> None:
             os.setxattr(os.path.dirname(path), OPAQUE, b"y", follow_symlinks=False)
             return None
         if base.startswith(WHITEOUT):
-            os.mknod(os.path.join(os.path.dirname(path), base[len(WHITEOUT):]), stat.S_IFCHR, 0)
+            os.mknod(os.path.join(os.path.dirname(path), base[len(WHITEOUT) :]), stat.S_IFCHR, 0)
             return None
         if member.isdev():
             raise SnapshotError(f"layer entry {member.name!r} is a device file: refused")

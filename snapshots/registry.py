@@ -85,15 +85,22 @@ def check_digest(digest: str) -> str:
 class Registry:
     """One registry, one repository: blobs and manifests over HTTP. Thread-safe (httpx is)."""
 
-    def __init__(self, url: str, repository: str = "tvcache/snapshots", timeout: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        repository: str = "tvcache/snapshots",
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RegistryError(
                 f"registry URL {url!r} is not http(s)://host[:port]",
                 f"set {REGISTRY_ENV} (or registry=) to e.g. http://127.0.0.1:5000",
             )
-        if not re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
-                            repository):
+        if not re.fullmatch(
+            r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", repository
+        ):
             raise RegistryError(
                 f"repository {repository!r} is not a valid OCI name",
                 "use lowercase letters, digits, '.', '_', '-' and '/'",
@@ -103,7 +110,9 @@ class Registry:
         self.repository = repository
         self._auth = (parts.username or "", parts.password or "") if parts.username else None
         self._token: str | None = None
-        self._client = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=True)
+        self._client = httpx.Client(
+            base_url=self.url, timeout=timeout, follow_redirects=True, transport=transport
+        )
 
     def __repr__(self) -> str:
         return f"Registry({self.url!r}, {self.repository!r})"
@@ -154,7 +163,7 @@ class Registry:
             return False
         auth = httpx.BasicAuth(*self._auth) if self._auth is not None else None
         try:
-            answer = httpx.get(realm, params=params, auth=auth, timeout=30)
+            answer = self._client.get(realm, params=params, auth=auth)
         except httpx.HTTPError as error:
             raise RegistryError(f"token realm {realm} did not answer: {error}") from error
         if answer.status_code != 200:
@@ -230,7 +239,7 @@ class Registry:
         return self.upload(iter([data]))
 
     def _location(self, response: httpx.Response) -> str:
-        location = response.headers.get("location")
+        location: str = response.headers.get("location") or ""
         if not location:
             raise RegistryError(f"registry {self.url} sent no upload location")
         return urljoin(self.url + "/", location)

@@ -52,18 +52,18 @@ def test_a_pulled_stack_shows_what_the_pushed_stack_showed(
         (image / "a").write_text("image a\n")
         (image / "d" / "c").write_text("image c\n")
         home, away = LayerStore(where / "home"), LayerStore(where / "away")
-        top: list[str] = []
+        below: list[str] = []  # the stack so far, top first
         for index, layer_ops in enumerate(ops):
-            lowers = [str(home.diff(x)) for x in (home.chain(top[0]) if top else [])]
-            with mounted(where, [*map(Path, lowers), image], f"w{index}") as view:
+            with mounted(where, [*map(home.diff, below), image], f"w{index}") as view:
                 for op in layer_ops:
                     apply(view, op)
-            top = [home.freeze(where / f"mnt-w{index}" / "upper", home.chain(top[0]) if top else [])]
-        stack.push(registry, home, top[0], "s", "image")
+            top = home.freeze(where / f"mnt-w{index}" / "upper", below)
+            below = home.chain(top)
+        stack.push(registry, home, top, "s", "image")
         stack.pull(registry, away, "s")
-        assert away.chain(top[0]) == home.chain(top[0])
-        pushed = [home.diff(x) for x in home.chain(top[0])]
-        pulled = [away.diff(x) for x in away.chain(top[0])]
+        assert away.chain(top) == below
+        pushed = [home.diff(x) for x in below]
+        pulled = [away.diff(x) for x in away.chain(top)]
         with (
             mounted(where, [*pushed, image], "home") as before,
             mounted(where, [*pulled, image], "away") as after,
