@@ -6,29 +6,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from needs import unavailable
 
-CONFIG = """version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: {data}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-  secret: tvcache-test
-"""
+from tvcache.bench.registry import serve_registry
+
 _REQUEST = re.compile(r'"([A-Z]+) (/v2/\S*) HTTP/[\d.]+" (\d+)')
 
 
@@ -52,44 +38,12 @@ class RegistryServer:
         return sum(p.stat().st_size for p in blobs.rglob("data")) if blobs.exists() else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def registry_server(tmp_path: Path) -> Iterator[RegistryServer]:
-    binary = shutil.which("docker-registry")
-    if binary is None:
+    if shutil.which("docker-registry") is None:
         unavailable("registry tests need docker-registry; run scripts/install-registry.sh")
     base = tmp_path / "registry"
     base.mkdir()
-    port = _free_port()
-    config = base / "config.yml"
-    config.write_text(CONFIG.format(data=base / "data", port=port))
     log = base / "access.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        yield RegistryServer(url, config, base / "data", log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_registry(base, log) as url:
+        yield RegistryServer(url, base / "config.yml", base / "data", log)
