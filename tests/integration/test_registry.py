@@ -13,9 +13,12 @@ from docker_env import sh, start
 from needs import unavailable
 from registry_env import RegistryServer, registry_server  # noqa: F401  (fixture)
 
-from sandbox import _runc
+from sandbox import RootSpec, _runc
 from sandbox.docker import DockerBackend
 from snapshots import SnapshotError
+from tvcache._engine import Engine
+from tvcache._policy import AlwaysSnapshot
+from tvcache._store import Store
 
 pytestmark = pytest.mark.docker
 
@@ -121,3 +124,34 @@ def test_a_snapshot_neither_here_nor_in_the_registry_is_gone(
     with pytest.raises(SnapshotError, match="neither on this host nor in"):
         home_b.fork(handle)
     home_a.delete_snapshot(handle)
+
+
+def test_a_second_server_on_the_same_store_forks_the_first_ones_snapshot(
+    hosts: Any,
+    tmp_path: Path,
+) -> None:
+    """Two engines sharing one store, on two layer stores: the second one's miss below a
+    snapshot the first one took forks it through the registry (no start, no replay)."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    spec = RootSpec("registry-task", backend="docker")
+    home_a, home_b = hosts("a"), hosts("b")
+    first = Engine(home_a, Store(url), policy=AlwaysSnapshot(), owns_store=True)
+    try:
+        with first.session(spec) as session:
+            session.call("bash", command="echo built > /work/out && cd /work && export V=7")
+    finally:
+        first.close()
+    assert home_a.registry is not None
+    home_a.registry.drain()
+    second = Engine(home_b, Store(url), policy=AlwaysSnapshot(), owns_store=True)
+    try:
+        with second.session(spec) as session:
+            hit = session.call("bash", command="echo built > /work/out && cd /work && export V=7")
+            assert hit.hit
+            miss = session.call("bash", command="pwd; echo $V; cat out")
+            assert (miss.output, miss.hit) == ("/work\n7\nbuilt\n", False)
+        stats = second.stats()
+        assert (stats.starts, stats.forks, stats.replayed_calls) == (0, 1, 0)
+        assert home_b.registry is not None and home_b.registry.counters["pulls"] == 1
+    finally:
+        second.close()
