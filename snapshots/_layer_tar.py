@@ -12,6 +12,7 @@ outside the target, and device files other than whiteouts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import stat
@@ -73,8 +74,11 @@ class _Pipe:
         self._buffer = bytearray()
         self.queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=4)
         self.written = 0
+        self.abandoned = threading.Event()
 
     def write(self, data: bytes) -> int:
+        if self.abandoned.is_set():  # the reader stopped (an upload failed): stop tarring
+            raise OSError("layer tar abandoned by its reader")
         self._buffer += data
         self.written += len(data)
         while len(self._buffer) >= self._chunk:
@@ -107,15 +111,20 @@ def tar_chunks(diff: Path, chunk: int = 8 * 1024 * 1024) -> Iterator[bytes]:
 
     thread = threading.Thread(target=produce, name="tvcache-layer-tar", daemon=True)
     thread.start()
-    while True:
-        item = pipe.queue.get()
-        if isinstance(item, BaseException):
-            thread.join()
-            raise SnapshotError(f"reading layer {diff} failed: {item}") from item
-        if item is _DONE or item == _DONE:
-            thread.join()
-            return
-        yield item
+    try:
+        while True:
+            item = pipe.queue.get()
+            if isinstance(item, BaseException):
+                raise SnapshotError(f"reading layer {diff} failed: {item}") from item
+            if item == _DONE:
+                return
+            yield item
+    finally:  # done, failed, or closed early: the producer must not block on a full queue
+        pipe.abandoned.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                pipe.queue.get(timeout=0.1)
+        thread.join()
 
 
 def _inside(target: Path, path: str) -> bool:

@@ -8,13 +8,14 @@ import base64
 import io
 import json
 import tarfile
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
 from snapshots import SnapshotError
-from snapshots._layer_tar import unpack
+from snapshots._layer_tar import tar_chunks, unpack
 from snapshots.registry import BlobMissingError, Registry, RegistryError, from_env
 
 
@@ -142,3 +143,28 @@ def test_a_symlink_may_point_anywhere_inside_the_container(tmp_path: Path) -> No
     unpack(source, tmp_path / "layer" / "diff")
     assert (tmp_path / "layer" / "diff" / "py").readlink() == Path("/usr/bin/python3")
     assert json.dumps(sorted(p.name for p in (tmp_path / "layer" / "diff").iterdir())) == '["py"]'
+
+
+def test_a_layer_tar_abandoned_half_way_stops_its_producer(tmp_path: Path) -> None:
+    """An upload that fails after the first chunk must not leave a thread blocked forever on
+    the rest of the tar (and the layer's files open)."""
+    diff = tmp_path / "diff"
+    diff.mkdir()
+    for index in range(40):
+        (diff / f"f{index}").write_bytes(bytes(64 * 1024))
+    chunks = tar_chunks(diff, chunk=16 * 1024)
+    assert len(next(chunks)) == 16 * 1024
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.name == "tvcache-layer-tar"]
+
+
+def test_a_layer_tar_is_the_same_bytes_for_the_same_tree(tmp_path: Path) -> None:
+    diff = tmp_path / "diff"
+    (diff / "b" / "c").mkdir(parents=True)
+    (diff / "a").write_text("a")
+    (diff / "b" / "c" / "d").write_text("d")
+    first, second = b"".join(tar_chunks(diff)), b"".join(tar_chunks(diff))
+    assert first == second
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        assert tar.getnames() == ["a", "b", "b/c", "b/c/d"]
+        assert {m.uname for m in tar.getmembers()} == {""}
