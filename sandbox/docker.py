@@ -382,9 +382,14 @@ class DockerSandbox:
             if self.box is not None:
                 handle = self._freeze(snapshot_id, meta)
             elif backend.level == "fs":
+                remote = backend.registry
+                if remote is not None:
+                    meta["registry"] = remote.meta()
                 handle = docker_fs.take(
                     api, container, snapshot_id, labels=labels, meta=meta, flatten_depth=depth
                 )
+                if remote is not None:  # in the background: a snapshot costs no more
+                    remote.push_image_later(snapshot_id, handle.location)
             else:
                 handle = docker_full.take(
                     api,
@@ -509,8 +514,9 @@ class DockerBackend:
     ``restore_ahead`` forks of each hot ``full`` snapshot are kept restored and paused, so a
     fork only unpauses one (:mod:`sandbox._docker_ahead`; 0, the default, is off); call
     :meth:`close` to remove them. ``registry`` (else ``$TVCACHE_REGISTRY``) is an OCI registry
-    URL: runc-path snapshots are pushed there in the background and pulled by a fork that lacks
-    them (:mod:`snapshots._registry_sync`; ``registry_budget_bytes`` is its own budget).
+    URL: ``fs`` snapshots (layer stacks, committed images) are pushed there in the background
+    and pulled by a fork that lacks them (:mod:`snapshots._registry_sync`;
+    ``registry_budget_bytes`` is its own budget).
     """
 
     def __init__(
@@ -585,15 +591,14 @@ class DockerBackend:
             )
         self.registry: RegistrySync | None = None
         remote = oci.from_env(registry)
-        if remote is not None and self.runc is not None:
+        if remote is not None:
             self.registry = RegistrySync(
                 remote,
-                self.runc.layers,
+                self.runc.layers if self.runc is not None else None,
+                api=self.api,
                 budget_bytes=registry_budget_bytes,
                 gc_config=registry_gc_config,
             )
-        elif remote is not None:
-            log.warning("registry %s: only runc-path fs snapshots move through it", remote.url)
         self.ahead: RestoreAhead[DockerSandbox] | None = None
         if restore_ahead > 0:
             self.ahead = RestoreAhead(self._restore_frozen, self._thaw, per_snapshot=restore_ahead)
@@ -703,6 +708,8 @@ class DockerBackend:
         state = shell.SessionState.from_dict(handle.meta["shell"])
         if handle.meta.get("runtime") == "runc":
             return self._fork_layer(handle, config, state)
+        if self.registry is not None and "registry" in handle.meta:
+            self.registry.ensure_image(handle.snapshot_id, handle.location)
         try:
             docker_fs.inspect_image(self.api, handle.location)
         except Exception as error:

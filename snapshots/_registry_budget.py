@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +25,15 @@ from snapshots.registry import BlobMissingError, Descriptor, Registry
 class Entry:
     """One snapshot in the registry: its manifest, the blobs it references, when pushed."""
 
+    registry: Registry
     tag: str
     digest: str
     blobs: tuple[Descriptor, ...]
     created: float
+
+    def links(self) -> set[tuple[str, str]]:
+        """(repository, digest) of its blobs: a blob is deleted from one repository at a time."""
+        return {(self.registry.repository, blob.digest) for blob in self.blobs}
 
 
 @dataclass(slots=True)
@@ -42,7 +47,7 @@ class Eviction:
 
 
 def entries(registry: Registry) -> dict[str, Entry]:
-    """Every snapshot manifest in the registry's repository, by tag."""
+    """Every snapshot manifest in the registry's repository, by ``repository:tag``."""
     found: dict[str, Entry] = {}
     for tag in registry.tags():
         try:
@@ -52,7 +57,9 @@ def entries(registry: Registry) -> dict[str, Entry]:
         blobs = [Descriptor.from_dict(manifest["config"])]
         blobs += [Descriptor.from_dict(d) for d in manifest.get("layers", [])]
         created = (manifest.get("annotations") or {}).get("org.opencontainers.image.created", "")
-        found[tag] = Entry(tag, digest, tuple(blobs), _epoch(str(created)))
+        found[f"{registry.repository}:{tag}"] = Entry(
+            registry, tag, digest, tuple(blobs), _epoch(str(created))
+        )
     return found
 
 
@@ -69,24 +76,27 @@ def used_bytes(found: Mapping[str, Entry]) -> int:
     return sum(unique.values())
 
 
-def enforce(registry: Registry, budget: int, last_used: Mapping[str, float]) -> Eviction:
-    """Delete least recently used snapshots (``last_used`` by tag, else when pushed) until
-    their blobs fit ``budget`` bytes, then the blobs nothing references any more."""
+def enforce(
+    registries: Sequence[Registry], budget: int, last_used: Mapping[str, float]
+) -> Eviction:
+    """Delete least recently used snapshots of these repositories (``last_used`` by tag, else
+    when pushed) until their blobs fit ``budget`` bytes, then the blobs nothing references."""
     if budget < 0:
         raise SnapshotError(f"registry budget {budget} is negative", "use a byte count ≥ 0")
-    found = entries(registry)
+    found = {key: e for registry in registries for key, e in entries(registry).items()}
     report = Eviction(used_bytes(found), 0)
     order = sorted(found.values(), key=lambda e: (last_used.get(e.tag, e.created), e.tag))
     doomed: list[Entry] = []
     while order and used_bytes(found) > budget:
         victim = order.pop(0)
-        registry.delete_manifest(victim.digest)
-        del found[victim.tag]
+        victim.registry.delete_manifest(victim.digest)
+        del found[f"{victim.registry.repository}:{victim.tag}"]
         doomed.append(victim)
         report.evicted.append(victim.tag)
-    kept = {blob.digest for entry in found.values() for blob in entry.blobs}
-    for digest in {blob.digest for entry in doomed for blob in entry.blobs} - kept:
-        report.blobs_deleted += registry.delete_blob(digest)
+    kept = {link for entry in found.values() for link in entry.links()}
+    owners = {e.registry.repository: e.registry for e in doomed}
+    for repository, digest in {link for e in doomed for link in e.links()} - kept:
+        report.blobs_deleted += owners[repository].delete_blob(digest)
     report.bytes_after = used_bytes(found)
     return report
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from snapshots import _registry_budget as budget
+from snapshots import _registry_images as images
 from snapshots import _registry_stack as stack
 from snapshots._errors import SnapshotError
+from snapshots.docker_fs import DockerAPI, is_not_found
 from snapshots.layers import LayerStore
 from snapshots.registry import BlobMissingError, Registry
 
@@ -27,18 +30,22 @@ log = logging.getLogger(__name__)
 
 
 class RegistrySync:
-    """Pushes and pulls the layer snapshots of one :class:`LayerStore`."""
+    """Pushes and pulls the layer snapshots of one :class:`LayerStore` (runc path) and the
+    snapshot images of one Docker daemon (Docker path, ``api``)."""
 
     def __init__(
         self,
         registry: Registry,
-        layers: LayerStore,
+        layers: LayerStore | None = None,
         *,
+        api: DockerAPI | None = None,
         budget_bytes: int | None = None,
         gc_config: Path | None = None,
     ) -> None:
         self.registry = registry
+        self.images = registry.at(images.IMAGES)
         self.layers = layers
+        self.api = api
         self.budget_bytes = budget_bytes
         self.gc_config = gc_config
         self.counters: dict[str, float] = dict.fromkeys(
@@ -87,9 +94,25 @@ class RegistrySync:
             self._pending.append(future)
         return future
 
-    def _push(self, tag: str, layer: str, image: str) -> None:
+    def push_image_later(self, tag: str, local: str) -> Future[Any]:
+        """Queue the push of snapshot ``tag``'s committed image ``local`` (Docker path)."""
+        self.touch(tag)
+        future = self._pool.submit(self._push, tag, local, None)
+        with self._lock:
+            self._pending.append(future)
+        return future
+
+    def _push(self, tag: str, layer: str, image: str | None) -> None:
+        """Push a layer stack (``image`` given) or a committed image (``layer`` is its ref)."""
+        started = time.perf_counter()
         try:
-            self._add(stack.push(self.registry, self.layers, layer, tag, image), "push")
+            if image is None:
+                assert self.api is not None
+                images.push(self.api, self.images, layer, tag)
+                self._add(stack.Transfer(1, 0, 0, time.perf_counter() - started), "push")
+            else:
+                assert self.layers is not None
+                self._add(stack.push(self.registry, self.layers, layer, tag, image), "push")
         except Exception as error:  # the snapshot went meanwhile, the registry is down
             log.warning("push of snapshot %s to %s failed: %s", tag, self.registry, error)
             with self._lock:
@@ -111,16 +134,46 @@ class RegistrySync:
     def ensure(self, tag: str, layer: str) -> stack.Transfer | None:
         """Make the stack of snapshot ``tag`` (top layer ``layer``) local; what a pull moved,
         None when it was here already. One pull per snapshot at a time."""
+        layers = self.layers
+        assert layers is not None
+        return self._ensure(
+            tag, lambda: layers.has(layer), lambda: stack.pull(self.registry, layers, tag)
+        )
+
+    def ensure_image(self, tag: str, local: str) -> stack.Transfer | None:
+        """Make snapshot ``tag``'s image ``local`` (``repository:tag``) exist on this daemon."""
+        api = self.api
+        assert api is not None
+
+        def present() -> bool:
+            try:
+                api.inspect_image(local)
+            except Exception as error:
+                if is_not_found(error):
+                    return False
+                raise
+            return True
+
+        def pull() -> stack.Transfer:
+            started = time.perf_counter()
+            images.pull(api, self.images, tag, local)
+            return stack.Transfer(1, 0, 0, time.perf_counter() - started)
+
+        return self._ensure(tag, present, pull)
+
+    def _ensure(
+        self, tag: str, present: Callable[[], bool], pull: Callable[[], stack.Transfer]
+    ) -> stack.Transfer | None:
         self.touch(tag)
-        if self.layers.has(layer):
+        if present():
             return None
         with self._lock:
             gate = self._pulling.setdefault(tag, threading.Lock())
         with gate:
-            if self.layers.has(layer):
+            if present():
                 return None
             try:
-                transfer = stack.pull(self.registry, self.layers, tag)
+                transfer = pull()
             except BlobMissingError as error:
                 raise SnapshotError(
                     f"snapshot {tag} is neither on this host nor in {self.registry.url}",
@@ -136,7 +189,7 @@ class RegistrySync:
             return None
         with self._lock:
             recency = dict(self.last_used)
-        report = budget.enforce(self.registry, self.budget_bytes, recency)
+        report = budget.enforce([self.registry, self.images], self.budget_bytes, recency)
         with self._lock:
             self.counters["evictions"] += len(report.evicted)
         if report.evicted and self.gc_config is not None:
@@ -147,3 +200,4 @@ class RegistrySync:
         self.drain()
         self._pool.shutdown(wait=True)
         self.registry.close()
+        self.images.close()

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -30,6 +30,8 @@ from snapshots._errors import SnapshotError
 
 REGISTRY_ENV = "TVCACHE_REGISTRY"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+"""What ``docker push`` stores (snapshot images of the Docker path)."""
 CHUNK_BYTES = 16 * 1024 * 1024
 _BEARER = re.compile(r'(\w+)="([^"]*)"')
 
@@ -108,11 +110,27 @@ class Registry:
         host = parts.hostname + (f":{parts.port}" if parts.port else "")
         self.url = urlunsplit((parts.scheme, host, "", "", ""))
         self.repository = repository
-        self._auth = (parts.username or "", parts.password or "") if parts.username else None
+        self._auth = (
+            (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+        )
+        self._timeout = timeout
         self._token: str | None = None
         self._client = httpx.Client(
             base_url=self.url, timeout=timeout, follow_redirects=True, transport=transport
         )
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """User and password from the URL, if any (the Docker daemon needs them too)."""
+        return self._auth
+
+    def at(self, repository: str) -> Registry:
+        """The same registry (URL, credentials), another repository."""
+        user = ""
+        if self._auth is not None:
+            user = f"{quote(self._auth[0], safe='')}:{quote(self._auth[1], safe='')}@"
+        scheme, host = self.url.split("://", 1)
+        return Registry(f"{scheme}://{user}{host}", repository, self._timeout)
 
     def __repr__(self) -> str:
         return f"Registry({self.url!r}, {self.repository!r})"
@@ -302,7 +320,7 @@ class Registry:
         response = self._request(
             "GET",
             f"/v2/{self.repository}/manifests/{_tag(reference)}",
-            headers={"Accept": MANIFEST_TYPE},
+            headers={"Accept": f"{MANIFEST_TYPE}, {DOCKER_MANIFEST_TYPE}"},
         )
         if response.status_code != 200:
             raise self._fail(response, f"GET manifest {reference}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_env import sh, start
+from docker_env import BackendFactory, sh, start
 from needs import unavailable
 from registry_env import RegistryServer, registry_server  # noqa: F401  (fixture)
 
@@ -155,3 +155,34 @@ def test_a_second_server_on_the_same_store_forks_the_first_ones_snapshot(
         assert home_b.registry is not None and home_b.registry.counters["pulls"] == 1
     finally:
         second.close()
+
+
+def test_a_docker_path_snapshot_image_moves_through_the_registry(
+    make_backend: BackendFactory,
+    api: Any,
+    tmp_path: Path,
+    registry_server: RegistryServer,  # noqa: F811
+) -> None:
+    """The Docker path (``docker commit`` images): pushed by the daemon, pulled by a fork on
+    another backend after the image is removed here."""
+    home_a = make_backend("fs", runtime="docker", registry=registry_server.url)
+    home_b = DockerBackend(
+        tmp_path / "b" / "snapshots", "fs", api=api, runtime="docker", registry=registry_server.url
+    )
+    try:
+        with start(home_a) as source:
+            sh(source, "mkdir -p /work/d && echo docker-path > /work/d/f && rm /etc/issue")
+            handle = source.snapshot("d1")
+        assert home_a.registry is not None and home_b.registry is not None
+        home_a.registry.drain()
+        assert home_a.registry.counters["push_failures"] == 0
+        home_a.delete_snapshot(handle)
+        assert api.images(name=handle.location, quiet=True) == []  # gone here
+        with home_b.fork(handle) as fork:
+            assert sh(fork, "cat /work/d/f; ls /etc/issue 2>&1 | wc -l").output == (
+                "docker-path\n1\n"
+            )
+        assert home_b.registry.counters["pulls"] == 1
+        home_b.delete_snapshot(handle)
+    finally:
+        home_b.close()
