@@ -1004,10 +1004,13 @@ class DockerBackend:
             if entry.name.startswith("tvcache-") and entry.name not in live and not created_now:
                 sdir.delete_tree(entry)
                 report.orphans_removed.append(f"dir:{entry.name}")
+        remote = self.registry is not None  # pushed snapshots are pulled when forked
         report.missing = sorted(
             sid
             for sid, handle in mine.items()
-            if handle.location not in present and handle.meta.get("image") not in present
+            if handle.location not in present
+            and handle.meta.get("image") not in present
+            and not (remote and "registry" in handle.meta)
         )
         return report
 

@@ -178,6 +178,11 @@ def test_a_docker_path_snapshot_image_moves_through_the_registry(
         assert home_a.registry.counters["push_failures"] == 0
         home_a.delete_snapshot(handle)
         assert api.images(name=handle.location, quiet=True) == []  # gone here
+        # a server starting on the shared store keeps the record: a fork will pull it
+        plain = DockerBackend(tmp_path / "c" / "snapshots", "fs", api=api, registry="")
+        assert plain.reconcile({"d1": handle}).missing == ["d1"]
+        plain.close()
+        assert home_b.reconcile({"d1": handle}).missing == []
         with home_b.fork(handle) as fork:
             assert sh(fork, "cat /work/d/f; ls /etc/issue 2>&1 | wc -l").output == (
                 "docker-path\n1\n"
