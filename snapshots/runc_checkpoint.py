@@ -39,7 +39,8 @@ class Bundle:
         return self.path / "rootfs"
 
 
-def _env() -> dict[str, str]:
+def criu_env() -> dict[str, str]:
+    """The environment for runc: ``criu`` first on PATH (runc finds it there)."""
     criu = find_criu()
     path = os.environ.get("PATH", "")
     return {**os.environ, "PATH": f"{Path(criu).parent}:{path}" if criu else path}
@@ -56,7 +57,7 @@ def _runc(bundle: Bundle, *args: str) -> None:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL if args[0] == "run" else stderr,
-            env=_env(),
+            env=criu_env(),
             timeout=120,
             check=False,
         )
