@@ -11,7 +11,7 @@ container is resumed: files and memory are those of one instant. Fork: a new box
 upper directory lies over that layer and the same stack, and ``runc restore`` (detached) from
 the checkpoint directory, which restore only reads (many forks, no copy, nothing left in any
 temporary directory). CRIU's network lock is skipped (the sandbox has no network; the
-``org.criu.config`` annotation every runc container carries, see :func:`annotations`).
+``org.criu.config`` annotation every runc container carries, see :func:`criu_annotations`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ CHECKPOINTS = "runc-criu"
 """The checkpoint directories of ``full`` runc snapshots, under the snapshot dir."""
 
 
-def annotations() -> dict[str, str]:
+def criu_annotations() -> dict[str, str]:
     """The annotation that makes runc hand CRIU a configuration skipping the network lock."""
     path = _runc.RUNC_ROOT / "criu.conf"
     if not path.is_file() or path.read_text() != SKIP_NETWORK_LOCK:

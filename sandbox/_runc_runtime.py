@@ -231,7 +231,7 @@ class RuncRuntime:
                 file_bytes=_mb(options.get("file_mb")),
                 cgroup=f"/{_runc.CGROUP_PARENT}/{name}",
             )
-            config["annotations"] = _runc_full.annotations()  # level full: no network lock
+            config["annotations"] = _runc_full.criu_annotations()  # level full: no network lock
             (box.box / "config.json").write_text(json.dumps(config))
             created = time.perf_counter()
             if restore is not None:
