@@ -17,6 +17,7 @@ temporary directory). CRIU's network lock is skipped (the sandbox has no network
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +33,18 @@ from snapshots.runc_checkpoint import CRIU_CONFIG_ANNOTATION, SKIP_NETWORK_LOCK,
 if TYPE_CHECKING:  # _runc_runtime imports this module
     from sandbox._runc_runtime import Box, RuncRuntime
 
+LOOPBACK_UP = {
+    "path": "/bin/sh",
+    "args": [
+        "sh",
+        "-c",
+        'pid=$(sed -n "s/.*\\"pid\\": *\\([0-9]*\\).*/\\1/p")'
+        ' && exec nsenter -t "$pid" -n ip link set lo up',
+    ],
+}
+"""A restore's network namespace is new, its loopback down (CRIU restores the sockets, not
+the link's state): runc runs this hook, with the state on stdin, once the namespaces exist
+and before any process resumes."""
 CHECKPOINTS = "runc-criu"
 """The checkpoint directories of ``full`` runc snapshots, under the snapshot dir."""
 
@@ -124,6 +137,10 @@ def restore(box: Box, images: Path) -> None:
     """``runc restore`` (detached) of the checkpoint ``images`` into the created bundle of
     ``box``; its pid is set. The images are only read."""
     work = box.box / "restore-work"
+    bundle_config = box.box / "config.json"
+    config = json.loads(bundle_config.read_text())
+    config.setdefault("hooks", {})["prestart"] = [LOOPBACK_UP]
+    bundle_config.write_text(json.dumps(config))
     try:
         _runc.runc(
             "restore",

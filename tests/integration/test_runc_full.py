@@ -105,28 +105,3 @@ def test_nothing_is_left_on_disk(make_backend: BackendFactory, store: Path) -> N
     assert backend.counters["full_ahead_takes"] == 1
     left = _leftovers(store)
     assert {key: names for key, names in left.items() if names} == {}
-
-
-def test_a_restore_ahead_is_paused_until_taken(make_backend: BackendFactory) -> None:
-    backend = _runc_backend(make_backend, restore_ahead=1)
-    assert backend.ahead is not None
-    with start(backend) as box:
-        sh(box, "export MARK=kept; " + COUNTER)
-        snap = box.snapshot("s")
-    try:
-        for _ in range(2):
-            with backend.fork(snap):
-                pass
-        assert backend.ahead.wait_ready(snap.snapshot_id, timeout=60)
-        assert backend.runc is not None
-        backend.runc.drain()  # the closed forks' removal
-        ours = [n for n in _runc.containers() if (backend.runc.boxes / n).is_dir()]
-        assert [(_runc.state(n) or {}).get("status") for n in ours] == ["paused"]
-        with backend.fork(snap) as fork:
-            assert backend.counters["full_ahead_takes"] == 1
-            assert fork.box is not None and fork.box.name == ours[0]
-            assert fork.restore_fallback is None and fork.boot_id == box.boot_id
-            assert sh(fork, "echo $MARK; jobs -p | wc -l").output == "kept\n1\n"
-    finally:
-        backend.delete_snapshot(snap)
-    assert backend.ahead.ready() == 0
