@@ -8,7 +8,8 @@ add the processes through CRIU (:mod:`snapshots.docker_full`; on the runc path
 :mod:`sandbox._runc_full`). A ``full`` fork must prove that it restored (its shell answers
 with the boot id it had at checkpoint time); if it cannot, the fork starts in the snapshot's
 ``fs`` state, says why in ``sandbox.restore_fallback`` and is counted in ``backend.counters``.
-Its processes are gone then; files and shell state are as snapshotted, so the caller may replay what needs running processes.
+Its processes are gone then; files and shell state are as snapshotted, so the caller may
+replay what needs running processes.
 
 What persists. In a live sandbox: all of the bash session (cwd, variables, functions, options,
 jobs), since every ``bash`` call runs in one shell. After ``exit`` or a timeout the shell restarts
