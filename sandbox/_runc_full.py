@@ -81,7 +81,7 @@ def take(
     temp = images.with_name(sdir.temp_name(images.name))
     staging = runtime.layers.root / sdir.temp_name("copy")
     failure: str | None = None
-    runtime.pause(box.name)
+    pause(runtime, box.name)
     try:
         while_paused()
         started = time.perf_counter()
@@ -109,6 +109,19 @@ def take(
     else:
         sdir.delete_tree(temp)
     return layer, failure
+
+
+def pause(runtime: RuncRuntime, name: str, attempts: int = 20) -> None:
+    """``runc pause``, again while the cgroup v1 freezer gives up on a busy container (runc
+    1.1 polls it only briefly: "unable to freeze", seen under load)."""
+    for attempt in range(attempts):
+        try:
+            runtime.pause(name)
+            return
+        except _runc.RuncError as error:
+            if "unable to freeze" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01)
 
 
 def dump(box: Box, images: Path) -> None:

@@ -958,7 +958,7 @@ class DockerBackend:
             sandbox = self._restore(handle, config, state)
         try:
             if sandbox.box is not None:
-                self._layer_runtime(handle).pause(sandbox.container_id)
+                _runc_full.pause(self._layer_runtime(handle), sandbox.container_id)
             else:
                 docker_fs.pause(self.api, sandbox.container_id)
             sandbox.frozen = True
