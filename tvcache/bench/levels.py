@@ -14,6 +14,7 @@ and ratios to the floor.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import tempfile
 import time
@@ -28,12 +29,22 @@ from snapshots import runc_checkpoint as rc
 
 FLOOR = "runc restore, no network lock"
 PROCESSES = ("bash", "-c", "sleep 600 & exec sleep 601")
+RSS_MEMORY = bytes(range(256)) * (100 << 12)
 RSS_PROCESSES = (
     "python3",
     "-c",
-    "import time; kept = bytearray(range(256)) * (100 << 12); time.sleep(600)",
+    "import hashlib, os, time\n"
+    "kept = bytearray(range(256)) * (100 << 12)\n"
+    "while True:\n"
+    "    if os.path.exists('/tmp/go'):\n"
+    "        os.remove('/tmp/go')\n"
+    "        open('/tmp/sum.new', 'w').write(hashlib.md5(kept).hexdigest())\n"
+    "        os.rename('/tmp/sum.new', '/tmp/sum')\n"
+    "    time.sleep(0.002)\n",
 )
-"""A process with 100 MB of its own memory resident (every page written)."""
+"""A process with 100 MB of its own memory resident (every page written); on ``/tmp/go`` it
+reads all of it and writes its md5 to ``/tmp/sum``."""
+RSS = "no network lock, 100 MB RSS"
 PATHS: tuple[Runtime, ...] = ("docker", "runc")
 PROBE = ToolCall("bash", {"command": "echo ok"})
 P = ParamSpec("P")
@@ -69,8 +80,31 @@ def _floor_round(
     images = work / f"images-{rep}"
     _timed(samples, f"runc checkpoint, {name}", rc.checkpoint, bundle, "floor", images)
     _timed(samples, f"runc restore, {name}", rc.restore, bundle, "floor", images)
+    if name == RSS:  # and its memory read through, restored eagerly or lazily
+        for lazy in (False, True):
+            rc.delete(bundle, "floor")
+            how = "lazy pages" if lazy else "eager"
+            line = f"  restore + read 100 MB, {how}"
+            _timed(samples, line, _restore_and_read, bundle, images, "floor", lazy)
     rc.delete(bundle, "floor")
     rc.run(bundle, "floor")
+
+
+def _restore_and_read(bundle: rc.Bundle, images: Path, container: str, lazy: bool) -> None:
+    """Restore the 100 MB process and wait until it read all of its memory; check its md5."""
+    answer = bundle.rootfs / "tmp/sum"
+    answer.unlink(missing_ok=True)
+    daemon = rc.restore(bundle, container, images, lazy=lazy)
+    (bundle.rootfs / "tmp/go").touch()
+    deadline = time.monotonic() + 60
+    while not answer.exists():
+        if time.monotonic() > deadline:
+            raise TvcacheError("the restored 100 MB process did not answer within 60 s")
+        time.sleep(0.001)
+    if answer.read_text() != hashlib.md5(RSS_MEMORY).hexdigest():
+        raise TvcacheError(f"a {'lazy ' if lazy else ''}restore lost memory: wrong md5")
+    if daemon is not None:
+        daemon.wait(60)
 
 
 def _project_round(
@@ -114,9 +148,7 @@ def measure(reps: int, work: Path) -> dict[str, list[float]]:
     bundles = {
         "network lock": rc.make_bundle(work / "lock", layers, PROCESSES),
         "no network lock": rc.make_bundle(work / "skip", layers, PROCESSES, network_lock=False),
-        "no network lock, 100 MB RSS": rc.make_bundle(
-            work / "rss", layers, RSS_PROCESSES, network_lock=False
-        ),
+        RSS: rc.make_bundle(work / "rss", layers, RSS_PROCESSES, network_lock=False),
     }
     samples: dict[str, list[float]] = {}
     boxes: dict[str, DockerSandbox] = {}
