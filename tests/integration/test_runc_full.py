@@ -50,6 +50,7 @@ def test_forks_are_independent_of_each_other_and_of_the_source(
     backend = _runc_backend(make_backend)
     with start(backend) as box:
         sh(box, "echo base > /tmp/f; N=0; sleep 600 &")
+        sh(box, "rm /etc/issue; rm -rf /etc/apt; mkdir /etc/apt")  # a whiteout, an opaque dir
         snap = box.snapshot("s")
         with backend.fork(snap) as a, backend.fork(snap) as b:
             sh(a, "echo A >> /tmp/f; touch /tmp/only-a; N=1; kill %1")
@@ -57,6 +58,9 @@ def test_forks_are_independent_of_each_other_and_of_the_source(
                 b, "cat /tmp/f; ls /tmp/only-a 2>/dev/null; echo $N; jobs -p | wc -l"
             ).output == ("base\n0\n1\n")
             assert sh(a, "cat /tmp/f; echo $N").output == "base\nA\n1\n"
+            assert sh(a, "ls /etc/issue /etc/apt 2>&1").output == (
+                "ls: cannot access '/etc/issue': No such file or directory\n/etc/apt:\n"
+            )
             with backend.fork(snap) as c:  # a fork of a fork's snapshot sees neither
                 sh(c, "echo C > /tmp/f")
                 inner = c.snapshot("c")
