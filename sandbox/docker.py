@@ -1057,10 +1057,15 @@ class DockerBackend:
             if entry.name.startswith("tvcache-") and entry.name not in live and not created_now:
                 sdir.delete_tree(entry)
                 report.orphans_removed.append(f"dir:{entry.name}")
-        report.missing = sorted(
-            sid
-            for sid, handle in mine.items()
-            if handle.location not in present and handle.meta.get("image") not in present
+        report.missing = sorted(  # and the runc path's, found above
+            [
+                *report.missing,
+                *(
+                    sid
+                    for sid, handle in mine.items()
+                    if handle.location not in present and handle.meta.get("image") not in present
+                ),
+            ]
         )
         return report
 

@@ -337,7 +337,7 @@ import sys, time
 from pathlib import Path
 from sandbox import RootSpec, ToolCall
 from sandbox.docker import DockerBackend
-backend = DockerBackend(Path(sys.argv[1]), "full")
+backend = DockerBackend(Path(sys.argv[1]), "full", runtime="docker")
 box = backend.start(RootSpec("t", backend="docker"))
 box.run(ToolCall("bash", {"command": "echo x > /work/x; sleep 600 &"}))
 handle = box.snapshot("orphan")
