@@ -132,13 +132,17 @@ class RestoreAhead(Generic[S]):
                     self._failed.add(sid)  # its forks restore cold, as before
             with self._cond:
                 self.restore_seconds += time.perf_counter() - started
-                self._in_flight[sid] -= 1
                 keep = sandbox is not None and not self._closed and sid not in self._dropped
                 if keep and sandbox is not None:
                     self._ready.setdefault(sid, deque()).append(sandbox)
+            if sandbox is not None and not keep:  # still in flight: drop and close wait
+                try:
+                    sandbox.close()
+                except Exception as error:
+                    log.warning("closing a fork restored ahead of %s failed: %s", sid, error)
+            with self._cond:
+                self._in_flight[sid] -= 1
                 self._cond.notify_all()
-            if sandbox is not None and not keep:
-                sandbox.close()
 
     def drop(self, snapshot_id: str) -> None:
         """The snapshot is being deleted: close its ready forks, restore no more of it."""

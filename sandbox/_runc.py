@@ -288,7 +288,12 @@ def config(
     }
 
 
-def runc(*args: str, timeout: float = 60.0, log: Path | None = None) -> str:
+def runc(
+    *args: str,
+    timeout: float = 60.0,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
     """Run ``runc --root RUNC_ROOT args``; its stdout, or :class:`RuncError` with its error.
 
     With ``log`` (``create``/``run``/``start``), runc's stdio is /dev/null and its messages go
@@ -302,6 +307,7 @@ def runc(*args: str, timeout: float = 60.0, log: Path | None = None) -> str:
         done = subprocess.run(
             command,
             stdin=quiet,
+            env=env,
             stdout=quiet if log is not None else subprocess.PIPE,
             stderr=quiet if log is not None else subprocess.PIPE,
             timeout=timeout,

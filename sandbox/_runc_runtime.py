@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import _docker_shell as shell
-from sandbox import _runc
+from sandbox import _runc, _runc_full
 from sandbox._docker_state import _SKIP, _epoch_seconds, processes_besides_shell
 from snapshots import docker_fs, overlay
 from snapshots.directory import delete_tree, tree_digest
@@ -200,8 +200,10 @@ class RuncRuntime:
         state: shell.SessionState | None,
         env: Sequence[str],
         stack: list[str],
+        restore: Callable[[Box], None] | None = None,
     ) -> Box:
-        """A created (not started) container: directories, overlay mount, ``runc create``."""
+        """A created (not started) container: directories, overlay mount, ``runc create``;
+        with ``restore``, that instead of ``runc create`` (a ``full`` fork's ``runc restore``)."""
         started = time.perf_counter()
         name = f"{PREFIX}{uuid.uuid4().hex[:16]}"
         box = Box(name, self.work_dir / name, self.boxes / name, stack, image)
@@ -229,10 +231,15 @@ class RuncRuntime:
                 file_bytes=_mb(options.get("file_mb")),
                 cgroup=f"/{_runc.CGROUP_PARENT}/{name}",
             )
+            config["annotations"] = _runc_full.criu_annotations()  # level full: no network lock
             (box.box / "config.json").write_text(json.dumps(config))
             created = time.perf_counter()
-            _runc.runc("create", "--bundle", str(box.box), name, log=box.box / "runc.log")
-            box.phases["runc_create"] = time.perf_counter() - created
+            if restore is not None:
+                restore(box)
+                box.phases["runc_restore"] = time.perf_counter() - created
+            else:
+                _runc.runc("create", "--bundle", str(box.box), name, log=box.box / "runc.log")
+                box.phases["runc_create"] = time.perf_counter() - created
         except BaseException:
             self.discard(box)
             raise

@@ -4,12 +4,12 @@ A container runs the persistent shell of :mod:`sandbox._docker_shell` as its PID
 network unless asked, memory/pids/CPU limits, and a fixed hostname (an output must not depend on
 which fork produced it). ``fs`` snapshots are ``docker commit`` plus the shell's state: cwd,
 functions, every variable, options, aliases, umask (:mod:`snapshots.docker_fs`); ``full`` ones
-add the processes through
-CRIU (:mod:`snapshots.docker_full`). A ``full`` fork must prove that it restored (its shell
-answers with the boot id it had at checkpoint time); if it cannot, the fork starts in the
-snapshot's ``fs`` state, says why in ``sandbox.restore_fallback`` and is counted in
-``backend.counters``. Its processes are gone then; files and shell state are as snapshotted, so
-the caller may replay what needs running processes.
+add the processes through CRIU (:mod:`snapshots.docker_full`; on the runc path
+:mod:`sandbox._runc_full`). A ``full`` fork must prove that it restored (its shell answers
+with the boot id it had at checkpoint time); if it cannot, the fork starts in the snapshot's
+``fs`` state, says why in ``sandbox.restore_fallback`` and is counted in ``backend.counters``.
+Its processes are gone then; files and shell state are as snapshotted, so the caller may
+replay what needs running processes.
 
 What persists. In a live sandbox: all of the bash session (cwd, variables, functions, options,
 jobs), since every ``bash`` call runs in one shell. After ``exit`` or a timeout the shell restarts
@@ -54,7 +54,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
-from sandbox import _runc
+from sandbox import _runc, _runc_full
 from sandbox._docker_ahead import RestoreAhead
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
@@ -181,7 +181,7 @@ class _Config:
 
 def _choose_runtime(asked: str | None, level: str) -> tuple[Runtime, str]:
     """runc or docker, and why: ``asked``, else ``$TVCACHE_DOCKER_RUNTIME``, else runc when it
-    works here. Level ``full`` always uses Docker (its checkpoints are Docker's)."""
+    works here. Level ``full`` on runc checkpoints through runc and CRIU directly."""
     source = "asked for" if asked else RUNTIME_ENV + "="
     wanted = asked or os.environ.get(RUNTIME_ENV, "") or "auto"
     if wanted not in ("runc", "docker", "auto"):
@@ -190,8 +190,6 @@ def _choose_runtime(asked: str | None, level: str) -> tuple[Runtime, str]:
         )
     if wanted == "docker":
         return "docker", f"{source}docker"
-    if level == "full":
-        return "docker", "level full checkpoints through Docker"
     missing = _runc.available()
     if missing is not None:
         if wanted == "runc":
@@ -239,6 +237,8 @@ class DockerSandbox:
         self._channel = channel
         self.boot_id = boot_id
         self.restore_fallback: str | None = None
+        self.frozen = False
+        """Paused (restored ahead of time, not handed out yet)."""
         self._closed = False
         self._after_last_call: Activity | None = None
         self._background: Background | None = None
@@ -379,7 +379,9 @@ class DockerSandbox:
         labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
         api, container, depth = backend.api, self.container_id, backend.flatten_depth
         try:
-            if self.box is not None:
+            if self.box is not None and backend.level == "full":
+                handle = self._checkpoint_runc(snapshot_id, {**meta, "boot": self.boot_id})
+            elif self.box is not None:
                 handle = self._freeze(snapshot_id, meta)
             elif backend.level == "fs":
                 remote = backend.registry
@@ -453,6 +455,24 @@ class DockerSandbox:
         self._moving = runc.launch(self._config.image, self._config.options, state, layer)
         return handle
 
+    def _checkpoint_runc(self, snapshot_id: str, meta: dict[str, Any]) -> SnapshotHandle:
+        """A ``full`` snapshot on the runc path (:mod:`sandbox._runc_full`): the upper
+        directory copied as a layer, the processes dumped; this sandbox runs on unchanged."""
+        runc, box = self._backend.runc, self.box
+        assert runc is not None and box is not None
+        images = _runc_full.checkpoint_path(self._backend.snapshot_dir, snapshot_id)
+        layer, failure = _runc_full.take(runc, box, images, self._channel.truncate_log)
+        meta = {**meta, "runtime": "runc", "layer": layer, "depth": len(runc.stack_of(layer))}
+        size = runc.layers.size(layer)
+        if failure is not None:
+            meta["full_failure"] = failure
+        else:
+            meta["checkpoint_bytes"] = sdir.size_on_disk(images)
+            meta["checkpoint"] = str(images)
+            size += meta["checkpoint_bytes"]
+        level = "fs" if failure is not None else "full"
+        return SnapshotHandle(snapshot_id, BACKEND_NAME, level, f"layer:{layer}", size, meta)
+
     def _arrive(self) -> None:
         """Finish the move a runc snapshot started: go on in the new container."""
         moving, self._moving = self._moving, None
@@ -486,6 +506,8 @@ class DockerSandbox:
             self._closed = True
             self._channel.close()
             if self.box is not None and self._backend.runc is not None:
+                if self.frozen:  # a frozen process does not die of SIGKILL until thawed
+                    self._backend.runc.resume(self.container_id)
                 self._backend.runc.dispose(self.box)
             else:
                 self._backend.discard(self.container_id, self._channel.directory)
@@ -678,7 +700,7 @@ class DockerBackend:
         state = shell.SessionState.from_dict(handle.meta["shell"])
         key = f"layer:{self._local_layer(handle)}"
         while runc.prepared(key) < count:
-            stack = runc.stack_of(str(handle.meta["layer"]))
+            stack = runc.stack_of(self._local_layer(handle))
             runc.prepare(
                 key, runc.create(runc.image(config.image), config.options, state, [], stack)
             )
@@ -706,25 +728,23 @@ class DockerBackend:
             raise SnapshotError(f"snapshot {handle.snapshot_id} belongs to {handle.backend!r}")
         config = _Config.from_dict(handle.meta["config"])
         state = shell.SessionState.from_dict(handle.meta["shell"])
-        if handle.meta.get("runtime") == "runc":
+        runc = handle.meta.get("runtime") == "runc"
+        if runc and handle.level != "full":
             return self._fork_layer(handle, config, state)
-        if self.registry is not None and "registry" in handle.meta:
-            self.registry.ensure_image(handle.snapshot_id, handle.location)
-        try:
-            docker_fs.inspect_image(self.api, handle.location)
-        except Exception as error:
-            raise SnapshotError(
-                f"image {handle.location} of snapshot {handle.snapshot_id} is gone: "
-                f"{api_error(error)}",
-                "drop the record (reconcile reports these as missing)",
-            ) from error
+        if runc:
+            self._layer_runtime(handle)
+        else:
+            if self.registry is not None and "registry" in handle.meta:
+                self.registry.ensure_image(handle.snapshot_id, handle.location)
+            self._check_image(handle)
         reason: str | None = None
         if handle.level == "full":
             ready = self.ahead.take(handle) if self.ahead is not None else None
             if ready is not None:
                 self.count("full_ahead_takes")
+            restore = self._restore_runc if runc else self._restore
             try:
-                sandbox = ready or self._restore(handle, config, state)
+                sandbox = ready or restore(handle, config, state)
             except _RestoreFailed as failure:
                 reason = str(failure)
                 log.warning("full restore of %s fell back to fs: %s", handle.snapshot_id, reason)
@@ -743,6 +763,10 @@ class DockerBackend:
                 sandbox.pin_pid(handle.meta.get("last_pid"))
                 sandbox.settle(bool(handle.meta.get("background_moved")))
                 return sandbox
+        if runc:
+            sandbox = self._fork_layer(handle, config, state)
+            sandbox.restore_fallback = reason
+            return sandbox
         sandbox = self._launch(handle.location, config, state)
         sandbox.restore_fallback = reason
         sandbox.pin_pid(handle.meta.get("last_pid"))
@@ -750,21 +774,75 @@ class DockerBackend:
         self.count("forks")
         return sandbox
 
+    def _check_image(self, handle: SnapshotHandle) -> None:
+        try:
+            docker_fs.inspect_image(self.api, handle.location)
+        except Exception as error:
+            raise SnapshotError(
+                f"image {handle.location} of snapshot {handle.snapshot_id} is gone: "
+                f"{api_error(error)}",
+                "drop the record (reconcile reports these as missing)",
+            ) from error
+
     def _fork_layer(
         self, handle: SnapshotHandle, config: _Config, state: shell.SessionState
     ) -> DockerSandbox:
         """A fork of a layer snapshot: a new upper directory over the snapshot's stack."""
+        runc = self._layer_runtime(handle)
+        layer = self._local_layer(handle)
+        sandbox = self._launch_runc(config, state, [], runc.stack_of(layer), f"layer:{layer}")
+        sandbox.pin_pid(handle.meta.get("last_pid"))
+        sandbox.settle(bool(handle.meta.get("background_moved")))
+        self.count("forks")
+        return sandbox
+
+    def _layer_runtime(self, handle: SnapshotHandle) -> RuncRuntime:
         if self.runc is None:
             raise SnapshotError(
                 f"snapshot {handle.snapshot_id} is a runc layer; this backend uses Docker",
                 f"set {RUNTIME_ENV}=runc (or drop the snapshot)",
             )
-        layer = self._local_layer(handle)
-        sandbox = self._launch_runc(config, state, [], self.runc.stack_of(layer), f"layer:{layer}")
-        sandbox.pin_pid(handle.meta.get("last_pid"))
-        sandbox.settle(bool(handle.meta.get("background_moved")))
-        self.count("forks")
-        return sandbox
+        return self.runc
+
+    def _restore_runc(
+        self, handle: SnapshotHandle, config: _Config, state: shell.SessionState
+    ) -> DockerSandbox:
+        """A runc container restored from the checkpoint of ``handle`` over its layer,
+        proven by its boot id (as :meth:`_restore`)."""
+        runc = self._layer_runtime(handle)
+        images = Path(str(handle.meta.get("checkpoint", "")))
+        stack = runc.stack_of(self._local_layer(handle))
+        try:
+            box = runc.create(
+                runc.image(config.image),
+                config.options,
+                replace(state, vars=""),  # a restart after a timeout needs the rest
+                [],
+                stack,
+                restore=lambda b: _runc_full.restore(b, images),
+            )
+        except (SnapshotError, OSError) as error:
+            raise _RestoreFailed("restore_failed", str(error)) from error
+        channel: shell.ShellChannel | None = None
+        try:
+            channel = shell.ShellChannel(box.directory, runc.alive(box.name), self.ready_timeout)
+            try:
+                boot = channel.ping(min(self.ready_timeout, 10.0))
+            except shell.ShellError as error:
+                raise _RestoreFailed("shell_silent", f"restored shell is silent: {error}") from None
+            if boot != handle.meta.get("boot"):
+                raise _RestoreFailed(
+                    "not_restored",
+                    f"the shell answers with boot id {boot}, the checkpoint had "
+                    f"{handle.meta.get('boot')}: its processes were not restored",
+                )
+        except BaseException:
+            if channel is not None:
+                channel.close()
+            runc.discard(box)
+            raise
+        files = runc.files(box)
+        return DockerSandbox(self, box.name, box.name, config, channel, boot, files, box)
 
     def _local_layer(self, handle: SnapshotHandle) -> str:
         """The top layer of a layer snapshot, pulled from the registry if it is not here."""
@@ -779,6 +857,9 @@ class DockerBackend:
         if handle.backend != BACKEND_NAME:
             return
         if handle.meta.get("runtime") == "runc":
+            if self.ahead is not None:
+                self.ahead.drop(handle.snapshot_id)
+            docker_full.delete(handle)  # its checkpoint directory (level full)
             if self.runc is not None:
                 layer = str(handle.meta["layer"])
                 self.runc.drop_prepared(f"layer:{layer}")
@@ -910,16 +991,27 @@ class DockerBackend:
         """A restore of ``handle`` done ahead of time, paused until :meth:`_thaw` hands it out."""
         config = _Config.from_dict(handle.meta["config"])
         state = shell.SessionState.from_dict(handle.meta["shell"])
-        sandbox = self._restore(handle, config, state)
+        if handle.meta.get("runtime") == "runc":
+            sandbox = self._restore_runc(handle, config, state)
+        else:
+            sandbox = self._restore(handle, config, state)
         try:
-            docker_fs.pause(self.api, sandbox.container_id)
+            if sandbox.box is not None:
+                _runc_full.pause(self._layer_runtime(handle), sandbox.container_id)
+            else:
+                docker_fs.pause(self.api, sandbox.container_id)
+            sandbox.frozen = True
         except BaseException:
             sandbox.close()
             raise
         return sandbox
 
     def _thaw(self, sandbox: DockerSandbox) -> None:
-        self.api.unpause(sandbox.container_id)
+        if sandbox.box is not None and self.runc is not None:
+            self.runc.resume(sandbox.container_id)
+        else:
+            self.api.unpause(sandbox.container_id)
+        sandbox.frozen = False
 
     def discard(
         self, container: str, directory: Path, channel: shell.ShellChannel | None = None
@@ -1005,12 +1097,17 @@ class DockerBackend:
                 sdir.delete_tree(entry)
                 report.orphans_removed.append(f"dir:{entry.name}")
         remote = self.registry is not None  # pushed snapshots are pulled when forked
-        report.missing = sorted(
-            sid
-            for sid, handle in mine.items()
-            if handle.location not in present
-            and handle.meta.get("image") not in present
-            and not (remote and "registry" in handle.meta)
+        report.missing = sorted(  # and the runc path's, found above
+            [
+                *report.missing,
+                *(
+                    sid
+                    for sid, handle in mine.items()
+                    if handle.location not in present
+                    and handle.meta.get("image") not in present
+                    and not (remote and "registry" in handle.meta)
+                ),
+            ]
         )
         return report
 
@@ -1032,6 +1129,9 @@ class DockerBackend:
         )
         removed, kept = self.runc.reconcile(layers, str(self.snapshot_dir))
         report.orphans_removed.extend(removed)
+        checkpoints = {str(h.meta["checkpoint"]) for h in known.values() if "checkpoint" in h.meta}
+        removed = _runc_full.sweep(self.snapshot_dir, checkpoints)
+        report.orphans_removed.extend(f"checkpoint:{name}" for name in removed)
         return kept
 
     def doctor(self) -> list[DoctorCheck]:

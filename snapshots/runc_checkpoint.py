@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from snapshots.criu import find_criu
 CRIU_CONFIG_ANNOTATION = "org.criu.config"
 """runc passes the CRIU configuration file this annotation names to every dump and restore."""
 SKIP_NETWORK_LOCK = "network-lock skip\n"
+_LAZY_DAEMON = ("lazy-pages", "-o", "lazy-pages.log")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,8 @@ class Bundle:
         return self.path / "rootfs"
 
 
-def _env() -> dict[str, str]:
+def criu_env() -> dict[str, str]:
+    """The environment for runc: ``criu`` first on PATH (runc finds it there)."""
     criu = find_criu()
     path = os.environ.get("PATH", "")
     return {**os.environ, "PATH": f"{Path(criu).parent}:{path}" if criu else path}
@@ -56,7 +59,7 @@ def _runc(bundle: Bundle, *args: str) -> None:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL if args[0] == "run" else stderr,
-            env=_env(),
+            env=criu_env(),
             timeout=120,
             check=False,
         )
@@ -120,10 +123,58 @@ def checkpoint(
     )
 
 
-def restore(bundle: Bundle, container: str, images: Path) -> None:
-    """Restore ``container`` from ``images``, detached; the images stay (restore only reads)."""
+def restore(
+    bundle: Bundle, container: str, images: Path, *, lazy: bool = False
+) -> subprocess.Popen[bytes] | None:
+    """Restore ``container`` from ``images``, detached; the images stay (restore only reads).
+
+    ``lazy``: memory pages come on first touch, over userfaultfd, from a ``criu lazy-pages``
+    daemon started here; it is returned (it exits once every page is in: wait for it).
+    """
     work = images.parent / f"{images.name}-restore-work"
-    _runc(bundle, "restore", "-d", "--image-path", str(images), "--work-path", str(work), container)
+    daemon = None
+    if lazy:
+        work.mkdir(exist_ok=True)
+        socket = work / "lazy-pages.socket"
+        socket.unlink(missing_ok=True)
+        daemon = subprocess.Popen(
+            [
+                find_criu() or "criu",
+                *_LAZY_DAEMON,
+                "--images-dir",
+                str(images),
+                "--work-dir",
+                str(work),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not socket.exists():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                daemon.kill()
+                raise SnapshotError("criu lazy-pages did not start", f"see {work}/lazy-pages.log")
+            time.sleep(0.001)
+    extra = ["--lazy-pages"] if lazy else []
+    try:
+        _runc(
+            bundle,
+            "restore",
+            "-d",
+            *extra,
+            "--image-path",
+            str(images),
+            "--work-path",
+            str(work),
+            container,
+        )
+    except BaseException:
+        if daemon is not None:
+            daemon.kill()
+            daemon.wait()
+        raise
+    return daemon
 
 
 def processes(bundle: Bundle, container: str) -> list[str]:

@@ -148,4 +148,4 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-from docker_env import api, level, make_backend, store  # noqa: E402, F401  (Docker fixtures)
+from docker_env import api, full_runtime, level, make_backend, store  # noqa: E402, F401

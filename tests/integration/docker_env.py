@@ -15,7 +15,7 @@ import pytest
 from needs import unavailable
 
 from sandbox import Observation, RootSpec, Sandbox, ToolCall, _runc
-from sandbox.docker import DEFAULT_IMAGE, DockerBackend, DockerSandbox, Level
+from sandbox.docker import DEFAULT_IMAGE, RUNTIME_ENV, DockerBackend, DockerSandbox, Level
 from snapshots import docker_fs
 from snapshots.docker_fs import LABEL_STORE
 
@@ -93,9 +93,20 @@ def make_backend(store: Path, api: Any) -> Iterator[BackendFactory]:
     assert (left, mounts) == ([], []), "runc sandboxes left running"
 
 
-@pytest.fixture(params=["fs", "full"])
-def level(request: pytest.FixtureRequest) -> Level:
-    return cast(Level, request.param)
+@pytest.fixture(params=["fs", "full", "full-docker"])
+def level(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Level:
+    """Each level; ``full`` on both paths (runc where it works, and Docker's checkpoints)."""
+    name, _, runtime = str(request.param).partition("-")
+    if runtime:
+        monkeypatch.setenv(RUNTIME_ENV, runtime)
+    return cast(Level, name)
+
+
+@pytest.fixture(params=["runc", "docker"])
+def full_runtime(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ``full`` test on both paths: backends made after this use ``request.param``."""
+    monkeypatch.setenv(RUNTIME_ENV, str(request.param))
+    return str(request.param)
 
 
 def cgroup_limits(box: DockerSandbox) -> tuple[int, int, int, list[str]]:

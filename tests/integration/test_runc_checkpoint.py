@@ -12,7 +12,7 @@ from needs import unavailable
 
 from sandbox.docker import DEFAULT_IMAGE, DockerBackend
 from snapshots import runc_checkpoint as rc
-from tvcache.bench.levels import PROCESSES, _layers
+from tvcache.bench.levels import PROCESSES, RSS_PROCESSES, _layers, _restore_and_read
 
 pytestmark = pytest.mark.docker
 
@@ -44,3 +44,25 @@ def test_processes_survive_a_restore(tmp_path: Path, api: Any, network_lock: boo
     finally:
         rc.remove_bundle(bundle, ["c"])
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_restored_process_reads_all_of_its_memory(tmp_path: Path, api: Any, lazy: bool) -> None:
+    """Lazy pages (userfaultfd) or not, the process sees every byte it had (the bench checks
+    the same md5 in every round)."""
+    if shutil.which("runc") is None:
+        unavailable("runc (it comes with Docker: scripts/setup-docker.sh)")
+    backend = DockerBackend(tmp_path / "snapshots", "full", api=api, runtime="docker")
+    layers = _layers(backend, DEFAULT_IMAGE)
+    bundle = rc.make_bundle(tmp_path / "b", layers, RSS_PROCESSES, network_lock=False)
+    try:
+        rc.run(bundle, "c")
+        (bundle.rootfs / "tmp/go").touch()  # the process answers once its memory is filled
+        deadline = time.monotonic() + 60
+        while not (bundle.rootfs / "tmp/sum").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        rc.checkpoint(bundle, "c", tmp_path / "images")
+        _restore_and_read(bundle, tmp_path / "images", "c", lazy)  # raises on a wrong md5
+    finally:
+        rc.remove_bundle(bundle, ["c"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -92,3 +93,30 @@ def test_never_more_than_max_total_ready_or_in_flight() -> None:
     assert len(restorer.made) == 3
     ahead.close()
     assert all(f.closed for f in restorer.made)
+
+
+def test_drop_returns_after_the_fork_in_flight_is_closed() -> None:
+    """A restore that finishes after ``drop`` started is closed before ``drop`` returns (its
+    caller then removes what the fork reads, and tests count what is left)."""
+    started, release = threading.Event(), threading.Event()
+
+    class Slow(Fake):
+        def close(self) -> None:
+            time.sleep(0.2)  # a container removal takes a while
+            self.closed = True
+
+    made: list[Slow] = []
+
+    def restore(h: SnapshotHandle) -> Slow:
+        started.set()
+        release.wait(5)
+        made.append(Slow(h.snapshot_id))
+        return made[-1]
+
+    ahead = RestoreAhead(restore, thaw, per_snapshot=1, hot_forks=1)
+    assert ahead.take(handle("a")) is None
+    assert started.wait(5)
+    threading.Timer(0.1, release.set).start()
+    ahead.drop("a")
+    assert [f.closed for f in made] == [True]
+    ahead.close()

@@ -1,0 +1,192 @@
+"""``full`` snapshots and forks on the runc path: ``runc checkpoint`` and ``runc restore``.
+
+Why: through Docker a ``full`` snapshot or cold fork costs ~1.5 s on a loaded host (dockerd,
+containerd, a copy of the checkpoint per restore); runc calls CRIU directly.
+
+Snapshot: the container is paused (cgroup freezer), its upper directory is copied into a new
+layer over its stack (the source keeps running on its own upper directory, so its files cannot
+be frozen in place as at level ``fs``; a small tree costs a few ms), then ``runc checkpoint
+--leave-running`` dumps the processes into the snapshot's checkpoint directory, and the
+container is resumed: files and memory are those of one instant. Fork: a new box whose own
+upper directory lies over that layer and the same stack, and ``runc restore`` (detached) from
+the checkpoint directory, which restore only reads (many forks, no copy, nothing left in any
+temporary directory). CRIU's network lock is skipped (the sandbox has no network; the
+``org.criu.config`` annotation every runc container carries, see :func:`criu_annotations`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sandbox import _runc
+from snapshots import directory as sdir
+from snapshots import docker_full
+from snapshots.criu import explain
+from snapshots.runc_checkpoint import CRIU_CONFIG_ANNOTATION, SKIP_NETWORK_LOCK, criu_env
+
+if TYPE_CHECKING:  # _runc_runtime imports this module
+    from sandbox._runc_runtime import Box, RuncRuntime
+
+LOOPBACK_UP = {
+    "path": "/bin/sh",
+    "args": [
+        "sh",
+        "-c",
+        'pid=$(sed -n "s/.*\\"pid\\": *\\([0-9]*\\).*/\\1/p")'
+        ' && exec nsenter -t "$pid" -n ip link set lo up',
+    ],
+}
+"""A restore's network namespace is new, its loopback down (CRIU restores the sockets, not
+the link's state): runc runs this hook, with the state on stdin, once the namespaces exist
+and before any process resumes."""
+CHECKPOINTS = "runc-criu"
+"""The checkpoint directories of ``full`` runc snapshots, under the snapshot dir."""
+
+
+def criu_annotations() -> dict[str, str]:
+    """The annotation that makes runc hand CRIU a configuration skipping the network lock."""
+    path = _runc.RUNC_ROOT / "criu.conf"
+    if not path.is_file() or path.read_text() != SKIP_NETWORK_LOCK:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(sdir.temp_name(path.name))
+        temp.write_text(SKIP_NETWORK_LOCK)
+        os.replace(temp, path)
+    return {CRIU_CONFIG_ANNOTATION: str(path)}
+
+
+def checkpoint_path(store: Path, snapshot_id: str) -> Path:
+    return store / CHECKPOINTS / docker_full.snapshot_path(Path(), snapshot_id).name
+
+
+def take(
+    runtime: RuncRuntime,
+    box: Box,
+    images: Path,
+    while_paused: Callable[[], None],
+) -> tuple[str, str | None]:
+    """Snapshot ``box``: its files as a new layer and its processes into ``images``.
+
+    Returns the layer and None, or the layer and why CRIU failed (the layer alone is then an
+    ``fs`` snapshot; ``images`` is not left behind). The box runs on afterwards, unchanged.
+    """
+    if images.exists():
+        raise _runc.RuncError(f"checkpoint {images} already exists", "use a new snapshot id")
+    images.parent.mkdir(parents=True, exist_ok=True)
+    temp = images.with_name(sdir.temp_name(images.name))
+    staging = runtime.layers.root / sdir.temp_name("copy")
+    failure: str | None = None
+    pause(runtime, box.name)
+    try:
+        while_paused()
+        started = time.perf_counter()
+        sdir.copy_tree(box.upper, staging)
+        box.phases["copy_upper"] = time.perf_counter() - started
+        started = time.perf_counter()
+        try:
+            with docker_full._directory_times_kept(str(box.box / "rootfs")):
+                dump(box, temp)
+        except _runc.RuncError as error:
+            failure = str(error)
+        box.phases["checkpoint"] = time.perf_counter() - started
+    finally:
+        with contextlib.suppress(_runc.RuncError):  # a dead box fails its next call
+            runtime.resume(box.name)
+    try:
+        below = runtime.layers.chain(box.stack[0]) if box.stack else []
+        layer = runtime.layers.freeze(staging, below)
+    except BaseException:
+        sdir.delete_tree(staging)
+        sdir.delete_tree(temp)
+        raise
+    if failure is None:
+        os.rename(temp, images)
+    else:
+        sdir.delete_tree(temp)
+    return layer, failure
+
+
+def pause(runtime: RuncRuntime, name: str, attempts: int = 20) -> None:
+    """``runc pause``, again while the cgroup v1 freezer gives up on a busy container (runc
+    1.1 polls it only briefly: "unable to freeze", seen under load)."""
+    for attempt in range(attempts):
+        try:
+            runtime.pause(name)
+            return
+        except _runc.RuncError as error:
+            if "unable to freeze" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01)
+
+
+def dump(box: Box, images: Path) -> None:
+    """``runc checkpoint --leave-running`` of ``box`` into ``images``; CRIU's reason on failure."""
+    work = images.with_name(images.name + "-work")
+    try:
+        _runc.runc(
+            "checkpoint",
+            "--leave-running",
+            "--image-path",
+            str(images),
+            "--work-path",
+            str(work),
+            box.name,
+            env=criu_env(),
+            timeout=120,
+        )
+    except _runc.RuncError as error:
+        reason, hint = explain(f"{error} {work / 'dump.log'}")
+        raise _runc.RuncError(f"checkpoint of {box.name} failed: {reason}", hint) from error
+    finally:
+        sdir.delete_tree(work)
+
+
+def restore(box: Box, images: Path) -> None:
+    """``runc restore`` (detached) of the checkpoint ``images`` into the created bundle of
+    ``box``; its pid is set. The images are only read."""
+    work = box.box / "restore-work"
+    bundle_config = box.box / "config.json"
+    config = json.loads(bundle_config.read_text())
+    config.setdefault("hooks", {})["prestart"] = [LOOPBACK_UP]
+    bundle_config.write_text(json.dumps(config))
+    try:
+        _runc.runc(
+            "restore",
+            "--detach",
+            "--bundle",
+            str(box.box),
+            "--image-path",
+            str(images),
+            "--work-path",
+            str(work),
+            box.name,
+            log=box.box / "runc.log",
+            env=criu_env(),
+            timeout=120,
+        )
+    except _runc.RuncError as error:
+        reason, hint = explain(f"{error} {work / 'restore.log'}")
+        raise _runc.RuncError(f"restore into {box.name} failed: {reason}", hint) from error
+    found = _runc.state(box.name) or {}
+    box.pid = int(found.get("pid") or 0)
+    if not box.pid:
+        raise _runc.RuncError(f"restored container {box.name} is not running")
+
+
+def sweep(store: Path, known: set[str], min_age: float = 60.0) -> list[str]:
+    """Remove checkpoint directories of ``store`` that no snapshot in ``known`` (paths) names,
+    older than ``min_age`` seconds (a snapshot being taken has no record yet); their names."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(store / CHECKPOINTS) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                young = time.time() - entry.stat(follow_symlinks=False).st_mtime < min_age
+                if entry.path not in known and not young:
+                    sdir.delete_tree(Path(entry.path))
+                    removed.append(entry.name)
+    return removed

@@ -1,0 +1,111 @@
+"""``full`` sandboxes on the runc path: ``runc checkpoint --leave-running`` and ``runc restore``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker_env import BackendFactory, sh, start
+
+from sandbox import _runc
+from sandbox._runc_full import CHECKPOINTS
+
+pytestmark = pytest.mark.docker
+
+COUNTER = (
+    "(i=0; while :; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.05; done) &"
+)
+
+
+def _runc_backend(make_backend: BackendFactory, **kwargs: Any) -> Any:
+    backend = make_backend("full", runtime="runc", **kwargs)
+    assert backend.runc is not None
+    return backend
+
+
+def test_a_fork_resumes_the_processes_with_their_memory(make_backend: BackendFactory) -> None:
+    backend = _runc_backend(make_backend)
+    with start(backend) as box:
+        sh(box, "cd /work 2>/dev/null || mkdir -p /work && cd /work; echo snap > f; " + COUNTER)
+        sh(box, "SECRET=in-memory-only; big=$(head -c 2000000 /dev/zero | tr '\\0' x)")
+        at_snapshot = int(sh(box, "until [ -s /tmp/n ]; do sleep 0.01; done; cat /tmp/n").output)
+        snap = box.snapshot("s")
+        assert (snap.level, snap.meta["runtime"]) == ("full", "runc"), snap.meta
+        sh(box, "echo later > f; SECRET=changed")
+        with backend.fork(snap) as fork:
+            assert fork.restore_fallback is None and fork.boot_id == box.boot_id
+            assert fork.box is not None and fork.box.name != box.container_id
+            out = sh(fork, "pwd; cat f; echo $SECRET ${#big}; jobs -p | wc -l").output
+            assert out == "/work\nsnap\nin-memory-only 2000000\n1\n"
+            first = int(sh(fork, "cat /tmp/n").output)
+            assert at_snapshot <= first < int(sh(fork, "sleep 0.3; cat /tmp/n").output)
+        assert sh(box, "cat f; echo $SECRET").output == "later\nchanged\n"  # the source ran on
+    backend.delete_snapshot(snap)
+
+
+def test_forks_are_independent_of_each_other_and_of_the_source(
+    make_backend: BackendFactory,
+) -> None:
+    backend = _runc_backend(make_backend)
+    with start(backend) as box:
+        sh(box, "echo base > /tmp/f; N=0; sleep 600 &")
+        sh(box, "rm /etc/issue; rm -rf /etc/apt; mkdir /etc/apt")  # a whiteout, an opaque dir
+        snap = box.snapshot("s")
+        with backend.fork(snap) as a, backend.fork(snap) as b:
+            sh(a, "echo A >> /tmp/f; touch /tmp/only-a; N=1; kill %1")
+            assert sh(
+                b, "cat /tmp/f; ls /tmp/only-a 2>/dev/null; echo $N; jobs -p | wc -l"
+            ).output == ("base\n0\n1\n")
+            assert sh(a, "cat /tmp/f; echo $N").output == "base\nA\n1\n"
+            assert sh(a, "ls /etc/issue /etc/apt 2>&1").output == (
+                "ls: cannot access '/etc/issue': No such file or directory\n/etc/apt:\n"
+            )
+            with backend.fork(snap) as c:  # a fork of a fork's snapshot sees neither
+                sh(c, "echo C > /tmp/f")
+                inner = c.snapshot("c")
+                with backend.fork(inner) as d:
+                    assert sh(d, "cat /tmp/f; jobs -p | wc -l").output == "C\n1\n"
+                backend.delete_snapshot(inner)
+        assert sh(box, "cat /tmp/f; ls /tmp/only-a 2>&1 | wc -l").output == "base\n1\n"
+    backend.delete_snapshot(snap)
+
+
+def _leftovers(store: Path) -> dict[str, list[str]]:
+    boxes = store / "runc"
+    containers = [
+        name
+        for name in _runc.containers()
+        if Path(str((_runc.state(name) or {}).get("bundle", ""))).parent == boxes
+    ]
+    listed = {
+        "containers": containers,
+        "mounts": [str(m) for m in _runc.mounted_under(store.parent)],
+    }
+    for sub in ("runc", CHECKPOINTS, "layers"):
+        listed[sub] = (
+            sorted(p.name for p in (store / sub).glob("*")) if (store / sub).exists() else []
+        )
+    listed["sandboxes"] = sorted(p.name for p in (store.parent / "sandboxes").glob("*"))
+    return listed
+
+
+def test_nothing_is_left_on_disk(make_backend: BackendFactory, store: Path) -> None:
+    backend = _runc_backend(make_backend, restore_ahead=1)
+    with start(backend) as box:
+        sh(box, "head -c 3000000 /dev/urandom > /tmp/blob; sleep 600 &")
+        snap = box.snapshot("s")
+        assert snap.level == "full", snap.meta.get("full_failure")
+        assert Path(snap.meta["checkpoint"]).parent == store / CHECKPOINTS
+        assert backend.ahead is not None
+        for rep in range(3):  # the second makes it hot: the third is restored ahead
+            if rep == 2:
+                assert backend.ahead.wait_ready(snap.snapshot_id, 60)
+            with backend.fork(snap) as fork:
+                assert sh(fork, "jobs -p | wc -l").output == "1\n"
+        assert backend.ahead.wait_ready(snap.snapshot_id, 60)  # and one more is, paused
+        backend.delete_snapshot(snap)
+    backend.close()
+    assert backend.counters["full_ahead_takes"] == 1
+    left = _leftovers(store)
+    assert {key: names for key, names in left.items() if names} == {}
