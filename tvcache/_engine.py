@@ -21,7 +21,7 @@ from tvcache._graph import (
     faithful_replay_seconds,
     replay_seconds,
 )
-from tvcache._keys import call_key, child_id, root_id
+from tvcache._keys import checked_call_key, child_id, root_id
 from tvcache._policy import (
     CostAwarePolicy,
     EvictionStrategy,
@@ -277,7 +277,7 @@ class Engine:
 
     def key_of(self, tool: str, args: Mapping[str, object]) -> tuple[ToolSpec, str]:
         spec = self.tool_spec(tool)
-        return spec, call_key(spec, spec.validate(args))
+        return spec, checked_call_key(spec, args)
 
     # ---------------------------------------------------------------- serving
     def serve(self, cursor: Cursor, tool: str, args: Mapping[str, JSON]) -> Served:
