@@ -117,7 +117,9 @@ _FICLONE = 0x40049409  # ioctl: share the source's extents (btrfs, XFS with refl
 
 
 def _copy_file(src: Path, dst: Path) -> None:
-    with open(src, "rb") as source, open(dst, "xb") as target:
+    """``src``'s bytes into the new file ``dst``; a link swapped in since the walk is refused."""
+    readable = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(readable, "rb") as source, open(dst, "xb") as target:
         try:
             fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
             return
