@@ -80,19 +80,22 @@ copying a sandbox's few files, and a local sandbox is copied at every start, for
 def _copy_plain_tree(src: Path, dst: Path) -> bool:
     """Copy a small tree of directories and regular files as ``cp -a`` would (bytes cloned
     or copied in the kernel, modes, owners when root, times to the nanosecond). False, with
-    nothing written, when the tree holds anything else (links, fifos, hard links) or is large."""
+    nothing written, when the tree holds anything else (links, fifos, hard links, extended
+    attributes or ACLs, which ``cp -a`` keeps and a fork must see) or is large."""
     dirs: list[tuple[Path, os.stat_result]] = []
     files: list[tuple[Path, os.stat_result]] = []
     pending = [src]
     while pending:
         directory = pending.pop()
+        if _has_xattrs(directory):
+            return False
         dirs.append((directory, os.lstat(directory)))
         with os.scandir(directory) as entries:
             for entry in entries:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
                     pending.append(Path(entry.path))
-                elif stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                elif stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and not _has_xattrs(entry.path):
                     files.append((Path(entry.path), st))
                 else:
                     return False
@@ -111,6 +114,13 @@ def _copy_plain_tree(src: Path, dst: Path) -> bool:
         delete_tree(dst)
         raise
     return True
+
+
+def _has_xattrs(path: str | Path) -> bool:
+    try:
+        return bool(os.listxattr(path, follow_symlinks=False))
+    except OSError:  # a file system without extended attributes has none to keep
+        return False
 
 
 _FICLONE = 0x40049409  # ioctl: share the source's extents (btrfs, XFS with reflink=1)

@@ -78,7 +78,7 @@ def test_plain_tree_path_is_taken_and_keeps_owners(tmp_path: Path) -> None:
         assert (copied.st_uid, copied.st_gid) == (12345, 12346)
 
 
-@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo", "xattr", "dir-xattr"])
 def test_other_entries_go_to_cp(tmp_path: Path, kind: str) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -87,8 +87,10 @@ def test_other_entries_go_to_cp(tmp_path: Path, kind: str) -> None:
         (src / "l").symlink_to("f")
     elif kind == "hardlink":
         os.link(src / "f", src / "h")
-    else:
+    elif kind == "fifo":
         os.mkfifo(src / "p")
+    else:  # an attribute (or an ACL) a command set: a fork must see it as the source does
+        os.setxattr(src / "f" if kind == "xattr" else src, "user.tag", b"v")
     assert not sdir._copy_plain_tree(src, tmp_path / "unused")
     assert not (tmp_path / "unused").exists()
     sdir.copy_tree(src, tmp_path / "dst")
@@ -96,8 +98,11 @@ def test_other_entries_go_to_cp(tmp_path: Path, kind: str) -> None:
         assert os.readlink(tmp_path / "dst" / "l") == "f"
     elif kind == "hardlink":
         assert (tmp_path / "dst" / "h").stat().st_ino == (tmp_path / "dst" / "f").stat().st_ino
-    else:
+    elif kind == "fifo":
         assert stat.S_ISFIFO((tmp_path / "dst" / "p").lstat().st_mode)
+    else:
+        tagged = tmp_path / "dst" / "f" if kind == "xattr" else tmp_path / "dst"
+        assert os.getxattr(tagged, "user.tag") == b"v"
 
 
 def test_large_trees_go_to_cp(tmp_path: Path) -> None:
