@@ -146,8 +146,9 @@ class LocalSandbox:
             observation = tool.run(self._ctx, args, chosen)
         elif isinstance(tool, SqliteTool):  # the one tool run in this process beside isolation
             observation = tool.run(self._ctx, args, chosen)
-            for path in tool.written_files(self._ctx, args):  # what it made, to the sandbox uid
-                self._ctx.isolation.hand_over(path)
+            if not observation.read_only:  # read-only: the files, owners included, are as before
+                for path in tool.written_files(self._ctx, args):  # what it made, to the sandbox uid
+                    self._ctx.isolation.hand_over(path)
         else:  # a Python tool: inside the isolation as the sandbox uid, never in this process
             observation = run_isolated(self._ctx, tool, args, chosen)
         return replace(observation, seconds=time.perf_counter() - start)

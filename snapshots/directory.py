@@ -10,6 +10,7 @@ fifos and keeps hard links *inside* the tree. ``shutil.copytree`` is the fallbac
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
@@ -45,6 +46,8 @@ def copy_tree(src: Path, dst: Path) -> None:
         raise SnapshotError(f"cannot copy {src}: not a directory", "check that it still exists")
     if dst.exists() or dst.is_symlink():
         raise SnapshotError(f"cannot copy to {dst}: it already exists", "use a fresh path")
+    if _copy_plain_tree(src, dst):
+        return
     cp = _gnu_cp()
     if cp is not None:
         done = subprocess.run(
@@ -66,6 +69,91 @@ def copy_tree(src: Path, dst: Path) -> None:
         raise SnapshotError(
             f"copying {src} to {dst} failed: {error}", "check disk space"
         ) from error
+
+
+PLAIN_TREE_MAX_ENTRIES = 256
+"""Trees up to this many entries, of directories and single-link regular files only, are
+copied in this process: starting ``cp`` costs more (~3 ms quiet, ~10 ms on a loaded host) than
+copying a sandbox's few files, and a local sandbox is copied at every start, fork and snapshot."""
+
+
+def _copy_plain_tree(src: Path, dst: Path) -> bool:
+    """Copy a small tree of directories and regular files as ``cp -a`` would (bytes cloned
+    or copied in the kernel, modes, owners when root, times to the nanosecond). False, with
+    nothing written, when the tree holds anything else (links, fifos, hard links, extended
+    attributes or ACLs, which ``cp -a`` keeps and a fork must see) or is large."""
+    dirs: list[tuple[Path, os.stat_result]] = []
+    files: list[tuple[Path, os.stat_result]] = []
+    pending = [src]
+    while pending:
+        directory = pending.pop()
+        if _has_xattrs(directory):
+            return False
+        dirs.append((directory, os.lstat(directory)))
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append(Path(entry.path))
+                elif stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and not _has_xattrs(entry.path):
+                    files.append((Path(entry.path), st))
+                else:
+                    return False
+        if len(dirs) + len(files) > PLAIN_TREE_MAX_ENTRIES:
+            return False
+    try:
+        for directory, _ in dirs:  # parents first: the walk is top-down
+            (dst / directory.relative_to(src)).mkdir(mode=0o700)
+        for path, st in files:
+            target = dst / path.relative_to(src)
+            _copy_file(path, target)
+            _copy_metadata(target, st)
+        for directory, st in reversed(dirs):  # children first: a copy into it moves its mtime
+            _copy_metadata(dst / directory.relative_to(src), st)
+    except BaseException:
+        delete_tree(dst)
+        raise
+    return True
+
+
+def _has_xattrs(path: str | Path) -> bool:
+    try:
+        return bool(os.listxattr(path, follow_symlinks=False))
+    except OSError:  # a file system without extended attributes has none to keep
+        return False
+
+
+_FICLONE = 0x40049409  # ioctl: share the source's extents (btrfs, XFS with reflink=1)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """``src``'s bytes into the new file ``dst``; a link swapped in since the walk is refused."""
+    readable = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(readable, "rb") as source, open(dst, "xb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+            return
+        except OSError:
+            pass
+        size = os.fstat(source.fileno()).st_size
+        try:
+            while size > 0:
+                copied = os.copy_file_range(source.fileno(), target.fileno(), size)
+                if copied == 0:
+                    break
+                size -= copied
+        except OSError:  # no in-kernel copy between these files: copy through user space
+            source.seek(0)
+            target.seek(0)
+            target.truncate()
+            shutil.copyfileobj(source, target, 1 << 20)
+
+
+def _copy_metadata(path: Path, st: os.stat_result) -> None:
+    if os.geteuid() == 0:
+        os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def retarget_symlinks(tree: Path, old_prefix: str, new_prefix: str) -> int:

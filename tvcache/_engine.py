@@ -21,7 +21,7 @@ from tvcache._graph import (
     faithful_replay_seconds,
     replay_seconds,
 )
-from tvcache._keys import call_key, child_id, root_id
+from tvcache._keys import checked_call_key, child_id, root_id
 from tvcache._policy import (
     CostAwarePolicy,
     EvictionStrategy,
@@ -277,7 +277,7 @@ class Engine:
 
     def key_of(self, tool: str, args: Mapping[str, object]) -> tuple[ToolSpec, str]:
         spec = self.tool_spec(tool)
-        return spec, call_key(spec, spec.validate(args))
+        return spec, checked_call_key(spec, args)
 
     # ---------------------------------------------------------------- serving
     def serve(self, cursor: Cursor, tool: str, args: Mapping[str, JSON]) -> Served:
@@ -501,8 +501,9 @@ class Engine:
         if existing is not None:
             return existing
         stats = NodeStats(executions=1, exec_seconds=observation.seconds, last_use=now)
+        node_id = child_id(anchor.node_id, key)
         record = NodeRecord(
-            node_id=child_id(anchor.node_id, key),
+            node_id=node_id,
             root_id=anchor.root_id,
             parent_id=anchor.node_id,
             depth=anchor.depth + 1,
@@ -519,7 +520,13 @@ class Engine:
             self.store.put_node(record)
         with self._lock:
             child = self.graph.add_child(
-                anchor, key, call, observation, nondeterministic=nondeterministic, created=now
+                anchor,
+                key,
+                call,
+                observation,
+                nondeterministic=nondeterministic,
+                created=now,
+                node_id=node_id,
             )
             child.read_only = read_only
             child.stats = stats
@@ -544,6 +551,10 @@ class Engine:
         Returns the sandbox and the node it is at (``target``). The bound sandbox is closed
         when a fork is cheaper.
         """
+        if bound is not None and bound_node is target:  # the common miss: nothing can be cheaper
+            if self.pool is not None:
+                self.pool.note_miss(target)
+            return bound, target
         catch_up: float | None = None
         if bound is not None and bound_node is not None and bound_node.is_ancestor_of(target):
             catch_up = faithful_replay_seconds(bound_node, target)

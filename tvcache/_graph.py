@@ -178,13 +178,18 @@ class Graph:
         *,
         nondeterministic: bool = False,
         created: float | None = None,
+        node_id: str | None = None,
     ) -> Node:
-        """The child of ``parent`` under ``key``; an existing child is returned unchanged."""
+        """The child of ``parent`` under ``key``; an existing child is returned unchanged.
+
+        ``node_id``: ``child_id(parent.node_id, key)`` when the caller has it already (the
+        engine hashed it for the store record; hashing is a miss's cost, not a free one).
+        """
         existing = parent.children.get(key)
         if existing is not None:
             return existing
         node = Node(
-            node_id=child_id(parent.node_id, key),
+            node_id=node_id or child_id(parent.node_id, key),
             root_id=parent.root_id,
             parent=parent,
             call_key=key,

@@ -26,6 +26,24 @@ def call_key(spec: ToolSpec, args: Mapping[str, JSON]) -> str:
     return _digest(canonical_json([spec.name, spec.version, keyed]))
 
 
+def checked_call_key(spec: ToolSpec, args: object) -> str:
+    """``call_key(spec, spec.validate(args))`` encoding the args once, not twice: the key's
+    canonical form proves them JSON and UTF-8, so ``validate`` (and its clear error) runs
+    only for what that cannot prove — volatile args — and for args that fail."""
+    if (
+        isinstance(args, dict)
+        and all(type(name) is str for name in args)
+        and all(name in args for name in spec.required)
+        and not any(name in spec.volatile for name in args)
+    ):
+        try:
+            return call_key(spec, args)
+        except (TypeError, ValueError) as failed:
+            spec.validate(args)  # raises the ToolCallError that says what is wrong
+            raise failed  # JSON that validate accepts but no canonical form has (mixed keys)
+    return call_key(spec, spec.validate(args))
+
+
 def root_id(spec: RootSpec, identity: str) -> str:
     """A root is its spec plus what its template really contains."""
     return _digest(canonical_json([spec.to_dict(), identity]))

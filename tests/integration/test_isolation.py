@@ -249,3 +249,27 @@ def test_the_sqlite_tool_hands_over_its_database_and_nothing_else(tmp_path: Path
         assert (database.stat().st_uid, stray.stat().st_uid) == (isolation.uid, 0)
         out = box.run(ToolCall("bash", {"command": "test -w data/db.sqlite && echo writable"}))
         assert out.output == "writable\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server hands files to a sandbox uid")
+def test_sqlite_hands_files_to_the_sandbox_only_when_a_call_may_have_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read the tool proved read-only left the files, owners included, as they were: nothing
+    to hand over (the path checks cost every read ~0.2 ms). A write still hands over."""
+    handed: list[str] = []
+    real = iso.Isolation.hand_over
+    monkeypatch.setattr(
+        iso.Isolation, "hand_over", lambda self, path: (handed.append(path.name), real(self, path))
+    )
+    backend = local_backend(Settings(home=tmp_path))
+    with backend.start(RootSpec("t", template=None)) as sandbox:
+        sandbox.run(ToolCall("sqlite", {"sql": "CREATE TABLE t(a); INSERT INTO t VALUES (1)"}))
+        assert "db.sqlite" in handed
+        handed.clear()
+        read = sandbox.run(ToolCall("sqlite", {"sql": "SELECT a FROM t"}))
+        assert read.output == "(1,)" and read.read_only and handed == []
+        write = sandbox.run(ToolCall("sqlite", {"sql": "UPDATE t SET a = 2"}))
+        assert not write.read_only and "db.sqlite" in handed
+        said = sandbox.run(ToolCall("bash", {"command": "test -w db.sqlite && echo ok"}))
+        assert said.output.strip() == "ok"  # the sandbox uid owns what the tool made

@@ -379,3 +379,40 @@ def test_stats_are_typed_and_serialise_as_before() -> None:
     assert stats["hits"] == 1  # read by name, as the dict was
     with pytest.raises(KeyError):
         stats["no_such_counter"]
+
+
+class OfferingPool:
+    """A pool that offers a fresh sandbox at whatever node a miss needs (a unit-test stand-in
+    for ``PreforkPool``), counting what the engine asks of it."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend, self.takes, self.misses = backend, 0, 0
+
+    def take(self, target: object, *, max_replay_seconds: float) -> tuple[FakeSandbox, object]:
+        self.takes += 1
+        state: dict[str, int] = {}
+        for step in target.path():  # type: ignore[attr-defined]
+            FakeSandbox(self.backend, state, "replayer").run(step.call)
+        return FakeSandbox(self.backend, state, f"pooled{self.takes}"), target
+
+    def note_miss(self, node: object) -> None:
+        self.misses += 1
+
+    def note_session(self, root: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_bound_sandbox_at_the_position_serves_the_miss_without_a_pool_swap() -> None:
+    e = engine(NeverSnapshot())
+    pool = OfferingPool(backend_of(e))
+    e.pool = pool  # type: ignore[assignment]
+    with e.session("t") as s:
+        assert s.call("add", k="a", v=1).output == "a=1"  # no sandbox yet: the pool's
+        assert s.call("add", k="a", v=2).output == "a=3"  # its sandbox is at the position
+        assert s.call("add", k="a", v=4).output == "a=7"
+        assert pool.takes == 1 and backend_of(e).closed == 0  # nothing handed over, none closed
+    assert pool.misses == 3 and e.stats().pool_takes == 1
+    e.close()
