@@ -78,6 +78,7 @@ from snapshots import (
     docker_fs,
     docker_full,
 )
+from snapshots import _checkpoint_blob as checkpoint_blob
 from snapshots import directory as sdir
 from snapshots import registry as oci
 from snapshots._registry_sync import RegistrySync
@@ -382,15 +383,14 @@ class DockerSandbox:
             if self.box is not None:
                 handle = self._freeze(snapshot_id, meta)
             elif backend.level == "fs":
-                remote = backend.registry
-                if remote is not None:
-                    meta["registry"] = remote.meta()
+                if backend.registry is not None:
+                    meta["registry"] = backend.registry.meta()
                 handle = docker_fs.take(
                     api, container, snapshot_id, labels=labels, meta=meta, flatten_depth=depth
                 )
-                if remote is not None:  # in the background: a snapshot costs no more
-                    remote.push_image_later(snapshot_id, handle.location)
             else:
+                if backend.registry is not None:
+                    meta["registry"] = backend.registry.meta()
                 handle = docker_full.take(
                     api,
                     container,
@@ -424,6 +424,9 @@ class DockerSandbox:
                     f"{running} background process(es) run: an fs snapshot would lose them",
                     "tvcache replays from an earlier snapshot instead",
                 )
+        if handle.meta.get("runtime") != "runc" and backend.registry is not None:  # queued
+            backend.registry.push_image_later(snapshot_id, handle.location)
+            backend.share_checkpoint(handle)
         backend.count("snapshots")
         if handle.meta.get("flattened"):
             backend.count("flattens")
@@ -787,7 +790,7 @@ class DockerBackend:
             return
         if self.ahead is not None:
             self.ahead.drop(handle.snapshot_id)
-        docker_full.delete(handle)
+        docker_full.delete(handle, self.snapshot_dir)
         if not docker_fs.remove_image(self.api, handle.location):
             with self._lock:
                 self._doomed.add(handle.location)
@@ -881,8 +884,8 @@ class DockerBackend:
         )
         channel: shell.ShellChannel | None = None
         try:
-            source = Path(str(handle.meta.get("checkpoint", ""))) / docker_full.CHECKPOINT
             try:
+                source = self.checkpoint_dir(handle) / docker_full.CHECKPOINT
                 marker = docker_full.install(
                     source, self.docker_root(), container, self.snapshot_dir
                 )
@@ -905,6 +908,25 @@ class DockerBackend:
             self.discard(container, directory, channel)
             raise
         return DockerSandbox(self, container, name, config, channel, boot)
+
+    def checkpoint_dir(self, handle: SnapshotHandle) -> Path:
+        """The checkpoint directory of the ``full`` snapshot ``handle`` on this host, pulled
+        from the registry when another host took it (raises SnapshotError when it is neither
+        here nor there, or the handle records none)."""
+        found = checkpoint_blob.locate(self.snapshot_dir, handle.meta.get("checkpoint"))
+        if found is None:
+            raise SnapshotError(f"snapshot {handle.snapshot_id} records no checkpoint")
+        name = str(handle.meta["checkpoint"])
+        if self.registry is not None and "registry" in handle.meta and not os.path.isabs(name):
+            self.registry.ensure_checkpoint(handle.snapshot_id, self.snapshot_dir, name)
+        return found
+
+    def share_checkpoint(self, handle: SnapshotHandle) -> None:
+        """Queue the push of the checkpoint directory of ``handle`` (if it has one) to the
+        registry, beside its image or stack: a fork on another host pulls it."""
+        name = str(handle.meta.get("checkpoint") or "")
+        if self.registry is not None and name and not os.path.isabs(name):
+            self.registry.push_checkpoint_later(handle.snapshot_id, self.snapshot_dir, name)
 
     def _restore_frozen(self, handle: SnapshotHandle) -> DockerSandbox:
         """A restore of ``handle`` done ahead of time, paused until :meth:`_thaw` hands it out."""

@@ -291,7 +291,7 @@ def test_a_restore_that_cannot_prove_itself_falls_back(make_backend: BackendFact
     with backend.fork(tampered) as fork:
         assert fork.restore_fallback is not None and "not restored" in fork.restore_fallback
         assert sh(fork, "pwd; echo $K; cat f; jobs | wc -l").output == "/tmp\nv\ndata\n0\n"
-    checkpoint = Path(snap.meta["checkpoint"]) / docker_full.CHECKPOINT
+    checkpoint = backend.snapshot_dir / snap.meta["checkpoint"] / docker_full.CHECKPOINT
     for image in checkpoint.glob("pages-*.img"):
         image.unlink()
     with backend.fork(snap) as fork:
