@@ -43,6 +43,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -376,6 +377,7 @@ class DockerSandbox:
             "processes": running,
             "last_pid": self._channel.last_pid,
             "background_moved": moved,
+            "home": backend.home,
         }
         labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
         api, container, depth = backend.api, self.container_id, backend.flatten_depth
@@ -552,6 +554,8 @@ class DockerBackend:
         self.work_dir = Path(work_dir or self.snapshot_dir.parent / "sandboxes").resolve()
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.home = f"{socket.gethostname()}:{self.snapshot_dir}"
+        """Where this backend's snapshots live (host and snapshot directory); in every handle."""
         self.max_output_bytes = max_output_bytes
         self.timeout = default_timeout
         self.flatten_depth = flatten_depth
@@ -1026,15 +1030,24 @@ class DockerBackend:
             if entry.name.startswith("tvcache-") and entry.name not in live and not created_now:
                 sdir.delete_tree(entry)
                 report.orphans_removed.append(f"dir:{entry.name}")
-        remote = self.registry is not None  # pushed snapshots are pulled when forked
-        report.missing = sorted(
-            sid
-            for sid, handle in mine.items()
-            if handle.location not in present
-            and handle.meta.get("image") not in present
-            and not (remote and "registry" in handle.meta)
+        report.missing.extend(
+            sorted(
+                sid
+                for sid, handle in mine.items()
+                if handle.location not in present
+                and handle.meta.get("image") not in present
+                and self._judges(handle)
+            )
         )
         return report
+
+    def _judges(self, handle: SnapshotHandle) -> bool:
+        """Whether a snapshot not on this host is missing for this backend to report: one it
+        took (its home) or a record from before homes, unless pushed to a registry this backend
+        pulls from (a fork pulls it). Another home's snapshots are its own to judge: servers
+        sharing a store must not drop each other's records."""
+        pulled = self.registry is not None and "registry" in handle.meta
+        return handle.meta.get("home") in (None, self.home) and not pulled
 
     def _reconcile_runc(
         self, known: Mapping[str, SnapshotHandle], report: ReconcileReport
@@ -1043,13 +1056,11 @@ class DockerBackend:
         if self.runc is None:
             return set()
         layers = {str(h.meta.get("layer")) for h in known.values()}
-        remote = self.registry is not None  # pushed snapshots are pulled when forked
         report.missing.extend(
             sorted(
                 sid
                 for sid, h in known.items()
-                if not self.runc.layers.has(str(h.meta["layer"]))
-                and not (remote and "registry" in h.meta)
+                if not self.runc.layers.has(str(h.meta["layer"])) and self._judges(h)
             )
         )
         removed, kept = self.runc.reconcile(layers, str(self.snapshot_dir))
