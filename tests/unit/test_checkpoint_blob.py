@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from snapshots import SnapshotError
 from snapshots._checkpoint_blob import locate, name_in
@@ -26,3 +28,17 @@ def test_an_old_absolute_record_keeps_its_path_and_bad_ones_name_nothing() -> No
     assert locate(Path("/b/store"), "../elsewhere") is None
     with pytest.raises(SnapshotError, match="not inside the snapshot store"):
         name_in(Path("/a/snapshots"), Path("/a/other/tvcache-snapshot-s"))
+
+
+_SEGMENT = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True).filter(
+    lambda s: s not in (".", "..")
+)
+
+
+@given(st.lists(_SEGMENT, min_size=1, max_size=4))
+def test_any_checkpoint_under_a_store_maps_to_the_same_place_under_another(
+    parts: list[str],
+) -> None:
+    name = name_in(Path("/host-a/snapshots"), Path("/host-a/snapshots", *parts))
+    assert not Path(name).is_absolute()
+    assert locate(Path("/host-b/store"), name) == Path("/host-b/store", *parts)
