@@ -43,6 +43,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -78,6 +79,7 @@ from snapshots import (
     docker_fs,
     docker_full,
 )
+from snapshots import _checkpoint_blob as checkpoint_blob
 from snapshots import directory as sdir
 from snapshots import registry as oci
 from snapshots._registry_sync import RegistrySync
@@ -375,6 +377,7 @@ class DockerSandbox:
             "processes": running,
             "last_pid": self._channel.last_pid,
             "background_moved": moved,
+            "home": backend.home,
         }
         labels = backend.labels("snapshot", {LABEL_SNAPSHOT: snapshot_id})
         api, container, depth = backend.api, self.container_id, backend.flatten_depth
@@ -384,15 +387,14 @@ class DockerSandbox:
             elif self.box is not None:
                 handle = self._freeze(snapshot_id, meta)
             elif backend.level == "fs":
-                remote = backend.registry
-                if remote is not None:
-                    meta["registry"] = remote.meta()
+                if backend.registry is not None:
+                    meta["registry"] = backend.registry.meta()
                 handle = docker_fs.take(
                     api, container, snapshot_id, labels=labels, meta=meta, flatten_depth=depth
                 )
-                if remote is not None:  # in the background: a snapshot costs no more
-                    remote.push_image_later(snapshot_id, handle.location)
             else:
+                if backend.registry is not None:
+                    meta["registry"] = backend.registry.meta()
                 handle = docker_full.take(
                     api,
                     container,
@@ -426,6 +428,9 @@ class DockerSandbox:
                     f"{running} background process(es) run: an fs snapshot would lose them",
                     "tvcache replays from an earlier snapshot instead",
                 )
+        if handle.meta.get("runtime") != "runc" and backend.registry is not None:  # queued
+            backend.registry.push_image_later(snapshot_id, handle.location)
+            backend.share_checkpoint(handle)
         backend.count("snapshots")
         if handle.meta.get("flattened"):
             backend.count("flattens")
@@ -468,10 +473,16 @@ class DockerSandbox:
             meta["full_failure"] = failure
         else:
             meta["checkpoint_bytes"] = sdir.size_on_disk(images)
-            meta["checkpoint"] = str(images)
+            meta["checkpoint"] = checkpoint_blob.name_in(self._backend.snapshot_dir, images)
             size += meta["checkpoint_bytes"]
+        remote = self._backend.registry
+        if remote is not None:  # pushed in the background, as an fs layer snapshot
+            meta["registry"] = remote.meta()
+            remote.push_later(snapshot_id, layer, self._config.image)
         level = "fs" if failure is not None else "full"
-        return SnapshotHandle(snapshot_id, BACKEND_NAME, level, f"layer:{layer}", size, meta)
+        handle = SnapshotHandle(snapshot_id, BACKEND_NAME, level, f"layer:{layer}", size, meta)
+        self._backend.share_checkpoint(handle)
+        return handle
 
     def _arrive(self) -> None:
         """Finish the move a runc snapshot started: go on in the new container."""
@@ -571,6 +582,8 @@ class DockerBackend:
         self.work_dir = Path(work_dir or self.snapshot_dir.parent / "sandboxes").resolve()
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.home = f"{socket.gethostname()}:{self.snapshot_dir}"
+        """Where this backend's snapshots live (host and snapshot directory); in every handle."""
         self.max_output_bytes = max_output_bytes
         self.timeout = default_timeout
         self.flatten_depth = flatten_depth
@@ -810,9 +823,9 @@ class DockerBackend:
         """A runc container restored from the checkpoint of ``handle`` over its layer,
         proven by its boot id (as :meth:`_restore`)."""
         runc = self._layer_runtime(handle)
-        images = Path(str(handle.meta.get("checkpoint", "")))
         stack = runc.stack_of(self._local_layer(handle))
         try:
+            images = self.checkpoint_dir(handle)  # pulled when another host took it
             box = runc.create(
                 runc.image(config.image),
                 config.options,
@@ -859,7 +872,7 @@ class DockerBackend:
         if handle.meta.get("runtime") == "runc":
             if self.ahead is not None:
                 self.ahead.drop(handle.snapshot_id)
-            docker_full.delete(handle)  # its checkpoint directory (level full)
+            docker_full.delete(handle, self.snapshot_dir)  # its checkpoint directory (full)
             if self.runc is not None:
                 layer = str(handle.meta["layer"])
                 self.runc.drop_prepared(f"layer:{layer}")
@@ -868,7 +881,7 @@ class DockerBackend:
             return
         if self.ahead is not None:
             self.ahead.drop(handle.snapshot_id)
-        docker_full.delete(handle)
+        docker_full.delete(handle, self.snapshot_dir)
         if not docker_fs.remove_image(self.api, handle.location):
             with self._lock:
                 self._doomed.add(handle.location)
@@ -962,8 +975,8 @@ class DockerBackend:
         )
         channel: shell.ShellChannel | None = None
         try:
-            source = Path(str(handle.meta.get("checkpoint", ""))) / docker_full.CHECKPOINT
             try:
+                source = self.checkpoint_dir(handle) / docker_full.CHECKPOINT
                 marker = docker_full.install(
                     source, self.docker_root(), container, self.snapshot_dir
                 )
@@ -986,6 +999,25 @@ class DockerBackend:
             self.discard(container, directory, channel)
             raise
         return DockerSandbox(self, container, name, config, channel, boot)
+
+    def checkpoint_dir(self, handle: SnapshotHandle) -> Path:
+        """The checkpoint directory of the ``full`` snapshot ``handle`` on this host, pulled
+        from the registry when another host took it (raises SnapshotError when it is neither
+        here nor there, or the handle records none)."""
+        found = checkpoint_blob.locate(self.snapshot_dir, handle.meta.get("checkpoint"))
+        if found is None:
+            raise SnapshotError(f"snapshot {handle.snapshot_id} records no checkpoint")
+        name = str(handle.meta["checkpoint"])
+        if self.registry is not None and "registry" in handle.meta and not os.path.isabs(name):
+            self.registry.ensure_checkpoint(handle.snapshot_id, self.snapshot_dir, name)
+        return found
+
+    def share_checkpoint(self, handle: SnapshotHandle) -> None:
+        """Queue the push of the checkpoint directory of ``handle`` (if it has one) to the
+        registry, beside its image or stack: a fork on another host pulls it."""
+        name = str(handle.meta.get("checkpoint") or "")
+        if self.registry is not None and name and not os.path.isabs(name):
+            self.registry.push_checkpoint_later(handle.snapshot_id, self.snapshot_dir, name)
 
     def _restore_frozen(self, handle: SnapshotHandle) -> DockerSandbox:
         """A restore of ``handle`` done ahead of time, paused until :meth:`_thaw` hands it out."""
@@ -1096,20 +1128,24 @@ class DockerBackend:
             if entry.name.startswith("tvcache-") and entry.name not in live and not created_now:
                 sdir.delete_tree(entry)
                 report.orphans_removed.append(f"dir:{entry.name}")
-        remote = self.registry is not None  # pushed snapshots are pulled when forked
-        report.missing = sorted(  # and the runc path's, found above
-            [
-                *report.missing,
-                *(
-                    sid
-                    for sid, handle in mine.items()
-                    if handle.location not in present
-                    and handle.meta.get("image") not in present
-                    and not (remote and "registry" in handle.meta)
-                ),
-            ]
+        report.missing.extend(
+            sorted(
+                sid
+                for sid, handle in mine.items()
+                if handle.location not in present
+                and handle.meta.get("image") not in present
+                and self._judges(handle)
+            )
         )
         return report
+
+    def _judges(self, handle: SnapshotHandle) -> bool:
+        """Whether a snapshot not on this host is missing for this backend to report: one it
+        took (its home) or a record from before homes, unless pushed to a registry this backend
+        pulls from (a fork pulls it). Another home's snapshots are its own to judge: servers
+        sharing a store must not drop each other's records."""
+        pulled = self.registry is not None and "registry" in handle.meta
+        return handle.meta.get("home") in (None, self.home) and not pulled
 
     def _reconcile_runc(
         self, known: Mapping[str, SnapshotHandle], report: ReconcileReport
@@ -1118,18 +1154,20 @@ class DockerBackend:
         if self.runc is None:
             return set()
         layers = {str(h.meta.get("layer")) for h in known.values()}
-        remote = self.registry is not None  # pushed snapshots are pulled when forked
         report.missing.extend(
             sorted(
                 sid
                 for sid, h in known.items()
-                if not self.runc.layers.has(str(h.meta["layer"]))
-                and not (remote and "registry" in h.meta)
+                if not self.runc.layers.has(str(h.meta["layer"])) and self._judges(h)
             )
         )
         removed, kept = self.runc.reconcile(layers, str(self.snapshot_dir))
         report.orphans_removed.extend(removed)
-        checkpoints = {str(h.meta["checkpoint"]) for h in known.values() if "checkpoint" in h.meta}
+        checkpoints = {
+            str(checkpoint_blob.locate(self.snapshot_dir, h.meta["checkpoint"]))
+            for h in known.values()
+            if "checkpoint" in h.meta
+        }
         removed = _runc_full.sweep(self.snapshot_dir, checkpoints)
         report.orphans_removed.extend(f"checkpoint:{name}" for name in removed)
         return kept

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from snapshots import _checkpoint_blob as checkpoints
 from snapshots import _registry_budget as budget
 from snapshots import _registry_images as images
 from snapshots import _registry_stack as stack
@@ -44,6 +45,7 @@ class RegistrySync:
     ) -> None:
         self.registry = registry
         self.images = registry.at(images.IMAGES)
+        self.checkpoints = registry.at(checkpoints.CHECKPOINTS)
         self.layers = layers
         self.api = api
         self.budget_bytes = budget_bytes
@@ -88,31 +90,37 @@ class RegistrySync:
     # ------------------------------------------------------------------ push
     def push_later(self, tag: str, layer: str, image: str) -> Future[Any]:
         """Queue the push of snapshot ``tag`` (the stack of ``layer``)."""
-        self.touch(tag)
-        future = self._pool.submit(self._push, tag, layer, image)
-        with self._lock:
-            self._pending.append(future)
-        return future
+        layers = self.layers
+        assert layers is not None
+        return self._later(tag, lambda: stack.push(self.registry, layers, layer, tag, image))
 
     def push_image_later(self, tag: str, local: str) -> Future[Any]:
         """Queue the push of snapshot ``tag``'s committed image ``local`` (Docker path)."""
+        api = self.api
+        assert api is not None
+
+        def push() -> stack.Transfer:
+            started = time.perf_counter()
+            images.push(api, self.images, local, tag)
+            return stack.Transfer(1, 0, 0, time.perf_counter() - started)
+
+        return self._later(tag, push)
+
+    def push_checkpoint_later(self, tag: str, store: Path, name: str) -> Future[Any]:
+        """Queue the push of snapshot ``tag``'s checkpoint directory ``store/name`` (``full``)."""
+        return self._later(tag, lambda: checkpoints.push(self.checkpoints, store, name, tag))
+
+    def _later(self, tag: str, push: Callable[[], stack.Transfer]) -> Future[Any]:
         self.touch(tag)
-        future = self._pool.submit(self._push, tag, local, None)
+        future = self._pool.submit(self._push, tag, push)
         with self._lock:
             self._pending.append(future)
         return future
 
-    def _push(self, tag: str, layer: str, image: str | None) -> None:
-        """Push a layer stack (``image`` given) or a committed image (``layer`` is its ref)."""
-        started = time.perf_counter()
+    def _push(self, tag: str, push: Callable[[], stack.Transfer]) -> None:
+        """Run one queued push, count it, then hold the budget; a failure is logged."""
         try:
-            if image is None:
-                assert self.api is not None
-                images.push(self.api, self.images, layer, tag)
-                self._add(stack.Transfer(1, 0, 0, time.perf_counter() - started), "push")
-            else:
-                assert self.layers is not None
-                self._add(stack.push(self.registry, self.layers, layer, tag, image), "push")
+            self._add(push(), "push")
         except Exception as error:  # the snapshot went meanwhile, the registry is down
             log.warning("push of snapshot %s to %s failed: %s", tag, self.registry, error)
             with self._lock:
@@ -161,6 +169,14 @@ class RegistrySync:
 
         return self._ensure(tag, present, pull)
 
+    def ensure_checkpoint(self, tag: str, store: Path, name: str) -> stack.Transfer | None:
+        """Make snapshot ``tag``'s checkpoint directory ``store/name`` exist on this host."""
+        return self._ensure(
+            tag,
+            lambda: (store / name).is_dir(),
+            lambda: checkpoints.pull(self.checkpoints, store, name, tag),
+        )
+
     def _ensure(
         self, tag: str, present: Callable[[], bool], pull: Callable[[], stack.Transfer]
     ) -> stack.Transfer | None:
@@ -189,7 +205,9 @@ class RegistrySync:
             return None
         with self._lock:
             recency = dict(self.last_used)
-        report = budget.enforce([self.registry, self.images], self.budget_bytes, recency)
+        report = budget.enforce(
+            [self.registry, self.images, self.checkpoints], self.budget_bytes, recency
+        )
         with self._lock:
             self.counters["evictions"] += len(report.evicted)
         if report.evicted and self.gc_config is not None:
@@ -201,3 +219,4 @@ class RegistrySync:
         self._pool.shutdown(wait=True)
         self.registry.close()
         self.images.close()
+        self.checkpoints.close()

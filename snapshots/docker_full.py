@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from snapshots import _checkpoint_blob as checkpoint_blob
 from snapshots import directory as sdir
 from snapshots import docker_fs
 from snapshots._errors import SnapshotError
@@ -146,7 +147,8 @@ def take(
         sdir.delete_tree(temp)
         raise
     checkpoint_bytes = sdir.size_on_disk(final)
-    full_meta = {**meta, "checkpoint": str(final), "checkpoint_bytes": checkpoint_bytes}
+    name = checkpoint_blob.name_in(store, final)  # the same on every host
+    full_meta = {**meta, "checkpoint": name, "checkpoint_bytes": checkpoint_bytes}
     return docker_fs.handle(snapshot_id, "full", ref, layer, full_meta, checkpoint_bytes)
 
 
@@ -270,11 +272,11 @@ def sweep_unpacked(
     return removed
 
 
-def delete(handle: SnapshotHandle) -> None:
-    """Remove the checkpoint directory of a ``full`` handle. Idempotent."""
-    checkpoint = handle.meta.get("checkpoint")
-    if checkpoint:
-        sdir.delete_tree(Path(checkpoint))
+def delete(handle: SnapshotHandle, store: Path) -> None:
+    """Remove the checkpoint directory of a ``full`` handle from ``store``. Idempotent."""
+    checkpoint = checkpoint_blob.locate(store, handle.meta.get("checkpoint"))
+    if checkpoint is not None:
+        sdir.delete_tree(checkpoint)
 
 
 def sweep(

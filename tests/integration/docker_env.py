@@ -93,6 +93,22 @@ def make_backend(store: Path, api: Any) -> Iterator[BackendFactory]:
     assert (left, mounts) == ([], []), "runc sandboxes left running"
 
 
+def assert_no_runc_left(root: Path) -> None:
+    """Remove runc containers whose bundle lies under ``root`` and mounts under it, then fail
+    if there were any: a test's sandboxes must all be gone once its backends are closed."""
+    left = [
+        name
+        for name in _runc.containers()
+        if str((_runc.state(name) or {}).get("bundle", "")).startswith(str(root))
+    ]
+    for name in left:
+        _runc.delete(name)
+    mounts = _runc.mounted_under(root)
+    for mount in mounts:
+        _runc.unmount(mount)
+    assert (left, mounts) == ([], []), "runc sandboxes left running"
+
+
 @pytest.fixture(params=["fs", "full", "full-docker"])
 def level(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Level:
     """Each level; ``full`` on both paths (runc where it works, and Docker's checkpoints)."""

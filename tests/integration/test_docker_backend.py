@@ -296,7 +296,7 @@ def test_a_restore_that_cannot_prove_itself_falls_back(
     with backend.fork(tampered) as fork:
         assert fork.restore_fallback is not None and "not restored" in fork.restore_fallback
         assert sh(fork, "pwd; echo $K; cat f; jobs | wc -l").output == "/tmp\nv\ndata\n0\n"
-    pages = list(Path(snap.meta["checkpoint"]).rglob("pages-*.img"))
+    pages = list((backend.snapshot_dir / snap.meta["checkpoint"]).rglob("pages-*.img"))
     assert pages
     for image in pages:
         image.unlink()

@@ -5,11 +5,12 @@ sandboxes, real overlay mounts, real ``docker-registry``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_env import BackendFactory, sh, start
+from docker_env import BackendFactory, assert_no_runc_left, sh, start
 from needs import unavailable
 from registry_env import RegistryServer, registry_server  # noqa: F401  (fixture)
 
@@ -57,17 +58,7 @@ def hosts(api: Any, tmp_path: Path, registry_server: RegistryServer) -> Iterator
         backend.close()
         assert backend.registry is not None
         backend.registry.close()
-    left = [
-        name
-        for name in _runc.containers()
-        if str((_runc.state(name) or {}).get("bundle", "")).startswith(str(tmp_path))
-    ]
-    for name in left:
-        _runc.delete(name)
-    mounts = _runc.mounted_under(tmp_path)
-    for mount in mounts:
-        _runc.unmount(mount)
-    assert (left, mounts) == ([], []), "runc sandboxes left running"
+    assert_no_runc_left(tmp_path)
 
 
 def test_a_snapshot_from_home_a_forks_on_home_b_through_the_registry(
@@ -178,9 +169,13 @@ def test_a_docker_path_snapshot_image_moves_through_the_registry(
         assert home_a.registry.counters["push_failures"] == 0
         home_a.delete_snapshot(handle)
         assert api.images(name=handle.location, quiet=True) == []  # gone here
-        # a server starting on the shared store keeps the record: a fork will pull it
+        # a server starting on the shared store keeps the record: a fork will pull it; one
+        # without the registry too (home A's record is A's to judge), but not a record from
+        # before homes, which the registry cannot vouch for there
         plain = DockerBackend(tmp_path / "c" / "snapshots", "fs", api=api, registry="")
-        assert plain.reconcile({"d1": handle}).missing == ["d1"]
+        assert plain.reconcile({"d1": handle}).missing == []
+        homeless = replace(handle, meta={k: v for k, v in handle.meta.items() if k != "home"})
+        assert plain.reconcile({"d1": homeless}).missing == ["d1"]
         plain.close()
         assert home_b.reconcile({"d1": handle}).missing == []
         with home_b.fork(handle) as fork:

@@ -11,6 +11,7 @@ its own layer store) through a registry. Every repetition, interleaved so load h
 - ``push warm``: pushing a snapshot one small step later (its lower layers are there);
 - ``pull + fork``: a fork on B with B's copy deleted first (pull, unpack, fork, first command).
 
+``--full``: a ``full`` snapshot and its checkpoint instead (:mod:`tvcache.bench.registry_full`).
 It prints p50/p90 per case, bytes moved, and each case's ratio to the local fork. Without
 ``--registry`` it starts ``docker-registry`` (scripts/install-registry.sh) on a free loopback
 port with its storage in a temporary directory.
@@ -36,6 +37,7 @@ from sandbox.docker import DockerBackend, DockerSandbox
 from snapshots import SnapshotHandle
 from snapshots import _registry_stack as stack
 from snapshots.registry import Registry
+from tvcache.bench import registry_full
 from tvcache.bench._report import percentile_ms
 
 IMAGE = "tvcache/task-py-package"
@@ -109,9 +111,11 @@ def _timed(samples: list[float], work: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
-def run(reps: int, url: str | None, work: Path) -> dict[str, Any]:
+def run(reps: int, url: str | None, work: Path, full: bool = False) -> dict[str, Any]:
     """Measure; a dict of samples (seconds) per case and bytes per push."""
     with nullcontext(url) if url else serve_registry(work) as address:
+        if full:
+            return registry_full.measure(reps, address, work, IMAGE)
         return _measure(reps, address, work)
 
 
@@ -176,15 +180,15 @@ def _measure(reps: int, url: str, work: Path) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> str:
     samples, sizes = result["samples"], result["bytes"]
-    local = percentile_ms(samples["local fork"], 50) or 1.0
+    local = percentile_ms(samples.get("local fork") or samples["local full fork"], 50) or 1.0
     lines = [
-        f"{'case':<12} {'p50 ms':>9} {'p90 ms':>9} {'× local fork':>13} {'MB moved':>9}",
+        f"{'case':<16} {'p50 ms':>9} {'p90 ms':>9} {'× local fork':>13} {'MB moved':>9}",
     ]
     for case, values in samples.items():
         p50, p90 = percentile_ms(values, 50), percentile_ms(values, 90)
         moved = sizes.get(case)
         mb = f"{sum(moved) / len(moved) / 1e6:9.3f}" if moved else f"{'':>9}"
-        lines.append(f"{case:<12} {p50:9.1f} {p90:9.1f} {(p50 or 0) / local:13.2f} {mb}")
+        lines.append(f"{case:<16} {p50:9.1f} {p90:9.1f} {(p50 or 0) / local:13.2f} {mb}")
     return "\n".join(lines)
 
 
@@ -193,11 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 repetitions instead of 5")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--registry", default=None, help="a registry URL (default: start one)")
+    parser.add_argument(
+        "--full", action="store_true", help="a full snapshot (Docker path) and its checkpoint"
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (2 if args.quick else 5)
     with tempfile.TemporaryDirectory(prefix="tvcache-registry-bench-") as temp:
-        result = run(reps, args.registry, Path(temp))
-    print(f"registry bench: {IMAGE} after an install step, {reps} repetitions")
+        result = run(reps, args.registry, Path(temp), args.full)
+    what = f"a full snapshot ({registry_full.MEMORY_MB} MB process)" if args.full else ""
+    print(f"registry bench: {IMAGE} {what or 'after an install step'}, {reps} repetitions")
     print(report(result))
     return 0
 
