@@ -110,15 +110,23 @@ class Leases:
         return Claim(lease.epoch, fresh=held is None or held[0] != lease.epoch)
 
     def renew(self) -> set[str]:
-        """Renew every held lease (one statement); the roots lost since (forgotten here)."""
+        """Renew every held lease (one statement); the roots lost since (forgotten here).
+        A root claimed while the statement ran is left alone: its claim is newer."""
         started = self._monotonic()
+        with self._lock:
+            before = {r: epoch for r, (epoch, _) in self._held.items()}
         renewed = self.ownership.renew_all(self.server_id)
         with self._lock:
-            lost = {r for r, (epoch, _) in self._held.items() if renewed.get(r) != epoch}
-            for root_id in lost:
-                del self._held[root_id]
-            for root_id, (epoch, _) in list(self._held.items()):
-                self._held[root_id] = (epoch, started + self.ttl)
+            lost = set()
+            for root_id, epoch in before.items():
+                now = self._held.get(root_id)
+                if now is None or now[0] != epoch:
+                    continue  # given up or claimed anew meanwhile
+                if renewed.get(root_id) == epoch:
+                    self._held[root_id] = (epoch, max(now[1], started + self.ttl))
+                else:
+                    lost.add(root_id)
+                    del self._held[root_id]
         if lost:
             log.warning("tvcache: lost the lease on %d root(s): %s", len(lost), sorted(lost))
         return lost

@@ -165,7 +165,8 @@ class _Walk:
             self._hop = error.owner.rstrip("/")  # the owner: follow it
         elif error.code == "full" and len(self._full) + 1 < len(servers.known()):
             self._full.add(url)
-        elif error.code in ("not_owner", "full"):  # a dead owner's lease runs out; all full
+        elif error.code in ("not_owner", "full", "moved"):  # a dead owner's lease runs
+            # out; all servers are full; the server lost the lease while opening
             self._full.clear()
             delay = min(0.05 * 2**self._waits, 1.0)
             self._waits += 1

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cluster_env import cluster
 
 from tvcache._ownership import Ownership
 from tvcache._placement import Ring
@@ -34,21 +35,8 @@ def template(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def servers(tmp_path: Path, postgres_url: str) -> Iterator[list[ServerProcess]]:
-    env = {"TVCACHE_STORE_URL": postgres_url}
-    started: list[ServerProcess] = []
-    try:
-        for i in range(3):
-            started.append(
-                ServerProcess(
-                    tmp_path / f"home{i}",
-                    *("--advertise", "--lease-ttl", "2", "--log-level", "warning"),
-                    env=env,
-                )
-            )
+    with cluster(tmp_path, postgres_url, 3) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 def test_roots_spread_over_the_servers_stay_put_and_hit_as_on_one(
