@@ -142,6 +142,8 @@ def serve(settings: Settings, options: ServeOptions) -> int:
             _Server(config).run(sockets=[sock])
     finally:
         if heartbeat is not None:
+            with contextlib.suppress(TvcacheError):
+                engine.flush()  # statistics while the leases still fence them in
             heartbeat.stop()
         sock.close()
         engine.close()  # and the store it opened
