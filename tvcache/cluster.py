@@ -186,11 +186,13 @@ def _forget(cluster: _Cluster[Any], key: str, url: str) -> None:
 def _moved(cluster: _Cluster[Any], key: str, url: str, error: ServiceError) -> ServiceError:
     """A call at ``url`` failed with ``error``: re-raise what does not move the session;
     else the error whose "moved" makes it reopen at the root's owner and resend the call."""
-    if error.code not in ("unreachable", "moved"):
+    if error.code not in ("unreachable", "moved", "not_owner"):
         return error
     _forget(cluster, key, url)
-    if error.code == "moved":
-        return error
+    if error.code != "unreachable":  # the server lost the root: reopen at its owner
+        return ServiceError(
+            error.message, error.hint, status=error.status, code="moved", owner=error.owner
+        )
     cluster.servers.failed(url)
     return ServiceError(
         f"tvcache server {url} stopped answering ({error.message})",
