@@ -97,6 +97,9 @@ class Leases:
         if held is None or held[1] <= started:
             mine, total, servers = self.ownership.load(self.server_id)
             if mine + 1 > capacity(total + 1, max(servers, 1), self.eps):
+                held_by = self.ownership.owner_of(root_id)
+                if held_by is not None and held_by.owner != self.server_id:
+                    raise NotOwner(root_id, self.ownership.address_of_owner(root_id))
                 raise Full(
                     f"server {self.server_id} holds {mine} of {total} roots on {servers} "
                     "servers: its bounded-load share",

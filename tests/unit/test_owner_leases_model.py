@@ -207,6 +207,23 @@ def test_a_server_refuses_roots_beyond_its_bounded_load_share(tmp_path: Path) ->
         assert a.claim("r1").fresh is False  # a root it holds is never refused
 
 
+def test_a_full_server_still_names_the_owner_of_a_root_held_elsewhere(tmp_path: Path) -> None:
+    clock = Clock()
+    with Store(f"sqlite:///{tmp_path / 'cache.db'}") as store:
+        own = Ownership(store, ttl=TTL, clock=clock)
+        for server in ("a", "b", "c"):
+            own.heartbeat(server, f"http://{server}")
+        a = Leases(own, "a", eps=0.25, monotonic=clock)
+        a.claim("r1")
+        Leases(own, "b", eps=0.25, monotonic=clock).claim("r2")
+        a.claim("r3")  # 2 of 3: within ceil(1.25 * 3 / 3) = 2
+        with pytest.raises(Full):
+            a.claim("r4")  # 3 of 4 > ceil(1.25 * 4 / 3) = 2
+        with pytest.raises(NotOwner) as refused:  # full, but r2 is b's: the client goes there
+            a.claim("r2")
+        assert refused.value.owner == "http://b"
+
+
 def test_not_owner_names_the_live_owner_and_none_for_a_silent_one(tmp_path: Path) -> None:
     clock = Clock()
     with Store(f"sqlite:///{tmp_path / 'cache.db'}") as store:
