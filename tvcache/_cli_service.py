@@ -91,6 +91,14 @@ def add_service_commands(sub: Any) -> None:
         "ClusterClient(store_url=...) to route to; URL is how clients reach it (default: the "
         "bound address)",
     )
+    serve.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --advertise: how long this server's root leases and live-list entry last "
+        "unrenewed; a dead server's roots move to others after it (default 10)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.add_argument(
         "--unsafe-no-isolation",
@@ -188,6 +196,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limit = {} if args.max_request_bytes is None else {"max_request_bytes": args.max_request_bytes}
     if args.max_request_bytes is not None and args.max_request_bytes < 1:
         raise TvcacheError("--max-request-bytes must be at least 1", "e.g. 8388608 (8 MiB)")
+    if not args.lease_ttl > 0:
+        raise TvcacheError(
+            f"--lease-ttl must be a positive number of seconds, not {args.lease_ttl}", "e.g. 10"
+        )
     if args.backend == "local":
         _check_isolation(args.unsafe_no_isolation)
     options = ServeOptions(
@@ -203,6 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         tools=tuple(tools_of(args)),
         advertise=args.advertise,
+        lease_ttl=args.lease_ttl,
         **limit,
     )
     state = StateAwareness(

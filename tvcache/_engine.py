@@ -34,6 +34,7 @@ from tvcache._snapshots import Counters, Snapshots
 from tvcache._stats import EngineStats
 
 if TYPE_CHECKING:
+    from tvcache._leases import Leases
     from tvcache._pool import SandboxPool
     from tvcache._session import Session
     from tvcache._shadow import ShadowVerifier
@@ -88,6 +89,7 @@ class Engine:
         self.policy: SnapshotPolicy = policy or CostAwarePolicy()
         self.eviction: EvictionStrategy = eviction or SecondsSavedPerByte()
         self.pool = pool
+        self.leases: Leases | None = None  # a cluster server's: it serves owned roots only
         self.shadow: ShadowVerifier | None = None
         if self.settings.state.shadow_fraction > 0:
             from tvcache._shadow import ShadowVerifier
@@ -130,6 +132,8 @@ class Engine:
             )
         identity = self.backend.root_identity(spec)
         rid = root_id(spec, identity)
+        if self.leases is not None and self.leases.claim(rid).fresh:
+            self.forget_root(rid)  # taken over (again): what this server holds may be stale
         with self._lock:
             if self.graph.root(rid) is not None:
                 return rid
@@ -162,6 +166,15 @@ class Engine:
                 self._load(rid, records, snaps)
             self._specs.setdefault(rid, record.spec)
         return rid
+
+    def forget_root(self, rid: str) -> None:
+        """Drop a root's in-memory nodes (its stored rows and snapshot files stay); the next
+        open loads it from the store as it is now."""
+        with self._lock:
+            dropped = self.graph.drop_root(rid)
+            self._specs.pop(rid, None)
+        if dropped:
+            log.info("tvcache: dropped %d in-memory node(s) of root %s to reload it", dropped, rid)
 
     def root_spec(self, rid: str) -> RootSpec:
         spec = self._specs.get(rid)

@@ -169,6 +169,18 @@ class Graph:
         self._nodes[root_id] = node
         return node
 
+    def drop_root(self, root_id: str) -> int:
+        """Forget a root and all its nodes (a server that lost and retook the root's lease
+        reloads it from the store); how many nodes were dropped."""
+        if self._roots.pop(root_id, None) is None:
+            return 0
+        doomed = [n for n, node in self._nodes.items() if node.root_id == root_id]
+        for node_id in doomed:
+            del self._nodes[node_id]
+        for key in [k for k in self._by_fingerprint if k[0] == root_id]:
+            del self._by_fingerprint[key]
+        return len(doomed)
+
     def add_child(
         self,
         parent: Node,

@@ -14,11 +14,11 @@ SQLite is one host, and uses this process's clock. ``clock`` overrides both, for
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, case, select, text, update
+from sqlalchemy import ColumnElement, case, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from snapshots import TvcacheError
@@ -152,6 +152,60 @@ class Ownership:
             if conn.execute(query).first() is None:
                 raise self._lost(lease, action)
             yield conn
+
+    def renew_all(self, owner: str, *, ttl: float | None = None) -> dict[str, int]:
+        """Extend every live lease of ``owner`` in one statement (a server's heartbeat);
+        root -> epoch of the leases renewed. A lease missing from the answer is lost.
+        Rows are locked in root order, as :meth:`lost` locks them: no deadlock between a
+        server's heartbeat and its own fenced writes."""
+        span = _check_ttl(self.ttl if ttl is None else ttl)
+        with self.store.transaction(f"renew the leases of {owner!r}", write=True) as conn:
+            now = self._now(conn)
+            mine = select(_L.root_id).where((_L.owner == owner) & (_L.expires > now))
+            if self._postgres:
+                mine = mine.order_by(_L.root_id).with_for_update()
+            rows = conn.execute(
+                update(root_leases)
+                .where(_L.root_id.in_(mine.scalar_subquery()))
+                .values(expires=now + span)
+                .returning(_L.root_id, _L.epoch)
+            ).all()
+        return {row.root_id: int(row.epoch) for row in rows}
+
+    def lost(self, conn: Connection, owner: str, epochs: Mapping[str, int]) -> set[str]:
+        """Inside a write transaction: the roots of ``epochs`` whose lease of that epoch is
+        not ``owner``'s live one. The live ones stay locked until the transaction ends (see
+        :meth:`fenced`), so the write commits under them."""
+        if not epochs:
+            return set()
+        query = select(_L.root_id, _L.epoch).where(
+            (_L.owner == owner) & _L.root_id.in_(sorted(epochs)) & (_L.expires > self._now(conn))
+        )
+        if self._postgres:
+            query = query.order_by(_L.root_id).with_for_update()
+        live = {row.root_id for row in conn.execute(query) if epochs[row.root_id] == row.epoch}
+        return set(epochs) - live
+
+    def load(self, owner: str) -> tuple[int, int, int]:
+        """(live leases of ``owner``, live leases in all, live servers): bounded load's input."""
+        with self.store.transaction("count the live leases", write=False) as conn:
+            now = self._now(conn)
+            mine, total = conn.execute(
+                select(func.count().filter(_L.owner == owner), func.count()).where(_L.expires > now)
+            ).one()
+            servers = conn.scalar(select(func.count()).where(_S.expires > now))
+        return int(mine), int(total), int(servers or 0)
+
+    def address_of_owner(self, root_id: str) -> str | None:
+        """The advertised address of the live server holding ``root_id``'s live lease (None:
+        no lease, or its holder stopped sending heartbeats: it is about to expire)."""
+        with self.store.transaction(f"find the owner of root {root_id!r}", write=False) as conn:
+            now = self._now(conn)
+            return conn.scalar(
+                select(_S.address)
+                .join(root_leases, _L.owner == _S.server_id)
+                .where((_L.root_id == root_id) & (_L.expires > now) & (_S.expires > now))
+            )
 
     @staticmethod
     def _is_live(lease: Lease, now: float) -> ColumnElement[bool]:

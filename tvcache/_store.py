@@ -17,10 +17,10 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 from sqlalchemy import (
@@ -52,7 +52,7 @@ from tvcache._group_commit import GroupCommit
 from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
 from tvcache._schema import SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "StatsWriter", "Store", "StoreError", "default_store_url"]
+__all__ = ["SCHEMA_VERSION", "Fence", "StatsWriter", "Store", "StoreError", "default_store_url"]
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,19 @@ def _alive(pid: int, started: float | None) -> bool:
     return started is None or abs(created - started) < 1.0
 
 
+class Fence(Protocol):
+    """Who may write a root's rows (issue 14: a server's leases, tvcache._leases.Leases).
+    Asked inside the write transaction, so the answer holds until it commits."""
+
+    def lost(self, conn: Connection, root_ids: Collection[str]) -> set[str]:
+        """The roots of ``root_ids`` whose rows this process must not write."""
+        ...
+
+    def refuse(self, root_ids: Collection[str], action: str) -> Exception:
+        """The error a write to ``root_ids`` raises."""
+        ...
+
+
 class Store:
     """The graph and snapshot records of one cache, in SQLite or PostgreSQL.
 
@@ -222,6 +235,7 @@ class Store:
         self._node_commits = GroupCommit(self._write_nodes)
         self._node_conn: PoolProxiedConnection | None = None
         self._node_sql, self._node_binds = _prepared_node_insert(self._engine)
+        self.fence: Fence | None = None  # set by a server that owns roots by lease
         try:
             self._init_schema()
         except BaseException:
@@ -425,9 +439,10 @@ class Store:
         action = f"store node {rows[0]['node_id']!r}" + (
             f" and {len(rows) - 1} more" if len(rows) > 1 else ""
         )
-        if self._path is None:
+        if self._path is None or self.fence is not None:
             stmt = self._insert(schema.nodes).on_conflict_do_nothing(index_elements=["node_id"])
             with self._tx(action, write=True) as conn:
+                self._fenced(conn, {row["root_id"] for row in rows}, action)
                 conn.execute(stmt, list(rows))
             return
         params = [[bind(row[name]) for name, bind in self._node_binds] for row in rows]
@@ -445,6 +460,19 @@ class Store:
             except sqlite3.Error as error:
                 wrapped = DBAPIError.instance(self._node_sql, None, error, sqlite3.Error)
                 raise self._error(action, wrapped) from error
+
+    def _fenced(self, conn: Connection, root_ids: Collection[str], action: str) -> None:
+        """Refuse ``action`` unless the fence (if any) lets this process write ``root_ids``."""
+        if self.fence is not None:
+            lost = self.fence.lost(conn, root_ids)
+            if lost:
+                raise self.fence.refuse(lost, action)
+
+    def _roots_of(self, conn: Connection, node_ids: Collection[str]) -> dict[str, str]:
+        """Node id -> its root id, for the fence of writes that name nodes only."""
+        nodes = schema.nodes.c
+        query = select(nodes.node_id, nodes.root_id).where(nodes.node_id.in_(sorted(node_ids)))
+        return {row.node_id: row.root_id for row in conn.execute(query)}
 
     def _node_connection(self) -> sqlite3.Connection:
         """The SQLite connection node writes use (under the write lock), opened once."""
@@ -514,7 +542,12 @@ class Store:
             for node_id, value in sorted(stats.items())  # one order: no deadlock between hosts
         ]
         with self._tx(f"write the statistics of {len(rows)} node(s)", write=True) as conn:
-            conn.execute(stmt, rows)
+            if self.fence is not None:  # a root lost since: its statistics are the owner's now
+                roots = self._roots_of(conn, stats)
+                lost = self.fence.lost(conn, set(roots.values()))
+                rows = [r for r in rows if roots.get(str(r["b_node_id"])) not in lost]
+            if rows:
+                conn.execute(stmt, rows)
 
     def set_flags(
         self,
@@ -535,7 +568,10 @@ class Store:
         if not values:
             return
         stmt = update(schema.nodes).where(schema.nodes.c.node_id == node_id).values(**values)
-        with self._tx(f"set flags of node {node_id!r}", write=True) as conn:
+        action = f"set flags of node {node_id!r}"
+        with self._tx(action, write=True) as conn:
+            if self.fence is not None:
+                self._fenced(conn, set(self._roots_of(conn, [node_id]).values()), action)
             if conn.execute(stmt).rowcount == 0:
                 raise StoreError(
                     f"cannot set flags of node {node_id!r}: no such node in {self._shown}",
@@ -546,7 +582,10 @@ class Store:
         """Replace a node's observation; None withdraws it from service (a verified mismatch)."""
         values = schema.observation_columns(observation)
         stmt = update(schema.nodes).where(schema.nodes.c.node_id == node_id).values(**values)
-        with self._tx(f"set the observation of node {node_id!r}", write=True) as conn:
+        action = f"set the observation of node {node_id!r}"
+        with self._tx(action, write=True) as conn:
+            if self.fence is not None:
+                self._fenced(conn, set(self._roots_of(conn, [node_id]).values()), action)
             if conn.execute(stmt).rowcount == 0:
                 raise StoreError(
                     f"cannot set the observation of node {node_id!r}: not in {self._shown}",
@@ -574,7 +613,9 @@ class Store:
             "size_bytes": record.handle.size_bytes,
             "created": record.created,
         }
-        with self._tx(f"store the snapshot of node {record.node_id!r}", write=True) as conn:
+        action = f"store the snapshot of node {record.node_id!r}"
+        with self._tx(action, write=True) as conn:
+            self._fenced(conn, {record.root_id}, action)
             conn.execute(stmt, row)
 
     def delete_snapshot(self, node_id: str, *, if_unlocked: bool = False) -> bool:

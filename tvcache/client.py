@@ -59,10 +59,18 @@ class ServiceError(TvcacheError):
     """The service refused a request or could not be reached (``status`` 0, ``unreachable``)."""
 
     def __init__(
-        self, message: str, hint: str | None, *, status: int, code: str, field: str | None = None
+        self,
+        message: str,
+        hint: str | None,
+        *,
+        status: int,
+        code: str,
+        field: str | None = None,
+        owner: str | None = None,
     ) -> None:
         super().__init__(message, hint)
         self.status, self.code, self.field = status, code, field
+        self.owner = owner  # "not_owner": the URL of the server that owns the root
 
 
 class Requester(Protocol):
@@ -97,13 +105,16 @@ def _error(response: httpx.Response) -> TvcacheError:
     try:
         body = response.json()["error"]
         message, hint, code, field = body["message"], body["hint"], body["code"], body["field"]
-    except (ValueError, KeyError, TypeError):
-        message, hint, code, field = response.text[:500], None, "http", None
+        owner = body.get("owner")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, hint, code, field, owner = response.text[:500], None, "http", None, None
     if code == "tool_call":
         return ToolCallError(message, hint)
     if code == "root_not_found":
         return RootNotFoundError(message, hint)
-    return ServiceError(message, hint, status=response.status_code, code=code, field=field)
+    return ServiceError(
+        message, hint, status=response.status_code, code=code, field=field, owner=owner
+    )
 
 
 def _unreachable(url: str, error: httpx.TransportError, tries: int) -> ServiceError:

@@ -8,6 +8,12 @@ or the rest of a fixed list) and reopens the session on the next server along th
 ring walk, at the last node answered, resending the call with its request id. Every answered
 node is in the shared store, so the new server answers what was answered before.
 
+Servers started with ``--advertise`` own roots by lease: a server that does not own a root
+answers an open with ``not_owner`` and the owner's URL, which the client follows (and
+remembers for the root); one that holds its bounded-load share answers ``full`` and the
+client walks on along the ring; a server that lost a root's lease answers ``moved`` and the
+session reopens at its owner. While a dead server's lease runs out, opens wait and retry.
+
 The server list is either fixed (``ClusterClient(["http://a:8710", ...])``) or read from the
 store the servers publish themselves in (``tvcache serve --advertise``;
 ``ClusterClient(store_url=...)``).
@@ -19,7 +25,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar
 
 from sandbox import JSON
@@ -87,16 +93,29 @@ class Servers:
             )
         return urls
 
-    def pick(self, key: str) -> str:
-        """The first server along ``key``'s ring walk that has not failed lately."""
+    def pick(self, key: str, skip: Collection[str] = ()) -> str:
+        """The first server along ``key``'s ring walk that has not failed lately and is not
+        in ``skip`` (full ones); the preferred one if all are."""
+        walk = list(self._current().walk(key))
+        return next((url for url in walk if url not in self._down and url not in skip), walk[0])
+
+    def _current(self) -> Ring:
         with self._lock:
             now = time.monotonic()
             if self._ring is None or (self._fixed is None and now - self._read > self._refresh):
                 self._ring, self._read = Ring(self._live()), now
-            ring = self._ring
             self._down = {url: t for url, t in self._down.items() if now - t < self._down_for}
-        walk = list(ring.walk(key))
-        return next((url for url in walk if url not in self._down), walk[0])
+            return self._ring
+
+    def known(self) -> list[str]:
+        """The servers routed over now."""
+        return self._current().servers
+
+    def is_down(self, url: str) -> bool:
+        """Whether ``url`` failed within the last ``down_for`` seconds."""
+        with self._lock:
+            failed = self._down.get(url)
+        return failed is not None and time.monotonic() - failed < self._down_for
 
     def failed(self, url: str) -> None:
         """``url`` did not answer: route around it, and re-read the live list next time."""
@@ -109,41 +128,103 @@ class Servers:
             self._store.close()
 
 
-def _route_around(servers: Servers, url: str, error: ServiceError, *, opening: bool) -> None:
-    """After ``url`` failed with ``error``: re-raise what is not a dead server; mark it down;
-    an open then tries the next server, a call in a session raises "moved" (its session
-    reopens on the next server and resends the call)."""
-    if error.code != "unreachable":
-        raise error
-    servers.failed(url)
-    if not opening:
-        raise ServiceError(
-            f"tvcache server {url} stopped answering ({error.message})",
-            "the session reopens on another server at the last node answered",
-            status=0,
-            code="moved",
-        ) from error
+class _Walk:
+    """Where one open of a root goes next: the owner a server named, else the root's
+    remembered owner, else the first server along its ring walk that is neither down nor
+    full. Gives up (re-raises) after ``cluster.owner_wait`` seconds or on any other error."""
+
+    def __init__(self, cluster: _Cluster[Any], key: str) -> None:
+        self._cluster, self._key = cluster, key
+        self._full: set[str] = set()
+        self._hop: str | None = None
+        self._waits = 0
+        self._deadline = time.monotonic() + cluster.owner_wait
+
+    def next_url(self) -> str:
+        servers = self._cluster.servers
+        if self._hop is not None:
+            url, self._hop = self._hop, None
+            return url
+        known = self._cluster.owners.get(self._key)
+        if known is not None and not servers.is_down(known) and known not in self._full:
+            return known
+        return servers.pick(self._key, self._full)
+
+    def opened(self, url: str) -> None:
+        self._cluster.owners[self._key] = url
+
+    def failed(self, url: str, error: ServiceError) -> float:
+        """After the open at ``url`` failed with ``error``: seconds to wait before the next
+        try (0: at once); re-raises ``error`` when it is not about where the root lives."""
+        servers = self._cluster.servers
+        _forget(self._cluster, self._key, url)
+        delay = 0.0
+        if error.code == "unreachable":
+            servers.failed(url)
+        elif error.code == "not_owner" and error.owner and not servers.is_down(error.owner):
+            self._hop = error.owner.rstrip("/")  # the owner: follow it
+        elif error.code == "full" and len(self._full) + 1 < len(servers.known()):
+            self._full.add(url)
+        elif error.code in ("not_owner", "full", "moved"):  # a dead owner's lease runs
+            # out; all servers are full; the server lost the lease while opening
+            self._full.clear()
+            delay = min(0.05 * 2**self._waits, 1.0)
+            self._waits += 1
+        else:
+            raise error
+        if time.monotonic() + delay > self._deadline:
+            raise error
+        return delay
+
+
+def _forget(cluster: _Cluster[Any], key: str, url: str) -> None:
+    """``url`` no longer serves the root of ``key``: stop going there first."""
+    if cluster.owners.get(key) == url:
+        cluster.owners.pop(key, None)
+
+
+def _moved(cluster: _Cluster[Any], key: str, url: str, error: ServiceError) -> ServiceError:
+    """A call at ``url`` failed with ``error``: re-raise what does not move the session;
+    else the error whose "moved" makes it reopen at the root's owner and resend the call."""
+    if error.code not in ("unreachable", "moved", "not_owner"):
+        return error
+    _forget(cluster, key, url)
+    if error.code != "unreachable":  # the server lost the root: reopen at its owner
+        return ServiceError(
+            error.message, error.hint, status=error.status, code="moved", owner=error.owner
+        )
+    cluster.servers.failed(url)
+    return ServiceError(
+        f"tvcache server {url} stopped answering ({error.message})",
+        "the session reopens on another server at the last node answered",
+        status=0,
+        code="moved",
+    )
 
 
 class _Route:
-    """A session's requests: the open goes to the root's server, the rest follow it."""
+    """A session's requests: the open goes to the root's owner, the rest follow it."""
 
     def __init__(self, cluster: ClusterClient, key: str) -> None:
         self._cluster, self._key = cluster, key
         self.url = ""
 
     def request(self, method: str, path: str, body: Mapping[str, JSON] | None = None) -> Any:
-        servers = self._cluster.servers
-        opening = (method, path) == _OPEN
-        for _ in range(self._cluster.max_servers):
-            if opening or not self.url:
-                self.url = servers.pick(self._key)
+        if (method, path) != _OPEN and self.url:
             try:
                 return self._cluster.client(self.url).request(method, path, body)
             except ServiceError as error:
-                _route_around(servers, self.url, error, opening=opening)
-                last = error
-        raise last
+                raise _moved(self._cluster, self._key, self.url, error) from error
+        walk = _Walk(self._cluster, self._key)
+        while True:
+            self.url = walk.next_url()
+            try:
+                answer = self._cluster.client(self.url).request(method, path, body)
+            except ServiceError as error:
+                time.sleep(walk.failed(self.url, error))
+                continue
+            walk.opened(self.url)
+            return answer
 
 
 class _Cluster(Generic[_C]):
@@ -157,12 +238,16 @@ class _Cluster(Generic[_C]):
         token: str | None = None,
         timeout: float | None = 660.0,
         retries: int = 2,
-        max_servers: int = 8,
+        owner_wait: float = 60.0,
     ) -> None:
-        if max_servers < 1:
-            raise ValueError(f"max_servers must be at least 1, not {max_servers}")
+        if not owner_wait > 0:
+            raise ValueError(
+                f"owner_wait must be a positive number of seconds (above the servers' lease "
+                f"ttl), not {owner_wait!r}"
+            )
         self.servers = Servers(servers, store_url=store_url)
-        self.max_servers = max_servers  # servers tried for one open before giving up
+        self.owner_wait = owner_wait  # how long an open waits for a root's owner to answer
+        self.owners: dict[str, str] = {}  # routing key -> the server that owns it, last seen
         self._args: dict[str, Any] = {"token": token, "timeout": timeout, "retries": retries}
         self._clients: dict[str, _C] = {}  # one per server, so its connections are reused
         self._lock = threading.Lock()
@@ -217,17 +302,21 @@ class _AsyncRoute:
         self.url = ""
 
     async def request(self, method: str, path: str, body: Mapping[str, JSON] | None = None) -> Any:
-        servers = self._cluster.servers
-        opening = (method, path) == _OPEN
-        for _ in range(self._cluster.max_servers):
-            if opening or not self.url:
-                self.url = await asyncio.to_thread(servers.pick, self._key)
+        if (method, path) != _OPEN and self.url:
             try:
                 return await self._cluster.client(self.url).request(method, path, body)
             except ServiceError as error:
-                _route_around(servers, self.url, error, opening=opening)
-                last = error
-        raise last
+                raise _moved(self._cluster, self._key, self.url, error) from error
+        walk = _Walk(self._cluster, self._key)
+        while True:
+            self.url = await asyncio.to_thread(walk.next_url)
+            try:
+                answer = await self._cluster.client(self.url).request(method, path, body)
+            except ServiceError as error:
+                await asyncio.sleep(walk.failed(self.url, error))
+                continue
+            walk.opened(self.url)
+            return answer
 
 
 class AsyncClusterClient(_Cluster[AsyncClient]):

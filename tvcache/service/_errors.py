@@ -12,6 +12,8 @@ from starlette.responses import Response
 from sandbox import ToolCallError
 from snapshots import TvcacheError
 from tvcache._engine import RootNotFoundError
+from tvcache._leases import Full, NotOwner
+from tvcache._ownership import LeaseLost
 from tvcache._session import SessionClosedError
 from tvcache._tree_view import NodeNotFoundError
 
@@ -53,6 +55,12 @@ class SessionConflict(ApiError):
     status, code = 409, "session_conflict"
 
 
+class Moved(ApiError):
+    """This server no longer owns the session's root (issue 14): reopen it on the owner."""
+
+    status, code = 409, "moved"
+
+
 class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
@@ -78,6 +86,9 @@ _BY_TYPE: tuple[tuple[type[TvcacheError], int, str], ...] = (
     (RootNotFoundError, 404, "root_not_found"),
     (NodeNotFoundError, 404, "node_not_found"),
     (SessionClosedError, 404, "session_not_found"),
+    (NotOwner, 409, "not_owner"),  # the body names the "owner" to open on
+    (Full, 409, "full"),  # bounded loads: try the next server of the root's ring walk
+    (LeaseLost, 409, "moved"),
 )
 
 
@@ -95,7 +106,10 @@ def error_body(error: BaseException) -> tuple[int, dict[str, Any]]:
         message, hint = error.message, error.hint
     else:
         message, hint = f"{type(error).__name__}: {error}", "see the server log"
-    return status, {"error": {"code": code, "message": message, "hint": hint, "field": field}}
+    body: dict[str, Any] = {"code": code, "message": message, "hint": hint, "field": field}
+    if isinstance(error, NotOwner):
+        body["owner"] = error.owner
+    return status, {"error": body}
 
 
 def json_response(

@@ -46,6 +46,7 @@ class ServeOptions:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     tools: tuple[AnyTool, ...] = ()
     advertise: str | None = None  # URL published in the store for clients ("auto": bound URL)
+    lease_ttl: float = 10.0  # with advertise: a dead server's roots move after this long
 
 
 def is_loopback(host: str) -> bool:
@@ -135,12 +136,14 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        heartbeat = _advertise(engine, options.advertise, f"http://{shown}:{port}")
+        heartbeat = _advertise(engine, options, f"http://{shown}:{port}")
         print(f"tvcache serve: listening on http://{shown}:{port}", flush=True)
         with _signals_as_shutdown_only():
             _Server(config).run(sockets=[sock])
     finally:
         if heartbeat is not None:
+            with contextlib.suppress(TvcacheError):
+                engine.flush()  # statistics while the leases still fence them in
             heartbeat.stop()
         sock.close()
         engine.close()  # and the store it opened
@@ -148,12 +151,18 @@ def serve(settings: Settings, options: ServeOptions) -> int:
     return 0
 
 
-def _advertise(engine: Engine, advertise: str | None, bound: str) -> Heartbeat | None:
-    """Put this server on the store's live list (``--advertise``) for routing clients."""
+def _advertise(engine: Engine, options: ServeOptions, bound: str) -> Heartbeat | None:
+    """Put this server on the store's live list (``--advertise``) for routing clients; it
+    then serves only the roots it holds the lease of, and fences its writes by them."""
+    advertise = options.advertise
     if advertise is None:
         return None
     if engine.store is None:
         raise TvcacheError(
             "--advertise needs a store the clients can read", "set TVCACHE_STORE_URL"
         )
-    return Heartbeat(engine.store, bound if advertise == "auto" else advertise).start()
+    address = bound if advertise == "auto" else advertise
+    heartbeat = Heartbeat(engine.store, address, ttl=options.lease_ttl).start()
+    engine.leases = heartbeat.leases
+    engine.store.fence = heartbeat.leases
+    return heartbeat

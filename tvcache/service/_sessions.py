@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from sandbox import JSON, RootSpec
 from snapshots import TvcacheError
 from tvcache._engine import Engine
+from tvcache._leases import Full, NotOwner
 from tvcache._session import CallResult, Session
 from tvcache.service._errors import (
     BadRoot,
+    Moved,
     NodeNotFound,
     OutOfOrder,
     SessionConflict,
@@ -46,6 +48,7 @@ class Remote:
     task: asyncio.Future[CallResult] | None = None
     waiting: Counter[int] = field(default_factory=Counter)  # seqs of requests not yet started
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    epoch: int | None = None  # of the root's lease it was opened under (a cluster server)
 
     @property
     def busy(self) -> bool:
@@ -111,6 +114,8 @@ class Registry:
         """A new session; an open retried with the same ``session_id`` gets the same one."""
         try:
             session = await asyncio.to_thread(self.engine.session, spec)
+        except (NotOwner, Full):
+            raise  # answered as such: the client goes to the owner, or on along the ring
         except TvcacheError as error:
             raise BadRoot(error.message, error.hint, field="template") from error
         existing = self._sessions.get(session_id) if session_id else None
@@ -126,6 +131,8 @@ class Registry:
                 await asyncio.to_thread(self.engine.catch_up, at_node)
             _resume(session, at_node)
         remote = Remote(session_id or uuid.uuid4().hex, session, time.monotonic())
+        if self.engine.leases is not None:
+            remote.epoch = self.engine.leases.epoch(session.root_id)
         self._sessions[remote.session_id] = remote
         return remote
 
@@ -134,6 +141,8 @@ class Registry:
     ) -> CallResult:
         """The answer of call ``seq``, started in its turn (see the module docstring)."""
         remote = self.get(session_id)
+        if self.engine.leases is not None:
+            await self._still_owned(remote)
         self.engine.key_of(tool, args)  # a bad tool call is refused before it takes a seq
         remote.last_used = time.monotonic()
         remote.waiting[seq] += 1
@@ -197,6 +206,21 @@ class Registry:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
+
+    async def _still_owned(self, remote: Remote) -> None:
+        """Close ``remote`` and answer ``moved`` unless this server still holds the lease its
+        root was opened under: its owner now may know nodes this server does not."""
+        assert self.engine.leases is not None
+        root_id = remote.session.root_id
+        if remote.epoch is not None and self.engine.leases.epoch(root_id) == remote.epoch:
+            return
+        if self._sessions.get(remote.session_id) is remote:
+            del self._sessions[remote.session_id]
+            await self._close(remote)
+        raise Moved(
+            f"this server no longer owns root {root_id!r} (its lease expired or was taken over)",
+            "reopen the session at the last node answered: the root's owner serves it",
+        )
 
     async def close(self, session_id: str) -> None:
         remote = self._sessions.pop(session_id, None)
