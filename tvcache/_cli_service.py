@@ -218,9 +218,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> str | None:
     """``--token-file``'s content (one line), else ``--token`` / ``$TVCACHE_TOKEN``."""
-    path: Path | None = args.token_file
+    return token_of(args.token_file, args.token)
+
+
+def token_of(path: Path | str | None, given: str | None) -> str | None:
+    """The token in the file ``path`` (one line), else ``given``."""
     if path is None:
-        return str(args.token) if args.token else None
+        return str(given) if given else None
+    path = Path(path)
     try:
         token = path.read_text().strip()
     except OSError as error:

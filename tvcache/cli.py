@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from snapshots import TvcacheError
+from tvcache._cli_cluster import add_cluster_commands
 from tvcache._cli_service import add_bench_options, add_service_commands, run_bench
 from tvcache._records import NodeRecord, RootRecord
 from tvcache._settings import Settings
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_options(bench)
     add_plan_options(bench)
     add_service_commands(sub)
+    add_cluster_commands(sub)
     return parser
 
 
