@@ -160,6 +160,14 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--sessions", type=int, default=64, help="load: concurrent sessions")
     bench.add_argument("--duration", type=float, default=300.0, help="load: seconds to run")
     bench.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="load: 1, 2, ... N servers sharing a private PostgreSQL, side by side, plus the "
+        "routing overhead and the failover time (needs PostgreSQL's server binaries)",
+    )
+    bench.add_argument(
         "--think-ms",
         type=float,
         default=1000.0,
@@ -169,6 +177,10 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """``bench load`` or ``bench sql --workers N`` (the in-process benchmark otherwise)."""
+    if args.workload == "load" and args.cluster:
+        from tvcache.bench.cluster_routing import run_cluster_bench
+
+        return run_cluster_bench(args)
     if args.workload == "load":
         from tvcache.bench.load import run_load_bench
 
