@@ -3,10 +3,12 @@ servers sharing one private PostgreSQL store, side by side in one run, on the lo
 
 For each server count: calls/s, hits/s and hit p50/p99 as the clients saw them, with the
 same audit as ``bench load`` (no wrong answer, nothing answered missing from the store).
-Then, on the largest cluster: what routing by root costs per call (hits through ``Client`` to
-one server and through ``ClusterClient`` over all of them, interleaved) and the failover time
-(SIGKILL a server → the first answered call of each session it held, on the server its root
-moved to). Every count starts from an empty database: the runs are comparable.
+PostgreSQL's own counters give the store's commits and rows written per call (for every
+count but the largest, whose database also holds the next runs). Then, on the largest
+cluster: what routing by root costs per call (hits through ``Client`` to one server and
+through ``ClusterClient`` over all of them, interleaved) and the failover time (SIGKILL a
+server → the first answered call of each session it held, on the server its root moved to).
+Every count starts from an empty database: the runs are comparable.
 """
 
 from __future__ import annotations
@@ -58,6 +60,29 @@ def _servers(admin_url: str, name: str, count: int, tmp: Path) -> Iterator[list[
         for server in started:
             if server.proc.poll() is None:
                 server.stop(signal.SIGTERM, timeout=60)
+
+
+def _store_writes(admin_url: str, name: str, calls: int) -> dict[str, float]:
+    """What the database ``name`` committed and wrote per answered call (PostgreSQL's own
+    counters, read after its servers stopped: their last writes are in)."""
+    admin = create_engine(admin_url)
+    time.sleep(1.0)  # backends report their counters when they end; give them a moment
+    try:
+        with admin.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted "
+                    "FROM pg_stat_database WHERE datname = :name"
+                ),
+                {"name": name},
+            ).one()
+    finally:
+        admin.dispose()
+    per = max(calls, 1)
+    return {
+        "store_commits_per_call": round(row[0] / per, 2),
+        "rows_written_per_call": round(row[1] / per, 2),
+    }
 
 
 def hit_seconds(
@@ -179,6 +204,9 @@ def run_cluster_bench(args: argparse.Namespace) -> int:
                     if count > 1:
                         _progress("failover: SIGKILL a server")
                         report["failover"] = _failover(servers, templates)
+            if count < args.cluster:  # the last database also holds the routing and failover runs
+                row = report["rows"][-1]
+                row.update(_store_writes(admin, f"load_{count}", row["calls"]))
     _print(report, args.json)
     bad = sum(row["errors"] + row["wrong"] + row["lost"] for row in report["rows"])
     return 1 if bad or report.get("failover", {}).get("wrong") else 0
@@ -190,13 +218,15 @@ def _print(report: dict[str, Any], as_json: bool) -> None:
         return
     base = report["rows"][0]["calls_per_second"] or 1.0
     print(f"{'servers':>7} {'calls/s':>9} {'hits/s':>8} {'hit p50':>9} {'hit p99':>9} "
-          f"{'calls/s x':>9} {'errors':>6} {'wrong':>5} {'lost':>4}")  # fmt: skip
+          f"{'calls/s x':>9} {'errors':>6} {'wrong':>5} {'lost':>4} {'commits/call':>12} "
+          f"{'rows/call':>9}")  # fmt: skip
     for row in report["rows"]:
         print(
             f"{row['servers']:>7} {row['calls_per_second']:>9} {row['hits_per_second']:>8} "
             f"{row['hit_p50_ms'] or 0:>7.2f}ms {row['hit_p99_ms'] or 0:>7.2f}ms "
             f"{row['calls_per_second'] / base:>9.2f} {row['errors']:>6} {row['wrong']:>5} "
-            f"{row['lost']:>4}"
+            f"{row['lost']:>4} {row.get('store_commits_per_call', '-'):>12} "
+            f"{row.get('rows_written_per_call', '-'):>9}"
         )
     routing = report["routing"]
     print(
