@@ -25,6 +25,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,24 @@ class _Server:
             "TVCACHE_TOKEN": token,
             "TVCACHE_EXIT_WITH_PARENT": str(os.getpid()),  # no orphan server if Ray kills us
         }
-        self.process = ServerProcess(where, "--host", host, "--advertise", *args, env=env)
+        self.process = self._start(where, ["--host", host, "--advertise", *args], env)
         self.stopping = False
         threading.Thread(target=self._watch, name="tvcache-watch", daemon=True).start()
+
+    @staticmethod
+    def _start(home: Path, args: list[str], env: dict[str, str]) -> ServerProcess:
+        """Start the server, trying three times: an error in an actor's constructor is not
+        restarted by Ray (the actor is dead for good), and a start can fail for a passing
+        reason (a port, the store restarting)."""
+        for attempt in range(3):
+            try:
+                return ServerProcess(home, *args, env=env)
+            except TvcacheError as error:
+                if attempt == 2:
+                    raise
+                log.warning("tvcache serve did not start (%s); trying again", error.message)
+                time.sleep(2.0)
+        raise AssertionError
 
     def _watch(self) -> None:
         """A server that exits unasked takes the actor down with it, so Ray restarts both."""
@@ -221,7 +237,7 @@ class ServerState:
 def status(namespace: str = NAMESPACE, timeout: float = 10.0) -> list[ServerState]:
     """Every server actor of ``namespace`` and whether it answers."""
     ray = _ray()
-    from ray.exceptions import GetTimeoutError, RayActorError
+    from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
     actors = find(namespace)
     refs = {name: actor.info.remote() for name, actor in actors.items()}
@@ -231,6 +247,8 @@ def status(namespace: str = NAMESPACE, timeout: float = 10.0) -> list[ServerStat
             info = ray.get(ref, timeout=timeout)
         except GetTimeoutError:
             out.append(ServerState(name, "not answering", detail=f"no answer in {timeout:g} s"))
+        except ActorUnavailableError:  # Ray is restarting it
+            out.append(ServerState(name, "not answering", detail="restarting"))
         except RayActorError as error:
             out.append(ServerState(name, "dead", detail=str(error).splitlines()[0]))
         else:

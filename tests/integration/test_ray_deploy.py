@@ -216,6 +216,21 @@ def _actors() -> dict[str, Any]:
     return find(NAMESPACE)
 
 
+def _when_back(actor: Any, timeout: float = 120.0) -> dict[str, Any]:
+    """The actor's info once Ray has restarted it."""
+    from ray.exceptions import ActorUnavailableError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info: dict[str, Any] = ray.get(actor.info.remote(), timeout=timeout)
+            return info
+        except ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def test_up_places_one_server_per_node_and_again_only_on_new_nodes(
     ray_cluster: _Cluster, store_url: str, template: str
 ) -> None:
@@ -247,7 +262,7 @@ def test_a_killed_server_actor_is_restarted_and_clients_move_without_error(
         ray.kill(actors[victim], no_restart=False)
         rollouts.wait_calls(3 * 3 * rollouts.tasks)
     assert (rollouts.errors, rollouts.wrong, rollouts.lost()) == ([], 0, [])
-    info = ray.get(actors[victim].info.remote(), timeout=120)  # Ray restarted it: a new server
+    info = _when_back(actors[victim])  # Ray restarted it: a new server
     assert info["pid"] != before[victim]["pid"]
     with pytest.raises(ProcessLookupError):  # the old server went with its actor
         os.kill(before[victim]["pid"], 0)
