@@ -273,7 +273,7 @@ def test_a_removed_node_takes_its_server_away_and_clients_move_without_error(
     ray_cluster: _Cluster, store_url: str, template: str
 ) -> None:
     node = ray_cluster.workers.pop()
-    name = f"tvcache-server-{node.unique_id}"
+    name = f"tvcache-server-{node.node_id}"
     url = ray.get(_actors()[name].info.remote())["url"]
     with _Rollouts(store_url, template) as rollouts:
         rollouts.wait_calls(20)
