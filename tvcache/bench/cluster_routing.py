@@ -3,9 +3,9 @@ servers sharing one private PostgreSQL store, side by side in one run, on the lo
 
 For each server count: calls/s, hits/s and hit p50/p99 as the clients saw them, with the
 same audit as ``bench load`` (no wrong answer, nothing answered missing from the store).
-PostgreSQL's own counters give the store's commits and rows written per call (for every
-count but the largest, whose database also holds the next runs). Then, on the largest
-cluster: what routing by root costs per call (hits through ``Client`` to one server and
+PostgreSQL's own counters give the store's transactions (reads too) and rows written per
+call (for every count but the largest, whose database also holds the next runs). Then, on the
+largest cluster: what routing by root costs per call (hits through ``Client`` to one server and
 through ``ClusterClient`` over all of them, interleaved) and the failover time (SIGKILL a
 server → the first answered call of each session it held, on the server its root moved to).
 Every count starts from an empty database: the runs are comparable.
@@ -63,8 +63,8 @@ def _servers(admin_url: str, name: str, count: int, tmp: Path) -> Iterator[list[
 
 
 def _store_writes(admin_url: str, name: str, calls: int) -> dict[str, float]:
-    """What the database ``name`` committed and wrote per answered call (PostgreSQL's own
-    counters, read after its servers stopped: their last writes are in)."""
+    """Transactions (reads too) and rows written in the database ``name`` per answered call
+    (PostgreSQL's own counters, read after its servers stopped: their last writes are in)."""
     admin = create_engine(admin_url)
     time.sleep(1.0)  # backends report their counters when they end; give them a moment
     try:
@@ -80,7 +80,7 @@ def _store_writes(admin_url: str, name: str, calls: int) -> dict[str, float]:
         admin.dispose()
     per = max(calls, 1)
     return {
-        "store_commits_per_call": round(row[0] / per, 2),
+        "store_transactions_per_call": round(row[0] / per, 2),
         "rows_written_per_call": round(row[1] / per, 2),
     }
 
@@ -218,14 +218,14 @@ def _print(report: dict[str, Any], as_json: bool) -> None:
         return
     base = report["rows"][0]["calls_per_second"] or 1.0
     print(f"{'servers':>7} {'calls/s':>9} {'hits/s':>8} {'hit p50':>9} {'hit p99':>9} "
-          f"{'calls/s x':>9} {'errors':>6} {'wrong':>5} {'lost':>4} {'commits/call':>12} "
+          f"{'calls/s x':>9} {'errors':>6} {'wrong':>5} {'lost':>4} {'xacts/call':>12} "
           f"{'rows/call':>9}")  # fmt: skip
     for row in report["rows"]:
         print(
             f"{row['servers']:>7} {row['calls_per_second']:>9} {row['hits_per_second']:>8} "
             f"{row['hit_p50_ms'] or 0:>7.2f}ms {row['hit_p99_ms'] or 0:>7.2f}ms "
             f"{row['calls_per_second'] / base:>9.2f} {row['errors']:>6} {row['wrong']:>5} "
-            f"{row['lost']:>4} {row.get('store_commits_per_call', '-'):>12} "
+            f"{row['lost']:>4} {row.get('store_transactions_per_call', '-'):>12} "
             f"{row.get('rows_written_per_call', '-'):>9}"
         )
     routing = report["routing"]
