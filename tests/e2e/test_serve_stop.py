@@ -31,6 +31,28 @@ def test_sigterm_right_after_the_ready_line_stops_the_server_cleanly(tmp_path: P
         assert "tvcache serve: stopped" in server.log()
 
 
+BLOCKED = """
+import signal, sys
+from pathlib import Path
+from tvcache.service import ServerProcess
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # what a Ray worker does
+server = ServerProcess(Path(sys.argv[1]), "--log-level", "warning")
+print(server.stop(signal.SIGINT, timeout=30), flush=True)
+"""
+
+
+def test_sigint_stops_a_server_started_with_sigint_blocked(tmp_path: Path) -> None:
+    """A Ray worker blocks SIGINT; a blocked signal stays blocked across exec, so the server of
+    a Ray actor never saw Ctrl-C or SIGINT (it ran on; ``stop`` timed out)."""
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED, str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "0", done.stdout + done.stderr
+
+
 PARENT = """
 import sys
 from pathlib import Path
