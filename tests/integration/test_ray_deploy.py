@@ -25,6 +25,7 @@ from needs import unavailable
 from tvcache._ownership import Ownership
 from tvcache._store import Store
 from tvcache.cluster import ClusterClient
+from tvcache.ray import deploy, teardown
 
 try:
     import ray
@@ -35,6 +36,7 @@ except ImportError:
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
 TOKEN = "s3cret-ray"
 NAMESPACE = f"tvcache-test-{os.getpid()}"
+HOME = Path(tempfile.gettempdir()) / f"{NAMESPACE}-home"  # every server's (see _up)
 
 
 def _cli(*args: str, address: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -67,8 +69,7 @@ def _up(address: str, store: str) -> dict[str, str]:
     (With a home per server, a server that starts drops the store's records of the other
     servers' snapshots, missing from its own disk, and a fork of one then fails: the
     snapshots-across-hosts work, docs/cluster.md gap 2, is what fixes that.)"""
-    home = str(Path(tempfile.gettempdir()) / f"{NAMESPACE}-home")
-    args = ("--store", store, "--node-home", home, "--", "--log-level", "warning")
+    args = ("--store", store, "--node-home", str(HOME), "--", "--log-level", "warning")
     out = _cli("up", *args, address=address)
     servers: dict[str, str] = json.loads(out.stdout)["servers"]
     return servers
@@ -125,7 +126,7 @@ def ray_cluster() -> Iterator[_Cluster]:
         yield cluster
     finally:
         cluster.shutdown()
-        shutil.rmtree(Path(tempfile.gettempdir()) / f"{NAMESPACE}-home", ignore_errors=True)
+        shutil.rmtree(HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +243,7 @@ def test_up_places_one_server_per_node_and_again_only_on_new_nodes(
     assert (rollouts.errors, rollouts.wrong, rollouts.lost()) == ([], 0, [])
     assert rollouts.servers == set(servers.values())  # sessions spread over both
     assert _up(ray_cluster.ray.address, store_url) == servers  # again: nothing changes
-    ray_cluster.workers.append(ray_cluster.add_node())
+    ray_cluster.workers.append(ray_cluster.add_node(resources={"tvcache": 1}))
     ray_cluster.ray.wait_for_nodes()
     grown = _up(ray_cluster.ray.address, store_url)
     assert len(grown) == 3 and set(servers.items()) < set(grown.items())
@@ -272,7 +273,14 @@ def test_a_killed_server_actor_is_restarted_and_clients_move_without_error(
 def test_a_removed_node_takes_its_server_away_and_clients_move_without_error(
     ray_cluster: _Cluster, store_url: str, template: str
 ) -> None:
-    node = ray_cluster.workers.pop()
+    node = ray_cluster.workers.pop()  # the one that joined late, offering "tvcache"
+    only = deploy(
+        store_url, token=TOKEN, resource="tvcache", home=str(HOME), namespace=f"{NAMESPACE}-only"
+    )
+    try:  # a resource places servers only where it is offered
+        assert only.nodes == [node.node_id] and len(only.urls) == 1
+    finally:
+        teardown(f"{NAMESPACE}-only")
     name = f"tvcache-server-{node.node_id}"
     url = ray.get(_actors()[name].info.remote())["url"]
     with _Rollouts(store_url, template) as rollouts:
