@@ -420,7 +420,10 @@ class LocalBackend:
         try:
             owner = (entry / "owner").read_text().strip()
         except FileNotFoundError:  # being created right now, or a crash before the owner file
-            return time.time() - entry.stat().st_mtime > 60
+            try:
+                return time.time() - entry.stat().st_mtime > 60
+            except FileNotFoundError:  # closed by its owner meanwhile (a home shared by servers)
+                return False
         pid = owner.split()[0]
         return not pid.isdigit() or _process_tag(int(pid)) != owner
 

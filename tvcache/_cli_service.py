@@ -168,6 +168,14 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--sessions", type=int, default=64, help="load: concurrent sessions")
     bench.add_argument("--duration", type=float, default=300.0, help="load: seconds to run")
     bench.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="load: 1, 2, ... N servers sharing a private PostgreSQL, side by side, plus the "
+        "routing overhead and the failover time (needs PostgreSQL's server binaries)",
+    )
+    bench.add_argument(
         "--think-ms",
         type=float,
         default=1000.0,
@@ -177,6 +185,10 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """``bench load`` or ``bench sql --workers N`` (the in-process benchmark otherwise)."""
+    if args.workload == "load" and args.cluster:
+        from tvcache.bench.cluster_routing import run_cluster_bench
+
+        return run_cluster_bench(args)
     if args.workload == "load":
         from tvcache.bench.load import run_load_bench
 
@@ -231,9 +243,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> str | None:
     """``--token-file``'s content (one line), else ``--token`` / ``$TVCACHE_TOKEN``."""
-    path: Path | None = args.token_file
+    return token_of(args.token_file, args.token)
+
+
+def token_of(path: Path | str | None, given: str | None) -> str | None:
+    """The token in the file ``path`` (one line), else ``given``."""
     if path is None:
-        return str(args.token) if args.token else None
+        return str(given) if given else None
+    path = Path(path)
     try:
         token = path.read_text().strip()
     except OSError as error:

@@ -6,11 +6,14 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from snapshots import TvcacheError
+from tvcache._cli_cluster import add_cluster_commands
 from tvcache._cli_service import add_bench_options, add_service_commands, run_bench
 from tvcache._records import NodeRecord, RootRecord
 from tvcache._settings import Settings
@@ -80,15 +83,30 @@ def _root_summary(store: Store, root: RootRecord) -> RootStats:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    """Per root: nodes, hit rate, seconds saved, snapshots, read-only and withdrawn nodes."""
+    """Per root: nodes, hit rate, seconds saved, snapshots, read-only and withdrawn nodes;
+    with servers on the store's live list (or --cluster), their counters summed too."""
+    from tvcache._cluster_stats import gather, live_urls
+
     store = Store(_settings(args).resolved_store_url())
     try:
         rows = [_root_summary(store, root) for root in store.roots()]
+        urls = live_urls(store)
     finally:
         store.close()
+    view = gather(urls, os.environ.get("TVCACHE_TOKEN"), metrics=False) if urls else None
+    if args.cluster and view is None:
+        raise TvcacheError(
+            "no server is on the store's live list",
+            "start servers with `tvcache serve --advertise` (or `tvcache cluster up`) on this "
+            "store, or pass its URL with --store-url",
+        )
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        roots = [r.to_dict() for r in rows]
+        shown = {"cluster": view.to_dict(), "roots": roots} if args.cluster and view else roots
+        print(json.dumps(shown, indent=2))
         return 0
+    if view is not None:
+        _print_cluster(view.to_dict())
     if not rows:
         print("no roots yet: run some sessions (e.g. `tvcache bench sql --quick --keep`)")
         return 0
@@ -103,6 +121,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
             f"{_human_bytes(float(r.snapshot_bytes)):>12}{r.read_only:>6}{r.withdrawn:>11}"
         )
     return 0
+
+
+def _print_cluster(view: dict[str, Any]) -> None:
+    total = view["total"]
+    print(f"cluster: {len(view['servers_answered'])} server(s) answered", end="")
+    failed = view["servers_failed"]
+    print(f", {len(failed)} did not: {', '.join(failed)}" if failed else "")
+    keys = [k for k in ("calls", "hits", "misses", "sessions_open", "nodes") if k in total]
+    print("  " + ", ".join(f"{key} {total[key]}" for key in keys))
 
 
 # -------------------------------------------------------------------- tree
@@ -256,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", help=cmd_stats.__doc__)
     stats.add_argument("--json", action="store_true")
+    stats.add_argument(
+        "--cluster",
+        action="store_true",
+        help="require the live servers' counters (TVCACHE_TOKEN: their token); --json then "
+        "prints {cluster: {servers_answered, servers_failed, total, by_server}, roots}",
+    )
     stats.set_defaults(func=cmd_stats)
 
     tree = sub.add_parser("tree", help=cmd_tree.__doc__)
@@ -309,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_options(bench)
     add_plan_options(bench)
     add_service_commands(sub)
+    add_cluster_commands(sub)
     return parser
 
 

@@ -9,11 +9,6 @@ test gets a database of its own. Without PostgreSQL the postgres cases skip, exc
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +18,9 @@ import pytest
 from needs import unavailable
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+
+from snapshots import TvcacheError
+from tvcache.bench._postgres import PrivatePostgres
 
 _INSTALL_HINT = (
     "install it with `apt-get install postgresql` (or scripts/install-postgres.sh), "
@@ -34,79 +32,16 @@ def _unavailable(reason: str) -> NoReturn:
     unavailable(f"PostgreSQL tests need a server: {reason}; {_INSTALL_HINT}")
 
 
-def _postgres_bindir() -> Path | None:
-    def version(initdb: Path) -> tuple[int, ...]:
-        name = initdb.parent.parent.name
-        return tuple(int(part) for part in name.split(".") if part.isdigit())
-
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=version)
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class _Cluster:
-    """A private PostgreSQL cluster in a temporary directory, fast and unsafe (fsync off)."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.dir = Path(tempfile.mkdtemp(prefix="tvcache-pg-"))
-        self.data = self.dir / "data"
-        self.port = _free_port()
-        self.user: str | None = None
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            try:
-                entry = pwd.getpwnam("postgres")
-            except KeyError:
-                _unavailable("running as root and there is no `postgres` user to run initdb as")
-            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
-            self.user = "postgres"
-
-    def _run(self, *args: str) -> None:
-        command = [str(self.bindir / args[0]), *args[1:]]
-        if self.user:
-            command = ["runuser", "-u", self.user, "--", *command]
-        result = subprocess.run(command, cwd=self.dir, capture_output=True, text=True, timeout=60)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-
-    def start(self) -> str:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--no-sync")  # fmt: skip
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options,
-                  "-w", "-t", "60", "start")  # fmt: skip
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_admin() -> Iterator[Engine]:
     """An AUTOCOMMIT engine on a PostgreSQL server, to create and drop test databases."""
     url = os.environ.get("TVCACHE_TEST_POSTGRES_URL")
-    cluster: _Cluster | None = None
+    cluster: PrivatePostgres | None = None
     if not url:
-        bindir = _postgres_bindir()
-        if bindir is None:
-            _unavailable("no PostgreSQL server binaries (initdb, pg_ctl) found")
-            return
-        cluster = _Cluster(bindir)
+        try:
+            cluster = PrivatePostgres()
+        except TvcacheError as error:
+            _unavailable(error.message)
         try:
             url = cluster.start()
         except BaseException:

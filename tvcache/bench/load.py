@@ -32,6 +32,7 @@ from tvcache._cli_service import tool_flags
 from tvcache._store import Store
 from tvcache.bench._report import percentile_ms
 from tvcache.client import AsyncClient, AsyncRemoteSession, Client
+from tvcache.cluster import AsyncClusterClient
 from tvcache.service import ServerProcess
 
 TASKS, STEPS, BRANCHES, STAY = 4, 8, 3, 0.7  # STAY: probability of the group's usual choice
@@ -96,8 +97,9 @@ async def _rollout(
 
 
 async def _sessions(
-    url: str, count: int, seconds: float, think: float, templates: list[str], seed: int
+    urls: list[str], count: int, seconds: float, think: float, templates: list[str], seed: int
 ) -> Tally:
+    """``count`` sessions in one event loop; one URL: a plain client, more: routed by root."""
     tally = Tally()
     deadline = time.monotonic() + seconds
 
@@ -113,15 +115,47 @@ async def _sessions(
             except TvcacheError as error:
                 tally.error(error)
 
-    async with AsyncClient(url, timeout=120.0) as client:
+    opened = AsyncClient(urls[0], timeout=120.0) if len(urls) == 1 else None
+    async with opened or AsyncClusterClient(urls, timeout=120.0) as client:
         await asyncio.gather(*(loop(random.Random(seed * 1000 + i)) for i in range(count)))
     return tally
 
 
-def _client_process(
-    url: str, count: int, seconds: float, think: float, templates: list[str], seed: int
+def client_process(
+    urls: list[str], count: int, seconds: float, think: float, templates: list[str], seed: int
 ) -> Tally:
-    return asyncio.run(_sessions(url, count, seconds, think, templates, seed))
+    """One client process's share of the load (``multiprocessing`` runs it)."""
+    return asyncio.run(_sessions(urls, count, seconds, think, templates, seed))
+
+
+def run_clients(
+    urls: list[str],
+    sessions: int,
+    processes: int,
+    seconds: float,
+    think: float,
+    templates: list[str],
+) -> Tally:
+    """``sessions`` sessions spread over ``processes`` client processes; what they all saw."""
+    shares = [sessions // processes + (i < sessions % processes) for i in range(processes)]
+    jobs = [(urls, n, seconds, think, templates, i) for i, n in enumerate(shares)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        tallies = pool.starmap(client_process, jobs)
+    total = Tally()
+    for tally in tallies:
+        total.merge(tally)
+    return total
+
+
+def make_templates(where: Path) -> list[str]:
+    """The tasks' template directories (each with the empty ``log`` the commands append to)."""
+    templates = []
+    for task in range(TASKS):
+        template = where / f"task-{task}"
+        template.mkdir()
+        (template / "log").write_text("")
+        templates.append(str(template))
+    return templates
 
 
 def _server_hit_bounds(client: Client) -> dict[str, float | None]:
@@ -143,9 +177,9 @@ def _server_hit_bounds(client: Client) -> dict[str, float | None]:
     }
 
 
-def _audit(home: Path, answered: dict[str, str]) -> int:
+def audit(store_url: str, answered: dict[str, str]) -> int:
     """Answered nodes missing from the store or stored with another output."""
-    with Store(f"sqlite:///{home / 'cache.db'}") as store:
+    with Store(store_url) as store:
         lost = 0
         for node_id, output in answered.items():
             record = store.get_node(node_id)
@@ -161,12 +195,7 @@ def run_load_bench(args: argparse.Namespace) -> int:
     think = args.think_ms / 1000
     with tempfile.TemporaryDirectory(prefix="tvcache-load-") as tmp:
         home = Path(tmp) / "home"
-        templates = []
-        for task in range(TASKS):
-            template = Path(tmp) / f"task-{task}"
-            template.mkdir()
-            (template / "log").write_text("")
-            templates.append(str(template))
+        templates = make_templates(Path(tmp))
         server = ServerProcess(home, "--log-level", "warning", *tool_flags(args))
         rss: list[int] = []
         stop = threading.Event()
@@ -177,10 +206,7 @@ def run_load_bench(args: argparse.Namespace) -> int:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        shares = [sessions // processes + (i < sessions % processes) for i in range(processes)]
-        jobs = [(server.url, n, seconds, think, templates, i) for i, n in enumerate(shares)]
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
-            tallies = pool.starmap(_client_process, jobs)
+        total = run_clients([server.url], sessions, processes, seconds, think, templates)
         stop.set()
         sampler.join()
         with Client(server.url) as client:
@@ -188,12 +214,8 @@ def run_load_bench(args: argparse.Namespace) -> int:
             stats["hit_bounds_ms"] = _server_hit_bounds(client)
         exit_code = server.stop(signal.SIGTERM, timeout=120)
         left = [p.name for p in (home / "sandboxes").iterdir()]
-        total = Tally()
-        for tally in tallies:
-            total.merge(tally)
-        report = _report(
-            args, total, stats, seconds, rss, exit_code, left, _audit(home, total.answered)
-        )
+        lost = audit(f"sqlite:///{home / 'cache.db'}", total.answered)
+        report = _report(args, total, stats, seconds, rss, exit_code, left, lost)
     print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
     failed = report["errors"] or report["wrong"] or report["lost"] or left or exit_code
     return 1 if failed else 0

@@ -120,6 +120,15 @@ def _tree(engine: Engine, root_id: str) -> dict[str, Any]:
     return {"root_id": root_id, "spec": root.spec.to_dict(), "nodes": nodes}
 
 
+def cluster_metrics(engine: Engine, token: str | None) -> str:
+    """The cluster's ``/metrics`` summed over the servers on the store's live list."""
+    from tvcache._cluster_stats import gather, live_urls, sum_metrics
+
+    assert engine.store is not None
+    view = gather(live_urls(engine.store), token)
+    return sum_metrics(view.metrics, list(view.failed))
+
+
 def create_app(
     engine: Engine,
     *,
@@ -248,6 +257,12 @@ def create_app(
     @app.get("/metrics")
     async def prometheus() -> Response:
         body = await asyncio.to_thread(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/metrics/cluster")
+    async def prometheus_cluster() -> Response:
+        """Every live server's ``/metrics`` summed (the store's live list; issue 14)."""
+        body = await asyncio.to_thread(cluster_metrics, engine, token)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

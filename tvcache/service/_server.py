@@ -8,7 +8,9 @@ is closed, counters are flushed and the store is closed. Nothing is left behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
+import os
 import signal
 import socket
 import sys
@@ -75,12 +77,19 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.contextmanager
-def _signals_as_shutdown_only() -> Iterator[None]:
+def _signals_as_shutdown_only() -> Iterator[list[int]]:
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; make that a no-op so the
-    engine and store are closed afterwards instead of the process dying first."""
-    saved = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    engine and store are closed afterwards instead of the process dying first. A signal that
+    comes before uvicorn listens for its own (a stop right after the ready line) is kept in
+    the list this yields, for :class:`_Server` to act on: dropping it left the server running."""
+    received: list[int] = []
+
+    def keep(sig: int, _frame: object) -> None:
+        received.append(sig)
+
+    saved = {sig: signal.signal(sig, keep) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield received
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
@@ -88,7 +97,18 @@ def _signals_as_shutdown_only() -> Iterator[None]:
 
 class _Server(uvicorn.Server):
     """Ends the dashboard's event streams first: uvicorn waits for open responses to finish,
-    and a stream would otherwise hold the shutdown for minutes."""
+    and a stream would otherwise hold the shutdown for minutes. Stops at once when a signal
+    came before uvicorn listened for signals (``early``)."""
+
+    def __init__(self, config: uvicorn.Config, early: list[int]) -> None:
+        super().__init__(config)
+        self._early = early
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            self.should_exit = self.should_exit or bool(self._early)
+            yield
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.app
@@ -105,8 +125,25 @@ def engine_for(
     return open_engine(settings, backend=backend, level=level, tools=tools)
 
 
+def _follow_parent() -> None:
+    """What a process started by another inherits that would keep it from stopping: a
+    blocked SIGTERM/SIGINT (a Ray worker blocks SIGINT in its threads; the mask survives
+    exec) is unblocked; with ``TVCACHE_EXIT_WITH_PARENT=PID`` (a Ray actor), the death of
+    that parent sends this process SIGTERM, so no orphan server keeps advertising itself."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    parent = os.environ.pop("TVCACHE_EXIT_WITH_PARENT", "")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if str(os.getppid()) != parent:  # it died before prctl: no signal will come
+        raise TvcacheError(
+            f"the process that started this server ({parent}) is gone", "start it again"
+        )
+
+
 def serve(settings: Settings, options: ServeOptions) -> int:
     """Serve until SIGTERM/SIGINT; print the URL (one line on stdout) once listening."""
+    _follow_parent()
     if not options.token and not is_loopback(options.host):
         raise TvcacheError(
             f"refusing to serve on {options.host} without a token: anyone who can reach it "
@@ -137,9 +174,9 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         heartbeat = _advertise(engine, options, f"http://{shown}:{port}")
-        print(f"tvcache serve: listening on http://{shown}:{port}", flush=True)
-        with _signals_as_shutdown_only():
-            _Server(config).run(sockets=[sock])
+        with _signals_as_shutdown_only() as early:  # before the ready line: a stop may follow
+            print(f"tvcache serve: listening on http://{shown}:{port}", flush=True)
+            _Server(config, early).run(sockets=[sock])
     finally:
         if heartbeat is not None:
             with contextlib.suppress(TvcacheError):
