@@ -43,7 +43,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -582,7 +581,7 @@ class DockerBackend:
         self.work_dir = Path(work_dir or self.snapshot_dir.parent / "sandboxes").resolve()
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.home = f"{socket.gethostname()}:{self.snapshot_dir}"
+        self.home = sdir.home_of(self.snapshot_dir)
         """Where this backend's snapshots live (host and snapshot directory); in every handle."""
         self.max_output_bytes = max_output_bytes
         self.timeout = default_timeout
@@ -1145,7 +1144,7 @@ class DockerBackend:
         pulls from (a fork pulls it). Another home's snapshots are its own to judge: servers
         sharing a store must not drop each other's records."""
         pulled = self.registry is not None and "registry" in handle.meta
-        return handle.meta.get("home") in (None, self.home) and not pulled
+        return sdir.judged_here(handle.meta, self.home) and not pulled
 
     def _reconcile_runc(
         self, known: Mapping[str, SnapshotHandle], report: ReconcileReport

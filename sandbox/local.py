@@ -184,7 +184,7 @@ class LocalSandbox:
             level="fs",
             location=str(final),
             size_bytes=sdir.size_on_disk(final),
-            meta={"cwd": self._ctx.shell.cwd},
+            meta={"cwd": self._ctx.shell.cwd, "home": self._backend.home},
         )
 
     def close(self) -> None:
@@ -225,6 +225,7 @@ class LocalBackend:
         isolation: Isolation | None = None,
     ) -> None:
         self.snapshot_dir = Path(snapshot_dir).resolve()
+        self.home = sdir.home_of(self.snapshot_dir)
         self._identities: dict[tuple[str, int], str] = {}
         self._settled_env: dict[str, str] = {}
         self.work_dir = (
@@ -398,7 +399,13 @@ class LocalBackend:
             if orphan:
                 sdir.delete_tree(entry)
                 report.orphans_removed.append(entry.name)
-        report.missing = sorted(i for i in ids if not (self.snapshot_dir / i / MARKER).is_file())
+        report.missing = sorted(
+            h.snapshot_id
+            for h in known.values()
+            if h.snapshot_id in ids
+            and not (self.snapshot_dir / h.snapshot_id / MARKER).is_file()
+            and sdir.judged_here(h.meta, self.home)  # another server's are its own to judge
+        )
         for entry in sorted(self.work_dir.iterdir()):
             if self._is_dead_temp(entry):
                 sdir.delete_tree(entry)

@@ -15,10 +15,11 @@ import functools
 import hashlib
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -205,6 +206,18 @@ def reflink_supported(directory: Path) -> bool:
     finally:
         for path in (probe, Path(f"{probe}.clone")):
             path.unlink(missing_ok=True)
+
+
+def home_of(snapshot_dir: Path) -> str:
+    """Who took a snapshot: this host and its snapshot directory. A backend judges missing only
+    the snapshots of its own home: servers sharing one store must not drop each other's."""
+    return f"{socket.gethostname()}:{snapshot_dir}"
+
+
+def judged_here(meta: Mapping[str, object], home: str) -> bool:
+    """Whether a snapshot whose files are not here is this home's to report missing: one it took,
+    or a record from before homes were recorded."""
+    return meta.get("home") in (None, home)
 
 
 def temp_name(final_name: str) -> str:

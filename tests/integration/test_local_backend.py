@@ -326,6 +326,24 @@ def test_reconcile_removes_orphans_and_reports_missing(
         backend.fork(orphan)
 
 
+def test_reconcile_judges_only_its_own_home_on_a_shared_store(
+    tmp_path: Path, backend: LocalBackend, box: LocalSandbox
+) -> None:
+    """Servers sharing one store, each with its own snapshot directory: a server starting up
+    reports missing only the snapshots it took (or records from before homes), never another
+    server's, which stay forkable there."""
+    kept, gone = box.snapshot("a-kept"), box.snapshot("a-gone")
+    sdir.delete_tree(Path(gone.location))
+    old = SnapshotHandle("old", "local", "fs", "/nowhere", 0)  # a record without a home
+    known = {"a-kept": kept, "a-gone": gone, "old": old}
+    other = LocalBackend(tmp_path / "other-snapshots", default_timeout=10)
+
+    assert other.reconcile(known).missing == ["old"]
+    assert backend.reconcile(known).missing == ["a-gone", "old"]
+    with backend.fork(kept) as fork:
+        assert sh(fork, "cat src/main.txt").output == "hello\n"
+
+
 def test_delete_and_close_are_idempotent(backend: LocalBackend, box: LocalSandbox) -> None:
     snap = box.snapshot("s")
     sh(box, "mkdir locked && chmod 000 locked")
