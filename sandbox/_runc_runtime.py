@@ -7,8 +7,9 @@ and ``stack.json``, the layers it reads, which garbage collection keeps) and a r
 and moves the source onto a new upper directory over it, as a fork of its own snapshot: at
 level ``fs`` the shell is its only process, and its whole state comes back as in a fork.
 
-Containers can be created ahead of time (:meth:`RuncRuntime.prepare`): a fork then only
-``runc start``s one.
+Containers can be started ahead of time (:meth:`RuncRuntime.prepare`: created, started, the
+session shell handshaken and idle, nothing of the sandbox run): a fork of that snapshot then
+only takes one over, a hand-out of a handle.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from sandbox import _docker_shell as shell
 from sandbox import _runc
@@ -135,6 +138,17 @@ class Box:
         return self.box / "upper"
 
 
+@dataclass(slots=True)
+class Started:
+    """A container started ahead of time: its shell answers and waits for the first call."""
+
+    box: Box
+    channel: shell.ShellChannel
+    boot: str
+    files: RuncFiles
+    since: float = field(default_factory=time.monotonic)
+
+
 class RuncRuntime:
     """Starts, snapshots, forks and removes runc sandboxes of one backend instance."""
 
@@ -164,7 +178,7 @@ class RuncRuntime:
         self.flatten_depth = flatten_depth
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
-        self._prepared: dict[str, list[Box]] = {}
+        self._prepared: dict[str, list[Started]] = {}
         self._reserved: Counter[str] = Counter()
         self._pending: list[Future[Any]] = []
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="tvcache-runc")
@@ -231,7 +245,16 @@ class RuncRuntime:
             )
             (box.box / "config.json").write_text(json.dumps(config))
             created = time.perf_counter()
-            _runc.runc("create", "--bundle", str(box.box), name, log=box.box / "runc.log")
+            _runc.runc(
+                "create",
+                "--bundle",
+                str(box.box),
+                "--pid-file",
+                str(box.box / "pid"),
+                name,
+                log=box.box / "runc.log",
+            )
+            box.pid = int((box.box / "pid").read_text())  # no ``runc state`` process needed
             box.phases["runc_create"] = time.perf_counter() - created
         except BaseException:
             self.discard(box)
@@ -245,10 +268,8 @@ class RuncRuntime:
         try:
             _runc.runc("start", box.name, log=box.box / "runc.log")
             box.phases["runc_start"] = time.perf_counter() - started
-            found = _runc.state(box.name)
-            box.pid = int((found or {}).get("pid") or 0)
-            if not box.pid:
-                raise _runc.RuncError(f"container {box.name} did not start")
+            if not _running(box.pid):
+                raise _runc.RuncError(f"container {box.name} did not start", "see its runc.log")
             channel = shell.ShellChannel(box.directory, self.alive(box.name), self.ready_timeout)
             shaken = time.perf_counter()
             channel.go(box.pid, shell_pid)
@@ -412,36 +433,63 @@ class RuncRuntime:
         return removed, kept
 
     # -------------------------------------------------------------- prepared
-    def prepare(self, key: str, box: Box) -> None:
+    def prepare(self, key: str, started: Started) -> None:
         with self._lock:
-            self._prepared.setdefault(key, []).append(box)
+            self._prepared.setdefault(key, []).append(started)
 
-    def take_prepared(self, key: str) -> Box | None:
-        with self._lock:
-            boxes = self._prepared.get(key)
-            return boxes.pop() if boxes else None
+    def take_prepared(self, key: str) -> Started | None:
+        """A container started ahead of time under ``key`` whose PID 1 still lives (the dead
+        ones found on the way are removed), or None."""
+        while True:
+            with self._lock:
+                entries = self._prepared.get(key)
+                found = entries.pop() if entries else None
+            if found is None or _running(found.box.pid):
+                return found
+            log.warning("container %s started ahead of time died; removed", found.box.name)
+            self._drop([found])
 
     def drop_prepared(self, key: str) -> None:
-        """Remove the containers created ahead of time under ``key`` (its snapshot is gone)."""
+        """Remove the containers started ahead of time under ``key`` (its snapshot is gone)."""
         with self._lock:
-            boxes = self._prepared.pop(key, [])
-        for box in boxes:
-            self.discard(box)
+            entries = self._prepared.pop(key, [])
+        self._drop(entries)
+
+    def drop_idle(self, seconds: float) -> int:
+        """Remove the containers started ahead of time that waited ``seconds`` or longer."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [e for es in self._prepared.values() for e in es if now - e.since >= seconds]
+            for key, entries in list(self._prepared.items()):
+                self._prepared[key] = [e for e in entries if e not in stale]
+        self._drop(stale)
+        return len(stale)
+
+    def _drop(self, entries: Sequence[Started]) -> None:
+        for entry in entries:
+            entry.channel.close()
+            self.dispose(entry.box)
 
     def prepared_total(self) -> int:
         with self._lock:
-            return sum(len(boxes) for boxes in self._prepared.values())
+            return sum(len(entries) for entries in self._prepared.values())
 
     def prepared(self, key: str) -> int:
         with self._lock:
             return len(self._prepared.get(key, []))
 
+    def prepared_bytes(self) -> int:
+        """Resident memory of every process of the containers started ahead of time (what
+        keeping them costs; a pool bounds their number)."""
+        with self._lock:
+            pids = [e.box.pid for es in self._prepared.values() for e in es]
+        return sum(_tree_rss(pid) for pid in pids)
+
     def drop_all_prepared(self) -> None:
         with self._lock:
-            boxes = [b for entries in self._prepared.values() for b in entries]
+            entries = [e for es in self._prepared.values() for e in es]
             self._prepared.clear()
-        for box in boxes:
-            self.discard(box)
+        self._drop(entries)
 
     def close(self) -> None:
         """Remove containers created ahead of time; wait for background work."""
@@ -465,14 +513,33 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                if handle.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-                    return
-        except OSError:
+        if not _running(pid):
             return
         time.sleep(0.0005)
     raise _runc.RuncError(f"process {pid} did not die within 30 s of SIGKILL")
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its descendants (0 when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total
 
 
 def _log_failure(future: Future[Any]) -> None:

@@ -58,7 +58,7 @@ from sandbox import _runc
 from sandbox._docker_ahead import RestoreAhead
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
-from sandbox._runc_runtime import Box, RuncFiles, RuncRuntime
+from sandbox._runc_runtime import Box, RuncFiles, RuncRuntime, Started
 from sandbox._tool_runner import helper_files, shipped_modules
 from sandbox._tools import LocalTool, ShellTool, ToolRegistry, default_tools, tool_entry
 from sandbox._types import (
@@ -629,21 +629,23 @@ class DockerBackend:
         stack: list[str],
         key: str,
     ) -> DockerSandbox:
-        """A sandbox on the runc path: a container created ahead of time under ``key`` if
-        there is one (then only ``runc start``), else created now."""
+        """A sandbox on the runc path: a container started ahead of time under ``key`` if
+        there is one (a hand-out: nothing to wait for), else created and started now."""
         runc = self.runc
         assert runc is not None
-        box = runc.take_prepared(key)
-        if box is not None:
-            box.phases.clear()  # created ahead of time: not this fork's cost
+        ready = runc.take_prepared(key)
+        if ready is not None:
+            box, channel, boot, files = ready.box, ready.channel, ready.boot, ready.files
+            box.phases.clear()  # made ahead of time: not this fork's cost
         else:
             box = runc.create(runc.image(config.image), config.options, state, env, stack)
-        channel, boot, files = runc.start(box, (state or shell.SessionState()).shell_pid())
+            channel, boot, files = runc.start(box, (state or shell.SessionState()).shell_pid())
         return DockerSandbox(self, box.name, box.name, config, channel, boot, files, box)
 
     def prefork(self, handle: SnapshotHandle, count: int = 1) -> int:
-        """Create up to ``count`` containers of ``handle`` ahead of time (runc path, level
-        ``fs``), so that a fork of it is a ``runc start``. Returns how many are ready."""
+        """Start up to ``count`` containers of ``handle`` ahead of time (runc path, level
+        ``fs``): created, started, the shell idle in the snapshot's state, no call run, so a
+        fork of it only takes one over. Returns how many are ready."""
         runc = self.runc
         if runc is None or handle.meta.get("runtime") != "runc":
             return 0
@@ -652,13 +654,23 @@ class DockerBackend:
         key = f"layer:{handle.meta['layer']}"
         while runc.prepared(key) < count:
             stack = runc.stack_of(str(handle.meta["layer"]))
-            runc.prepare(
-                key, runc.create(runc.image(config.image), config.options, state, [], stack)
-            )
+            box = runc.create(runc.image(config.image), config.options, state, [], stack)
+            channel, boot, files = runc.start(box, state.shell_pid())
+            runc.prepare(key, Started(box, channel, boot, files))
         return runc.prepared(key)
 
+    def preforked(self) -> dict[str, int]:
+        """The containers :meth:`prefork` keeps: how many, and their resident bytes."""
+        if self.runc is None:
+            return {"count": 0, "bytes": 0}
+        return {"count": self.runc.prepared_total(), "bytes": self.runc.prepared_bytes()}
+
+    def shrink_preforked(self, idle_seconds: float) -> int:
+        """Remove the containers :meth:`prefork` started that waited ``idle_seconds``."""
+        return 0 if self.runc is None else self.runc.drop_idle(idle_seconds)
+
     def drop_preforked(self) -> None:
-        """Remove the containers :meth:`prefork` created that no fork took."""
+        """Remove the containers :meth:`prefork` started that no fork took."""
         if self.runc is not None:
             self.runc.drop_all_prepared()
 
