@@ -183,7 +183,8 @@ class RuncRuntime:
         self._pending: list[Future[Any]] = []
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="tvcache-runc")
         self._launcher = ThreadPoolExecutor(4, thread_name_prefix="tvcache-runc-launch")
-        _runc.RUNC_ROOT.mkdir(parents=True, exist_ok=True)
+        self.oci, self.oci_reason = _runc.choose_oci()
+        _runc.STATE_ROOTS[self.oci].mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ images
     def image(self, image_id: str) -> Image:
@@ -253,6 +254,7 @@ class RuncRuntime:
                 str(box.box / "pid"),
                 name,
                 log=box.box / "runc.log",
+                runtime=self.oci,
             )
             box.pid = int((box.box / "pid").read_text())  # no ``runc state`` process needed
             box.phases["runc_create"] = time.perf_counter() - created
@@ -266,7 +268,7 @@ class RuncRuntime:
         started = time.perf_counter()
         channel: shell.ShellChannel | None = None
         try:
-            _runc.runc("start", box.name, log=box.box / "runc.log")
+            _runc.runc("start", box.name, log=box.box / "runc.log", runtime=self.oci)
             box.phases["runc_start"] = time.perf_counter() - started
             if not _running(box.pid):
                 raise _runc.RuncError(f"container {box.name} did not start", "see its runc.log")
@@ -315,10 +317,10 @@ class RuncRuntime:
         return alive
 
     def pause(self, name: str) -> None:
-        _runc.runc("pause", name)
+        _runc.runc("pause", name, runtime=self.oci)
 
     def resume(self, name: str) -> None:
-        _runc.runc("resume", name)
+        _runc.runc("resume", name, runtime=self.oci)
 
     def discard(self, box: Box | str) -> None:
         """Remove the container, its mount and its directories. Idempotent."""

@@ -1032,7 +1032,8 @@ class DockerBackend:
             DoctorCheck(
                 "docker: runtime",
                 True,
-                f"level {self.level} sandboxes start through {self.runtime}: {self.runtime_reason}",
+                f"level {self.level} sandboxes start through {self.runtime}: {self.runtime_reason}"
+                + (f"; OCI runtime {self.runc.oci}: {self.runc.oci_reason}" if self.runc else ""),
             ),
         ]
         try:

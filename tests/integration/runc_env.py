@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,24 @@ from sandbox import _runc
 from sandbox.docker import DockerBackend
 
 
-@pytest.fixture
-def runc_backend(make_backend: BackendFactory) -> Any:
-    """A backend on the runc path; closed (and checked clean) afterwards."""
+@pytest.fixture(params=["runc", "crun"])
+def runc_backend(
+    make_backend: BackendFactory, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A backend on the runc path, once with each OCI runtime; closed (and checked clean)
+    afterwards."""
     reason = _runc.available()
     if reason is not None:
         unavailable(f"the runc path: {reason}")
+    oci = str(request.param)
+    if shutil.which(oci) is None:
+        unavailable(f"the OCI runtime {oci}: sh scripts/install-crun.sh (runc comes with Docker)")
+    monkeypatch.setenv(_runc.OCI_ENV, oci)
     made: list[DockerBackend] = []
 
     def make(**kwargs: Any) -> DockerBackend:
         backend = make_backend("fs", runtime="runc", **kwargs)
+        assert backend.runc is not None and backend.runc.oci == oci
         made.append(backend)
         return backend
 
