@@ -302,7 +302,7 @@ def choose_oci(asked: str | None = None) -> tuple[str, str]:
     if wanted != "auto":
         if shutil.which(wanted) is None:
             raise RuncError(f"{OCI_ENV}={wanted} but no {wanted} binary is on PATH", "install it")
-        return wanted, f"{OCI_ENV}={wanted}"
+        return wanted, f"asked for {wanted}" if asked else f"{OCI_ENV}={wanted}"
     if shutil.which("crun") is not None:
         return "crun", f"crun is installed (set {OCI_ENV}=runc for runc)"
     return "runc", "no crun binary (sh scripts/install-crun.sh installs it)"

@@ -163,6 +163,7 @@ class RuncRuntime:
         flatten_depth: int,
         owner: Mapping[str, str],
         count: Callable[[str], None] = lambda name: None,
+        oci: str | None = None,
     ) -> None:
         self._count = count
         self._flatten_lock = threading.Lock()
@@ -183,7 +184,7 @@ class RuncRuntime:
         self._pending: list[Future[Any]] = []
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="tvcache-runc")
         self._launcher = ThreadPoolExecutor(4, thread_name_prefix="tvcache-runc-launch")
-        self.oci, self.oci_reason = _runc.choose_oci()
+        self.oci, self.oci_reason = _runc.choose_oci(oci)
         _runc.STATE_ROOTS[self.oci].mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ images

@@ -502,7 +502,8 @@ class DockerBackend:
     of restore fallbacks. ``api`` is a ``docker.APIClient`` (default: from the environment).
     ``restore_ahead`` forks of each hot ``full`` snapshot are kept restored and paused, so a
     fork only unpauses one (:mod:`sandbox._docker_ahead`; 0, the default, is off); call
-    :meth:`close` to remove them.
+    :meth:`close` to remove them. ``oci`` picks the runc path's OCI runtime (``runc`` or
+    ``crun``; default ``$TVCACHE_OCI_RUNTIME``, else crun where installed).
     """
 
     def __init__(
@@ -519,6 +520,7 @@ class DockerBackend:
         tools: Iterable[LocalTool] = (),
         runtime: Runtime | None = None,
         restore_ahead: int = 0,
+        oci: str | None = None,
     ) -> None:
         if level not in ("fs", "full"):
             raise DockerBackendError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
@@ -571,6 +573,7 @@ class DockerBackend:
                 flatten_depth,
                 self.labels("sandbox"),
                 self.count,
+                oci,
             )
         self.ahead: RestoreAhead[DockerSandbox] | None = None
         if restore_ahead > 0:
