@@ -146,6 +146,8 @@ class Started:
     channel: shell.ShellChannel
     boot: str
     files: RuncFiles
+    pinned: int | None = None
+    """The pid counter was set to this ahead of time (the snapshot's last pid)."""
     since: float = field(default_factory=time.monotonic)
 
 

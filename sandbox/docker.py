@@ -573,7 +573,8 @@ class DockerBackend:
                 flatten_depth,
                 self.labels("sandbox"),
                 self.count,
-                oci,
+                # level full checkpoints through runc (Debian's crun has no CRIU support)
+                oci if oci is not None or level == "fs" else "runc",
             )
         self.ahead: RestoreAhead[DockerSandbox] | None = None
         if restore_ahead > 0:
@@ -631,9 +632,11 @@ class DockerBackend:
         env: list[str],
         stack: list[str],
         key: str,
+        last_pid: object = None,
     ) -> DockerSandbox:
-        """A sandbox on the runc path: a container started ahead of time under ``key`` if
-        there is one (a hand-out: nothing to wait for), else created and started now."""
+        """A sandbox on the runc path, its pid counter at ``last_pid``: a container started
+        ahead of time under ``key`` if there is one (a hand-out: nothing to wait for), else
+        created and started now."""
         runc = self.runc
         assert runc is not None
         ready = runc.take_prepared(key)
@@ -643,7 +646,10 @@ class DockerBackend:
         else:
             box = runc.create(runc.image(config.image), config.options, state, env, stack)
             channel, boot, files = runc.start(box, (state or shell.SessionState()).shell_pid())
-        return DockerSandbox(self, box.name, box.name, config, channel, boot, files, box)
+        sandbox = DockerSandbox(self, box.name, box.name, config, channel, boot, files, box)
+        if ready is None or ready.pinned is None or ready.pinned != last_pid:
+            sandbox.pin_pid(last_pid)
+        return sandbox
 
     def prefork(self, handle: SnapshotHandle, count: int = 1) -> int:
         """Start up to ``count`` containers of ``handle`` ahead of time (runc path, level
@@ -655,11 +661,21 @@ class DockerBackend:
         config = _Config.from_dict(handle.meta["config"])
         state = shell.SessionState.from_dict(handle.meta["shell"])
         key = f"layer:{handle.meta['layer']}"
+        last = handle.meta.get("last_pid")
+        pinned = last if isinstance(last, int) and not isinstance(last, bool) else None
         while runc.prepared(key) < count:
             stack = runc.stack_of(str(handle.meta["layer"]))
             box = runc.create(runc.image(config.image), config.options, state, [], stack)
             channel, boot, files = runc.start(box, state.shell_pid())
-            runc.prepare(key, Started(box, channel, boot, files))
+            if pinned is not None:  # now, not at the hand-out (nothing forks in it until then)
+                try:
+                    shell.set_last_pid(box.pid, pinned)
+                except BaseException:
+                    channel.close()
+                    runc.discard(box)
+                    raise
+                channel.last_pid = pinned
+            runc.prepare(key, Started(box, channel, boot, files, pinned))
         return runc.prepared(key)
 
     def preforked(self) -> dict[str, int]:
@@ -744,8 +760,8 @@ class DockerBackend:
                 f"set {RUNTIME_ENV}=runc (or drop the snapshot)",
             )
         layer = str(handle.meta["layer"])
-        sandbox = self._launch_runc(config, state, [], self.runc.stack_of(layer), f"layer:{layer}")
-        sandbox.pin_pid(handle.meta.get("last_pid"))
+        stack, last_pid = self.runc.stack_of(layer), handle.meta.get("last_pid")
+        sandbox = self._launch_runc(config, state, [], stack, f"layer:{layer}", last_pid)
         sandbox.settle(bool(handle.meta.get("background_moved")))
         self.count("forks")
         return sandbox
