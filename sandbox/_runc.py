@@ -33,6 +33,10 @@ RUNC_ROOT = Path("/run/tvcache-runc")
 """runc's state directory for tvcache's containers (not Docker's: ``runc list`` sees ours only)."""
 STATE_ROOTS = {"runc": RUNC_ROOT, "crun": Path("/run/tvcache-crun")}
 """Each OCI runtime's state directory (their formats differ)."""
+_STATE_FILES = {"runc": "state.json", "crun": "status"}
+"""The file that a container's state directory holds once it exists (not while being made)."""
+_GONE = ("does not exist", "not exist", "No such file or directory")
+"""What the runtimes say of a container that is not there (or not yet, or no longer)."""
 OCI_ENV = "TVCACHE_OCI_RUNTIME"
 CGROUP_PARENT = "tvcache"
 _UNIFIED = Path("/sys/fs/cgroup/unified")
@@ -382,7 +386,7 @@ def state(container: str) -> dict[str, Any] | None:
     try:
         result: dict[str, Any] = json.loads(runc("state", container, runtime=runtime_of(container)))
     except RuncError as error:
-        if "does not exist" in str(error) or "not exist" in str(error):
+        if any(gone in str(error) for gone in _GONE):
             return None
         raise
     return result
@@ -391,9 +395,9 @@ def state(container: str) -> dict[str, Any] | None:
 def containers() -> list[str]:
     """Ids of every container in the runtimes' state directories (:data:`STATE_ROOTS`)."""
     found: list[str] = []
-    for root in STATE_ROOTS.values():
+    for runtime, root in STATE_ROOTS.items():
         if root.is_dir():
-            found += [e.name for e in root.iterdir() if e.is_dir()]
+            found += [e.name for e in root.iterdir() if (e / _STATE_FILES[runtime]).exists()]
     return sorted(found)
 
 
@@ -402,7 +406,7 @@ def delete(container: str) -> None:
     try:
         runc("delete", "--force", container, runtime=runtime_of(container))
     except RuncError as error:
-        if "not exist" not in str(error):
+        if not any(gone in str(error) for gone in _GONE):
             raise
 
 

@@ -8,11 +8,14 @@ as idle, or found dead. Real runc, real overlay mounts, real Docker images.
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from docker_env import sh, start
+from needs import unavailable
 from runc_env import CLEAN, leftovers
 
 from sandbox import RootSpec, _runc
@@ -110,3 +113,19 @@ def test_the_pool_keeps_started_forks_within_its_size(runc_backend: Any, tmp_pat
         engine.store.close()
     assert backend.preforked()["count"] == 0  # closing the pool removed them
     assert leftovers(backend)["containers"] == []
+
+
+@pytest.mark.parametrize("oci", ["runc", "crun"])
+def test_a_container_another_process_is_still_making_is_not_there_yet(oci: str) -> None:
+    """Another tvcache process's container whose state directory exists without its state
+    file (being created or deleted right now): nobody else lists it, asks its state or fails."""
+    if shutil.which(oci) is None:
+        unavailable(f"the OCI runtime {oci}: sh scripts/install-crun.sh (runc comes with Docker)")
+    name = f"tvcache-half-made-{uuid.uuid4().hex[:8]}"
+    half = _runc.STATE_ROOTS[oci] / name
+    half.mkdir(parents=True)
+    try:
+        assert name not in _runc.containers()
+        assert _runc.state(name) is None
+    finally:
+        shutil.rmtree(half)
