@@ -128,6 +128,13 @@ def _ocis() -> list[str]:
     return [oci for oci in ("runc", "crun") if shutil.which(oci) is not None]
 
 
+def _quiet(backend: DockerBackend) -> None:
+    """Let the background work of the last case end (a removed container's ``delete``) before
+    the next case's clock starts: it would land on whichever case runs next."""
+    if backend.runc is not None:
+        backend.runc.drain()
+
+
 def run_forks_bench(args: argparse.Namespace) -> int:
     quick = bool(getattr(args, "quick", False))
     reps = 8 if quick else 15
@@ -167,22 +174,26 @@ def run_forks_bench(args: argparse.Namespace) -> int:
                     for phase, value in fork.box.phases.items():
                         phases.setdefault(name, {}).setdefault(phase, []).append(value)
                 fork.close()
+                _quiet(backend)
             for oci in ocis:
                 backends[oci].prefork(handles[oci], 1)
                 seconds, fork = _timed(_fork_first, backends[oci], handles[oci])
                 add(f"{oci}: pool hand-out + first command", seconds)
                 fork.close()
+                _quiet(backends[oci])
             for size in sizes:
                 for name, backend in backends.items():
                     box = backend.fork(handles[name])
                     if size:
                         _sh(box, f"head -c {size}M /dev/urandom > /work/data")
+                    _quiet(backend)
                     seconds, handle = _timed(box.snapshot, f"s{size}-{uuid.uuid4().hex[:8]}")
                     add(f"{name}: fs snapshot at {size} MB", seconds)
                     more, _ = _timed(_sh, box, "true")  # on runc: waits for the source's move
                     add(f"{name}: snapshot at {size} MB + next command", seconds + more)
                     box.close()
                     backend.delete_snapshot(handle)
+                    _quiet(backend)
     finally:
         for box in sources.values():
             box.close()
