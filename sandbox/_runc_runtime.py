@@ -288,10 +288,17 @@ class RuncRuntime:
         return channel, boot, self.files(box)
 
     def launch(
-        self, image_id: str, options: Mapping[str, Any], state: shell.SessionState, layer: str
+        self,
+        image_id: str,
+        options: Mapping[str, Any],
+        state: shell.SessionState,
+        layer: str,
+        retire: Box | None = None,
     ) -> Future[tuple[Box, tuple[shell.ShellChannel, str, RuncFiles]]]:
         """Start a container over ``layer`` in the background (a snapshot's source goes on
-        there); the future holds the box and what :meth:`start` returns."""
+        there); the future holds the box and what :meth:`start` returns. ``retire`` (the
+        frozen source's dead box) is removed once that start is over, not while it runs:
+        on two cores its removal would slow the start the next call waits for."""
 
         stack = self.stack_of(layer)
         with self._lock:  # until the box records its stack, gc must keep it for the box
@@ -299,11 +306,15 @@ class RuncRuntime:
 
         def go() -> tuple[Box, tuple[shell.ShellChannel, str, RuncFiles]]:
             try:
-                box = self.create(self.image(image_id), options, state, [], stack)
+                try:
+                    box = self.create(self.image(image_id), options, state, [], stack)
+                finally:
+                    with self._lock:
+                        self._reserved.subtract(stack)
+                return box, self.start(box, state.shell_pid())
             finally:
-                with self._lock:
-                    self._reserved.subtract(stack)
-            return box, self.start(box, state.shell_pid())
+                if retire is not None:
+                    self.background(self._dispose, retire)
 
         return self._launcher.submit(go)
 
@@ -362,20 +373,22 @@ class RuncRuntime:
             wait(pending, timeout)
 
     # -------------------------------------------------------------- snapshots
-    def freeze(self, box: Box) -> str:
+    def freeze(self, box: Box, retire: bool = True) -> str:
         """Stop ``box`` and make its upper directory a layer over its stack; the layer id.
 
         No copy and no wait for runc: PID 1 is killed and, once every process of the box is
         gone (nothing writes any more), the upper directory is renamed into the layer store;
-        the dead container and its mount are removed in the background. The new layer is
-        mounted as a lower while the dead mount lingers, which overlayfs allows (index=off).
+        the dead container and its mount are removed in the background (with ``retire``;
+        else the caller passes the box to :meth:`launch`). The new layer is mounted as a
+        lower while the dead mount lingers, which overlayfs allows (index=off).
         """
         _kill(box.pid)
         below = self.layers.chain(box.stack[0]) if box.stack else []
         if len(below) >= self.flatten_depth:  # the background flatten did not keep up
             below = [self._flatten(box.stack[0])]
         layer = self.layers.freeze(box.upper, below)
-        self.background(self._dispose, box)
+        if retire:
+            self.background(self._dispose, box)
         if len(below) + 1 > self.flatten_depth // 2:
             self.background(self._flatten, layer)
         return layer

@@ -429,7 +429,9 @@ class DockerSandbox:
         runc, box = self._backend.runc, self.box
         assert runc is not None and box is not None
         self._channel.close()
-        layer = runc.freeze(box)
+        state = shell.SessionState.from_dict(meta["shell"])
+        layer = runc.freeze(box, retire=False)  # the move removes it once it is done
+        self._moving = runc.launch(self._config.image, self._config.options, state, layer, box)
         handle = SnapshotHandle(
             snapshot_id=snapshot_id,
             backend=BACKEND_NAME,
@@ -438,8 +440,6 @@ class DockerSandbox:
             size_bytes=runc.layers.size(layer),
             meta={**meta, "runtime": "runc", "layer": layer, "depth": len(runc.stack_of(layer))},
         )
-        state = shell.SessionState.from_dict(meta["shell"])
-        self._moving = runc.launch(self._config.image, self._config.options, state, layer)
         return handle
 
     def _arrive(self) -> None:
