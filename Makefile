@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 # The Docker backend: docker.io + dockerd --experimental + CRIU 4 (private prefix), then images.
 setup-docker:
 	@bash scripts/setup-docker.sh
+	@sh scripts/install-crun.sh
 
 images: setup-docker
 	@bash docker/base/build.sh

@@ -31,7 +31,15 @@ from snapshots import SnapshotError
 
 RUNC_ROOT = Path("/run/tvcache-runc")
 """runc's state directory for tvcache's containers (not Docker's: ``runc list`` sees ours only)."""
+STATE_ROOTS = {"runc": RUNC_ROOT, "crun": Path("/run/tvcache-crun")}
+"""Each OCI runtime's state directory (their formats differ)."""
+_STATE_FILES = {"runc": "state.json", "crun": "status"}
+"""The file that a container's state directory holds once it exists (not while being made)."""
+_GONE = ("does not exist", "not exist", "No such file or directory")
+"""What the runtimes say of a container that is not there (or not yet, or no longer)."""
+OCI_ENV = "TVCACHE_OCI_RUNTIME"
 CGROUP_PARENT = "tvcache"
+_UNIFIED = Path("/sys/fs/cgroup/unified")
 
 CAPABILITIES = [
     "CAP_CHOWN",
@@ -288,20 +296,65 @@ def config(
     }
 
 
+def choose_oci(asked: str | None = None) -> tuple[str, str]:
+    """The OCI runtime of ``fs`` sandboxes and why: ``asked``, else ``$TVCACHE_OCI_RUNTIME``,
+    else crun where it is installed (C: no Go runtime to start, no re-exec of an init binary;
+    ``bench forks`` measures it beside runc), else runc."""
+    wanted = asked or os.environ.get(OCI_ENV, "") or "auto"
+    if wanted not in ("runc", "crun", "auto"):
+        raise RuncError(f"{OCI_ENV}={wanted!r} is not an OCI runtime", "use runc, crun or unset it")
+    if wanted != "auto":
+        if shutil.which(wanted) is None:
+            raise RuncError(f"{OCI_ENV}={wanted} but no {wanted} binary is on PATH", "install it")
+        return wanted, f"asked for {wanted}" if asked else f"{OCI_ENV}={wanted}"
+    if shutil.which("crun") is not None:
+        return "crun", f"crun is installed (set {OCI_ENV}=runc for runc)"
+    return "runc", "no crun binary (sh scripts/install-crun.sh installs it)"
+
+
+def _hybrid_cgroups() -> bool:
+    """A cgroup v2 hierarchy with controllers beside the v1 ones (crun refuses that layout)."""
+    try:
+        return bool((_UNIFIED / "cgroup.controllers").read_text().split())
+    except OSError:
+        return False
+
+
+def oci_command(runtime: str, verb: str) -> list[str]:
+    """How to run ``runtime verb``. crun refuses hosts whose cgroup v2 hierarchy has
+    controllers beside v1 ones (hybrid): its ``create``/``run`` then run in a mount namespace
+    of their own where that hierarchy is unmounted (the container's limits are the v1
+    controllers', as with runc; nothing changes outside that short-lived namespace)."""
+    if runtime == "crun" and verb in ("create", "run") and _hybrid_cgroups():
+        hide = f'umount -l {_UNIFIED} && exec "$0" "$@"'
+        return ["unshare", "--mount", "--propagation", "slave", "sh", "-c", hide, runtime]
+    return [runtime]
+
+
+def runtime_of(container: str) -> str:
+    """The OCI runtime whose state directory holds ``container`` (runc when none does)."""
+    for runtime, root in STATE_ROOTS.items():
+        if (root / container).is_dir():
+            return runtime
+    return "runc"
+
+
 def runc(
     *args: str,
     timeout: float = 60.0,
     log: Path | None = None,
+    runtime: str = "runc",
     env: Mapping[str, str] | None = None,
 ) -> str:
-    """Run ``runc --root RUNC_ROOT args``; its stdout, or :class:`RuncError` with its error.
+    """Run ``<runtime> --root <its state dir> args``; its stdout, or :class:`RuncError`.
 
-    With ``log`` (``create``/``run``/``start``), runc's stdio is /dev/null and its messages go
-    to that file: the container inherits runc's stdio, so a pipe would never reach its end.
+    With ``log`` (``create``/``run``/``start``), the runtime's stdio is /dev/null and its
+    messages go to that file: the container inherits its stdio, so a pipe would never end.
     """
-    command = ["runc", "--root", str(RUNC_ROOT), *args]
+    command = [*oci_command(runtime, args[0]), "--root", str(STATE_ROOTS[runtime])]
     if log is not None:
-        command[1:1] = ["--log", str(log)]
+        command += ["--log", str(log)]
+    command += args
     quiet = subprocess.DEVNULL
     try:
         done = subprocess.run(
@@ -314,13 +367,15 @@ def runc(
             check=False,
         )
     except (OSError, subprocess.SubprocessError) as error:
-        raise RuncError(f"runc {args[0]} failed: {error}", "is runc installed?") from error
+        raise RuncError(
+            f"{runtime} {args[0]} failed: {error}", f"is {runtime} installed?"
+        ) from error
     if done.returncode != 0:
         if log is not None:
             said = _log_tail(log)
         else:
             said = (done.stderr or done.stdout).decode(errors="replace").strip()[-500:]
-        raise RuncError(f"runc {' '.join(args[:2])} failed: {said}", "see `tvcache doctor`")
+        raise RuncError(f"{runtime} {' '.join(args[:2])} failed: {said}", "see `tvcache doctor`")
     return (done.stdout or b"").decode(errors="replace")
 
 
@@ -333,29 +388,32 @@ def _log_tail(log: Path) -> str:
 
 
 def state(container: str) -> dict[str, Any] | None:
-    """runc's state of ``container`` (status, pid), or None when it does not exist."""
+    """The runtime's state of ``container`` (status, pid, bundle), or None when it does not
+    exist."""
     try:
-        result: dict[str, Any] = json.loads(runc("state", container))
+        result: dict[str, Any] = json.loads(runc("state", container, runtime=runtime_of(container)))
     except RuncError as error:
-        if "does not exist" in str(error) or "not exist" in str(error):
+        if any(gone in str(error) for gone in _GONE):
             return None
         raise
     return result
 
 
 def containers() -> list[str]:
-    """Ids of every container in :data:`RUNC_ROOT`."""
-    if not RUNC_ROOT.is_dir():
-        return []
-    return sorted(e.name for e in RUNC_ROOT.iterdir() if (e / "state.json").exists())
+    """Ids of every container in the runtimes' state directories (:data:`STATE_ROOTS`)."""
+    found: list[str] = []
+    for runtime, root in STATE_ROOTS.items():
+        if root.is_dir():
+            found += [e.name for e in root.iterdir() if (e / _STATE_FILES[runtime]).exists()]
+    return sorted(found)
 
 
 def delete(container: str) -> None:
     """Kill and remove ``container``. Idempotent."""
     try:
-        runc("delete", "--force", container)
+        runc("delete", "--force", container, runtime=runtime_of(container))
     except RuncError as error:
-        if "not exist" not in str(error):
+        if not any(gone in str(error) for gone in _GONE):
             raise
 
 
@@ -467,8 +525,8 @@ def available() -> str | None:
     """Why the runc path cannot work here, or None when it can."""
     if os.geteuid() != 0:
         return "tvcache does not run as root"
-    if shutil.which("runc") is None:
-        return "no runc binary on PATH"
+    if shutil.which("runc") is None and shutil.which("crun") is None:
+        return "no runc (or crun) binary on PATH"
     with contextlib.suppress(OSError):
         if "overlay" in Path("/proc/filesystems").read_text():
             return None

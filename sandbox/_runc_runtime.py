@@ -7,8 +7,9 @@ and ``stack.json``, the layers it reads, which garbage collection keeps) and a r
 and moves the source onto a new upper directory over it, as a fork of its own snapshot: at
 level ``fs`` the shell is its only process, and its whole state comes back as in a fork.
 
-Containers can be created ahead of time (:meth:`RuncRuntime.prepare`): a fork then only
-``runc start``s one.
+Containers can be started ahead of time (:meth:`RuncRuntime.prepare`: created, started, the
+session shell handshaken and idle, nothing of the sandbox run): a fork of that snapshot then
+only takes one over, a hand-out of a handle.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from sandbox import _docker_shell as shell
 from sandbox import _runc, _runc_full
@@ -135,6 +138,19 @@ class Box:
         return self.box / "upper"
 
 
+@dataclass(slots=True)
+class Started:
+    """A container started ahead of time: its shell answers and waits for the first call."""
+
+    box: Box
+    channel: shell.ShellChannel
+    boot: str
+    files: RuncFiles
+    pinned: int | None = None
+    """The pid counter was set to this ahead of time (the snapshot's last pid)."""
+    since: float = field(default_factory=time.monotonic)
+
+
 class RuncRuntime:
     """Starts, snapshots, forks and removes runc sandboxes of one backend instance."""
 
@@ -149,6 +165,7 @@ class RuncRuntime:
         flatten_depth: int,
         owner: Mapping[str, str],
         count: Callable[[str], None] = lambda name: None,
+        oci: str | None = None,
     ) -> None:
         self._count = count
         self._flatten_lock = threading.Lock()
@@ -164,12 +181,13 @@ class RuncRuntime:
         self.flatten_depth = flatten_depth
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
-        self._prepared: dict[str, list[Box]] = {}
+        self._prepared: dict[str, list[Started]] = {}
         self._reserved: Counter[str] = Counter()
         self._pending: list[Future[Any]] = []
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="tvcache-runc")
         self._launcher = ThreadPoolExecutor(4, thread_name_prefix="tvcache-runc-launch")
-        _runc.RUNC_ROOT.mkdir(parents=True, exist_ok=True)
+        self.oci, self.oci_reason = _runc.choose_oci(oci)
+        _runc.STATE_ROOTS[self.oci].mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ images
     def image(self, image_id: str) -> Image:
@@ -235,10 +253,20 @@ class RuncRuntime:
             (box.box / "config.json").write_text(json.dumps(config))
             created = time.perf_counter()
             if restore is not None:
-                restore(box)
+                restore(box)  # sets box.pid
                 box.phases["runc_restore"] = time.perf_counter() - created
             else:
-                _runc.runc("create", "--bundle", str(box.box), name, log=box.box / "runc.log")
+                _runc.runc(
+                    "create",
+                    "--bundle",
+                    str(box.box),
+                    "--pid-file",
+                    str(box.box / "pid"),
+                    name,
+                    log=box.box / "runc.log",
+                    runtime=self.oci,
+                )
+                box.pid = int((box.box / "pid").read_text())  # no ``runc state`` process needed
                 box.phases["runc_create"] = time.perf_counter() - created
         except BaseException:
             self.discard(box)
@@ -250,12 +278,10 @@ class RuncRuntime:
         started = time.perf_counter()
         channel: shell.ShellChannel | None = None
         try:
-            _runc.runc("start", box.name, log=box.box / "runc.log")
+            _runc.runc("start", box.name, log=box.box / "runc.log", runtime=self.oci)
             box.phases["runc_start"] = time.perf_counter() - started
-            found = _runc.state(box.name)
-            box.pid = int((found or {}).get("pid") or 0)
-            if not box.pid:
-                raise _runc.RuncError(f"container {box.name} did not start")
+            if not _running(box.pid):
+                raise _runc.RuncError(f"container {box.name} did not start", "see its runc.log")
             channel = shell.ShellChannel(box.directory, self.alive(box.name), self.ready_timeout)
             shaken = time.perf_counter()
             channel.go(box.pid, shell_pid)
@@ -269,10 +295,17 @@ class RuncRuntime:
         return channel, boot, self.files(box)
 
     def launch(
-        self, image_id: str, options: Mapping[str, Any], state: shell.SessionState, layer: str
+        self,
+        image_id: str,
+        options: Mapping[str, Any],
+        state: shell.SessionState,
+        layer: str,
+        retire: Box | None = None,
     ) -> Future[tuple[Box, tuple[shell.ShellChannel, str, RuncFiles]]]:
         """Start a container over ``layer`` in the background (a snapshot's source goes on
-        there); the future holds the box and what :meth:`start` returns."""
+        there); the future holds the box and what :meth:`start` returns. ``retire`` (the
+        frozen source's dead box) is removed once that start is over, not while it runs:
+        on two cores its removal would slow the start the next call waits for."""
 
         stack = self.stack_of(layer)
         with self._lock:  # until the box records its stack, gc must keep it for the box
@@ -280,11 +313,15 @@ class RuncRuntime:
 
         def go() -> tuple[Box, tuple[shell.ShellChannel, str, RuncFiles]]:
             try:
-                box = self.create(self.image(image_id), options, state, [], stack)
+                try:
+                    box = self.create(self.image(image_id), options, state, [], stack)
+                finally:
+                    with self._lock:
+                        self._reserved.subtract(stack)
+                return box, self.start(box, state.shell_pid())
             finally:
-                with self._lock:
-                    self._reserved.subtract(stack)
-            return box, self.start(box, state.shell_pid())
+                if retire is not None:
+                    self.background(self._dispose, retire)
 
         return self._launcher.submit(go)
 
@@ -301,10 +338,10 @@ class RuncRuntime:
         return alive
 
     def pause(self, name: str) -> None:
-        _runc.runc("pause", name)
+        _runc.runc("pause", name, runtime=self.oci)
 
     def resume(self, name: str) -> None:
-        _runc.runc("resume", name)
+        _runc.runc("resume", name, runtime=self.oci)
 
     def discard(self, box: Box | str) -> None:
         """Remove the container, its mount and its directories. Idempotent."""
@@ -343,20 +380,22 @@ class RuncRuntime:
             wait(pending, timeout)
 
     # -------------------------------------------------------------- snapshots
-    def freeze(self, box: Box) -> str:
+    def freeze(self, box: Box, retire: bool = True) -> str:
         """Stop ``box`` and make its upper directory a layer over its stack; the layer id.
 
         No copy and no wait for runc: PID 1 is killed and, once every process of the box is
         gone (nothing writes any more), the upper directory is renamed into the layer store;
-        the dead container and its mount are removed in the background. The new layer is
-        mounted as a lower while the dead mount lingers, which overlayfs allows (index=off).
+        the dead container and its mount are removed in the background (with ``retire``;
+        else the caller passes the box to :meth:`launch`). The new layer is mounted as a
+        lower while the dead mount lingers, which overlayfs allows (index=off).
         """
         _kill(box.pid)
         below = self.layers.chain(box.stack[0]) if box.stack else []
         if len(below) >= self.flatten_depth:  # the background flatten did not keep up
             below = [self._flatten(box.stack[0])]
         layer = self.layers.freeze(box.upper, below)
-        self.background(self._dispose, box)
+        if retire:
+            self.background(self._dispose, box)
         if len(below) + 1 > self.flatten_depth // 2:
             self.background(self._flatten, layer)
         return layer
@@ -419,36 +458,63 @@ class RuncRuntime:
         return removed, kept
 
     # -------------------------------------------------------------- prepared
-    def prepare(self, key: str, box: Box) -> None:
+    def prepare(self, key: str, started: Started) -> None:
         with self._lock:
-            self._prepared.setdefault(key, []).append(box)
+            self._prepared.setdefault(key, []).append(started)
 
-    def take_prepared(self, key: str) -> Box | None:
-        with self._lock:
-            boxes = self._prepared.get(key)
-            return boxes.pop() if boxes else None
+    def take_prepared(self, key: str) -> Started | None:
+        """A container started ahead of time under ``key`` whose PID 1 still lives (the dead
+        ones found on the way are removed), or None."""
+        while True:
+            with self._lock:
+                entries = self._prepared.get(key)
+                found = entries.pop() if entries else None
+            if found is None or _running(found.box.pid):
+                return found
+            log.warning("container %s started ahead of time died; removed", found.box.name)
+            self._drop([found])
 
     def drop_prepared(self, key: str) -> None:
-        """Remove the containers created ahead of time under ``key`` (its snapshot is gone)."""
+        """Remove the containers started ahead of time under ``key`` (its snapshot is gone)."""
         with self._lock:
-            boxes = self._prepared.pop(key, [])
-        for box in boxes:
-            self.discard(box)
+            entries = self._prepared.pop(key, [])
+        self._drop(entries)
+
+    def drop_idle(self, seconds: float) -> int:
+        """Remove the containers started ahead of time that waited ``seconds`` or longer."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [e for es in self._prepared.values() for e in es if now - e.since >= seconds]
+            for key, entries in list(self._prepared.items()):
+                self._prepared[key] = [e for e in entries if e not in stale]
+        self._drop(stale)
+        return len(stale)
+
+    def _drop(self, entries: Sequence[Started]) -> None:
+        for entry in entries:
+            entry.channel.close()
+            self.dispose(entry.box)
 
     def prepared_total(self) -> int:
         with self._lock:
-            return sum(len(boxes) for boxes in self._prepared.values())
+            return sum(len(entries) for entries in self._prepared.values())
 
     def prepared(self, key: str) -> int:
         with self._lock:
             return len(self._prepared.get(key, []))
 
+    def prepared_bytes(self) -> int:
+        """Resident memory of every process of the containers started ahead of time (what
+        keeping them costs; a pool bounds their number)."""
+        with self._lock:
+            pids = [e.box.pid for es in self._prepared.values() for e in es]
+        return sum(_tree_rss(pid) for pid in pids)
+
     def drop_all_prepared(self) -> None:
         with self._lock:
-            boxes = [b for entries in self._prepared.values() for b in entries]
+            entries = [e for es in self._prepared.values() for e in es]
             self._prepared.clear()
-        for box in boxes:
-            self.discard(box)
+        self._drop(entries)
 
     def close(self) -> None:
         """Remove containers created ahead of time; wait for background work."""
@@ -472,14 +538,33 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                if handle.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-                    return
-        except OSError:
+        if not _running(pid):
             return
         time.sleep(0.0005)
     raise _runc.RuncError(f"process {pid} did not die within 30 s of SIGKILL")
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its descendants (0 when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total
 
 
 def _log_failure(future: Future[Any]) -> None:

@@ -58,7 +58,7 @@ from sandbox import _runc, _runc_full
 from sandbox._docker_ahead import RestoreAhead
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
-from sandbox._runc_runtime import Box, RuncFiles, RuncRuntime
+from sandbox._runc_runtime import Box, RuncFiles, RuncRuntime, Started
 from sandbox._tool_runner import helper_files, shipped_modules
 from sandbox._tools import LocalTool, ShellTool, ToolRegistry, default_tools, tool_entry
 from sandbox._types import (
@@ -80,7 +80,7 @@ from snapshots import (
 )
 from snapshots import _checkpoint_blob as checkpoint_blob
 from snapshots import directory as sdir
-from snapshots import registry as oci
+from snapshots import registry as oci_registry
 from snapshots._registry_sync import RegistrySync
 from snapshots.docker_fs import (
     LABEL_KIND,
@@ -442,11 +442,13 @@ class DockerSandbox:
         runc, box = self._backend.runc, self.box
         assert runc is not None and box is not None
         self._channel.close()
-        layer = runc.freeze(box)
+        state = shell.SessionState.from_dict(meta["shell"])
+        layer = runc.freeze(box, retire=False)  # the move removes it once it is done
         remote = self._backend.registry
         if remote is not None:  # pushed in the background: a snapshot costs no more
             meta = {**meta, "registry": remote.meta()}
             remote.push_later(snapshot_id, layer, self._config.image)
+        self._moving = runc.launch(self._config.image, self._config.options, state, layer, box)
         handle = SnapshotHandle(
             snapshot_id=snapshot_id,
             backend=BACKEND_NAME,
@@ -455,8 +457,6 @@ class DockerSandbox:
             size_bytes=runc.layers.size(layer),
             meta={**meta, "runtime": "runc", "layer": layer, "depth": len(runc.stack_of(layer))},
         )
-        state = shell.SessionState.from_dict(meta["shell"])
-        self._moving = runc.launch(self._config.image, self._config.options, state, layer)
         return handle
 
     def _checkpoint_runc(self, snapshot_id: str, meta: dict[str, Any]) -> SnapshotHandle:
@@ -549,6 +549,8 @@ class DockerBackend:
     URL: ``fs`` snapshots (layer stacks, committed images) are pushed there in the background
     and pulled by a fork that lacks them (:mod:`snapshots._registry_sync`;
     ``registry_budget_bytes`` is its own budget).
+    ``oci`` picks the runc path's OCI runtime (``runc`` or ``crun``; default
+    ``$TVCACHE_OCI_RUNTIME``, else crun where installed).
     """
 
     def __init__(
@@ -568,6 +570,7 @@ class DockerBackend:
         registry: str | None = None,
         registry_budget_bytes: int | None = None,
         registry_gc_config: Path | None = None,
+        oci: str | None = None,
     ) -> None:
         if level not in ("fs", "full"):
             raise DockerBackendError(f"unknown snapshot level {level!r}", "use 'fs' or 'full'")
@@ -622,9 +625,11 @@ class DockerBackend:
                 flatten_depth,
                 self.labels("sandbox"),
                 self.count,
+                # level full checkpoints through runc (Debian's crun has no CRIU support)
+                oci if oci is not None or level == "fs" else "runc",
             )
         self.registry: RegistrySync | None = None
-        remote = oci.from_env(registry)
+        remote = oci_registry.from_env(registry)
         if remote is not None:
             self.registry = RegistrySync(
                 remote,
@@ -689,37 +694,65 @@ class DockerBackend:
         env: list[str],
         stack: list[str],
         key: str,
+        last_pid: object = None,
     ) -> DockerSandbox:
-        """A sandbox on the runc path: a container created ahead of time under ``key`` if
-        there is one (then only ``runc start``), else created now."""
+        """A sandbox on the runc path, its pid counter at ``last_pid``: a container started
+        ahead of time under ``key`` if there is one (a hand-out: nothing to wait for), else
+        created and started now."""
         runc = self.runc
         assert runc is not None
-        box = runc.take_prepared(key)
-        if box is not None:
-            box.phases.clear()  # created ahead of time: not this fork's cost
+        ready = runc.take_prepared(key)
+        if ready is not None:
+            box, channel, boot, files = ready.box, ready.channel, ready.boot, ready.files
+            box.phases.clear()  # made ahead of time: not this fork's cost
         else:
             box = runc.create(runc.image(config.image), config.options, state, env, stack)
-        channel, boot, files = runc.start(box, (state or shell.SessionState()).shell_pid())
-        return DockerSandbox(self, box.name, box.name, config, channel, boot, files, box)
+            channel, boot, files = runc.start(box, (state or shell.SessionState()).shell_pid())
+        sandbox = DockerSandbox(self, box.name, box.name, config, channel, boot, files, box)
+        if ready is None or ready.pinned is None or ready.pinned != last_pid:
+            sandbox.pin_pid(last_pid)
+        return sandbox
 
     def prefork(self, handle: SnapshotHandle, count: int = 1) -> int:
-        """Create up to ``count`` containers of ``handle`` ahead of time (runc path, level
-        ``fs``), so that a fork of it is a ``runc start``. Returns how many are ready."""
+        """Start up to ``count`` containers of ``handle`` ahead of time (runc path, level
+        ``fs``): created, started, the shell idle in the snapshot's state, no call run, so a
+        fork of it only takes one over. Returns how many are ready."""
         runc = self.runc
-        if runc is None or handle.meta.get("runtime") != "runc":
-            return 0
+        if runc is None or handle.meta.get("runtime") != "runc" or handle.level != "fs":
+            return 0  # level full: restore_ahead keeps restored forks instead
         config = _Config.from_dict(handle.meta["config"])
         state = shell.SessionState.from_dict(handle.meta["shell"])
-        key = f"layer:{self._local_layer(handle)}"
+        layer = self._local_layer(handle)  # pulled from the registry if it is not here
+        key = f"layer:{layer}"
+        last = handle.meta.get("last_pid")
+        pinned = last if isinstance(last, int) and not isinstance(last, bool) else None
         while runc.prepared(key) < count:
-            stack = runc.stack_of(self._local_layer(handle))
-            runc.prepare(
-                key, runc.create(runc.image(config.image), config.options, state, [], stack)
-            )
+            stack = runc.stack_of(layer)
+            box = runc.create(runc.image(config.image), config.options, state, [], stack)
+            channel, boot, files = runc.start(box, state.shell_pid())
+            if pinned is not None:  # now, not at the hand-out (nothing forks in it until then)
+                try:
+                    shell.set_last_pid(box.pid, pinned)
+                except BaseException:
+                    channel.close()
+                    runc.discard(box)
+                    raise
+                channel.last_pid = pinned
+            runc.prepare(key, Started(box, channel, boot, files, pinned))
         return runc.prepared(key)
 
+    def preforked(self) -> dict[str, int]:
+        """The containers :meth:`prefork` keeps: how many, and their resident bytes."""
+        if self.runc is None:
+            return {"count": 0, "bytes": 0}
+        return {"count": self.runc.prepared_total(), "bytes": self.runc.prepared_bytes()}
+
+    def shrink_preforked(self, idle_seconds: float) -> int:
+        """Remove the containers :meth:`prefork` started that waited ``idle_seconds``."""
+        return 0 if self.runc is None else self.runc.drop_idle(idle_seconds)
+
     def drop_preforked(self) -> None:
-        """Remove the containers :meth:`prefork` created that no fork took."""
+        """Remove the containers :meth:`prefork` started that no fork took."""
         if self.runc is not None:
             self.runc.drop_all_prepared()
 
@@ -802,8 +835,8 @@ class DockerBackend:
         """A fork of a layer snapshot: a new upper directory over the snapshot's stack."""
         runc = self._layer_runtime(handle)
         layer = self._local_layer(handle)
-        sandbox = self._launch_runc(config, state, [], runc.stack_of(layer), f"layer:{layer}")
-        sandbox.pin_pid(handle.meta.get("last_pid"))
+        stack, last_pid = runc.stack_of(layer), handle.meta.get("last_pid")
+        sandbox = self._launch_runc(config, state, [], stack, f"layer:{layer}", last_pid)
         sandbox.settle(bool(handle.meta.get("background_moved")))
         self.count("forks")
         return sandbox
@@ -1203,7 +1236,8 @@ class DockerBackend:
             DoctorCheck(
                 "docker: runtime",
                 True,
-                f"level {self.level} sandboxes start through {self.runtime}: {self.runtime_reason}",
+                f"level {self.level} sandboxes start through {self.runtime}: {self.runtime_reason}"
+                + (f"; OCI runtime {self.runc.oci}: {self.runc.oci_reason}" if self.runc else ""),
             ),
         ]
         try:

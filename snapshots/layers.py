@@ -102,10 +102,11 @@ class LayerStore:
     def layers(self) -> list[str]:
         return sorted(e.name for e in self.root.iterdir() if e.is_dir() and len(e.name) == 20)
 
-    def needed(self, users: Iterable[str]) -> set[str]:
-        """Layers a live snapshot's stack or a live sandbox (``users``) reads."""
+    def needed(self, users: Iterable[str], layers: Iterable[str] | None = None) -> set[str]:
+        """Layers a live snapshot's stack or a live sandbox (``users``) reads, among
+        ``layers`` (default: all there are now)."""
         keep = set(users)
-        for layer in self.layers():
+        for layer in self.layers() if layers is None else layers:
             if not (self.root / layer / "deleted").exists():
                 keep.add(layer)
                 with contextlib.suppress(SnapshotError):
@@ -117,8 +118,10 @@ class LayerStore:
         """Remove layers nothing needs (older than ``min_age`` seconds); their ids."""
         removed = []
         with self._lock:
-            needed = self.needed(users)
-            for layer in self.layers():
+            # one listing for both: a layer frozen after it (by another thread) is not judged
+            present = self.layers()
+            needed = self.needed(users, present)
+            for layer in present:
                 directory = self.root / layer
                 try:
                     young = time.time() - directory.lstat().st_mtime < min_age

@@ -4,10 +4,11 @@ A miss normally waits for a fork (and the replay below the forked snapshot). The
 that wait off the request path: where misses keep happening (a node where a GRPO group's
 rollouts diverge) and at the root of a newly opened session, it prepares sandboxes ahead of
 time in one background thread, so the next miss there starts at once. Where the backend can
-create containers ahead of time without starting them (the Docker backend's runc path,
-``prefork``) and the node holds a snapshot, it does that instead: a created container costs
-no running process, and the fork that takes it is a ``runc start``. It implements
-:class:`tvcache._pool.SandboxPool`; attach it with ``engine.pool = PreforkPool(engine)``.
+start containers of a snapshot ahead of time (the Docker backend's runc path, ``prefork``:
+the shell started in the snapshot's state and idle, no call run) and the node holds that
+snapshot, it does that instead: the engine's next fork of it is then a hand-over of a handle,
+counted against ``max_size`` like the pool's own sandboxes (``stats()`` says their memory). It
+implements :class:`tvcache._pool.SandboxPool`; attach it with ``engine.pool = PreforkPool(engine)``.
 """
 
 from __future__ import annotations
@@ -158,12 +159,19 @@ class PreforkPool:
         base = node.deepest_snapshot()
         if faithful_replay_seconds(base, node) is None:
             return None
-        prefork = getattr(self.engine.backend, "prefork", None)
-        # a container created ahead of time (runc create): the engine's fork of this snapshot
-        # is then a ``runc start``, and nothing runs in it until it is handed out
-        handle = base.snapshot if base is node else None
-        if handle is not None and prefork is not None and prefork(handle, self.per_node):
+        with self._cond:  # this node's own slot (in _making) is not another's
+            others = len(self._ready) + sum(self._making.values()) - 1 + len(self._wanted)
+        room = self.max_size - others - self._preforked()["count"]
+        if room <= 0:  # the backend's started forks fill the pool (a miss may take one soon)
             return None
+        prefork = getattr(self.engine.backend, "prefork", None)
+        # forks started ahead of time (runc path): the engine's next fork of this snapshot
+        # takes one over, and nothing runs in it until it is handed out
+        handle = base.snapshot if base is node else None
+        if handle is not None and prefork is not None:
+            have = prefork(handle, 0)
+            if prefork(handle, min(self.per_node, have + room)):
+                return None
         sandbox, base = self.engine.fork_nearest(node)
         try:
             self.engine.replay(sandbox, base, node)
@@ -175,6 +183,11 @@ class PreforkPool:
             return None
         return _Entry(sandbox, node, base, self._clock())
 
+    def _preforked(self) -> dict[str, int]:
+        """The backend's containers started ahead of time (count, resident bytes)."""
+        preforked = getattr(self.engine.backend, "preforked", None)
+        return preforked() if callable(preforked) else {"count": 0, "bytes": 0}
+
     # -------------------------------------------------------------- shrinking
     def shrink(self) -> int:
         """Destroy sandboxes unused for ``idle_seconds``; return how many."""
@@ -184,7 +197,9 @@ class PreforkPool:
             self._ready = [e for e in self._ready if now - e.ready_at < self.idle_seconds]
         for entry in stale:
             entry.sandbox.close()
-        return len(stale)
+        shrink = getattr(self.engine.backend, "shrink_preforked", None)
+        dropped = shrink(self.idle_seconds) if callable(shrink) else 0
+        return len(stale) + dropped
 
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until nothing is queued or being made; False on timeout (tests, benchmarks)."""
@@ -198,8 +213,13 @@ class PreforkPool:
             return True
 
     def stats(self) -> dict[str, int]:
+        """Sandboxes ready, being made, queued; hot nodes; the backend's containers started
+        ahead of time and their resident bytes."""
+        preforked = self._preforked()
         with self._cond:
             return {
+                "preforked": preforked["count"],
+                "preforked_bytes": preforked["bytes"],
                 "ready": len(self._ready),
                 "making": sum(self._making.values()),
                 "queued": len(self._wanted),

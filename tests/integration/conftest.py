@@ -84,3 +84,4 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 
 from docker_env import api, full_runtime, level, make_backend, store  # noqa: E402, F401
+from runc_env import runc_backend  # noqa: E402, F401  (runc path fixture)

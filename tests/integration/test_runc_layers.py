@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_env import BackendFactory, sh, start
-from needs import unavailable
+from docker_env import sh, start
+from runc_env import CLEAN, leftovers
 
-from sandbox import RootSpec, _runc
-from sandbox.docker import DockerBackend
+from sandbox import RootSpec
 from snapshots import SnapshotHandle
 from tvcache._engine import Engine
 from tvcache._policy import AlwaysSnapshot
@@ -21,53 +20,6 @@ from tvcache._store import Store
 from tvcache.pool import PreforkPool
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def runc_backend(make_backend: BackendFactory) -> Any:
-    """A backend on the runc path; closed (and checked clean) afterwards."""
-    reason = _runc.available()
-    if reason is not None:
-        unavailable(f"the runc path: {reason}")
-    made: list[DockerBackend] = []
-
-    def make(**kwargs: Any) -> DockerBackend:
-        backend = make_backend("fs", runtime="runc", **kwargs)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-
-
-def leftovers(backend: DockerBackend) -> dict[str, list[str]]:
-    """What a closed run left: runc containers, mounts, layers, boxes, protocol dirs."""
-    runc = backend.runc
-    assert runc is not None
-    runc.drain()
-    mine = []
-    for name in _runc.containers():
-        bundle = Path(str((_runc.state(name) or {}).get("bundle", "")))
-        if bundle.parent == runc.boxes:
-            mine.append(name)
-    store = backend.snapshot_dir.parent
-    return {
-        "containers": mine,
-        "mounts": [str(p) for p in _runc.mounted_under(store)],
-        "layers": runc.layers.layers(),
-        "boxes": sorted(e.name for e in runc.boxes.iterdir()),
-        "protocol dirs": sorted(e.name for e in backend.work_dir.iterdir()),
-    }
-
-
-CLEAN: dict[str, list[str]] = {
-    "containers": [],
-    "mounts": [],
-    "layers": [],
-    "boxes": [],
-    "protocol dirs": [],
-}
 
 
 def test_a_fork_sees_its_source_at_snapshot_time_and_not_later(runc_backend: Any) -> None:
