@@ -444,14 +444,20 @@ class RuncRuntime:
                 labels = json.loads((entry / "owner.json").read_text())
             except (OSError, ValueError):
                 labels = {}
-            young = time.time() - entry.lstat().st_mtime < 60
+            try:
+                young = time.time() - entry.lstat().st_mtime < 60
+            except FileNotFoundError:  # removed meanwhile (a retired source's box)
+                continue
             if docker_fs.creator_alive(labels) or (not labels and young):
                 kept.add(entry.name)
                 continue
             self.discard(entry.name)
             removed.append(f"container:{entry.name}")
         for layer in self.layers.layers():
-            young = time.time() - (self.layers.root / layer).lstat().st_mtime < 60
+            try:
+                young = time.time() - (self.layers.root / layer).lstat().st_mtime < 60
+            except FileNotFoundError:  # flattened or collected meanwhile
+                continue
             if layer not in known_layers and not young:
                 self.layers.delete(layer)
         removed.extend(f"layer:{layer}" for layer in self.gc())

@@ -361,7 +361,8 @@ def test_delete_and_close_are_idempotent(backend: LocalBackend, box: LocalSandbo
 def test_snapshot_record_and_handle(backend: LocalBackend, box: LocalSandbox) -> None:
     sh(box, "cd src")
     snap = box.snapshot("s")
-    assert snap.meta == {"cwd": "src"} and SnapshotHandle.from_json(snap.to_json()) == snap
+    assert snap.meta == {"cwd": "src", "home": backend.home}
+    assert SnapshotHandle.from_json(snap.to_json()) == snap
     record = json.loads((Path(snap.location) / "sandbox.json").read_text())
     assert record["shell"]["cwd"] == "src" and str(box.root) not in record["shell"]["env"]
     assert snap.size_bytes == sdir.size_on_disk(Path(snap.location))
