@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from sandbox import Backend, RootSpec, Sandbox
 from snapshots import SnapshotError, SnapshotHandle, SnapshotRefusedError
-from tvcache._graph import Clock, Graph, Node, replay_seconds
+from tvcache._graph import Clock, Graph, Node, replay_seconds_to
 from tvcache._policy import EvictionStrategy, Moment, SnapshotContext, SnapshotPolicy
 from tvcache._records import SnapshotRecord
 from tvcache._settings import Settings
@@ -146,11 +146,10 @@ class Snapshots:
         """Ask the policy; checkpoint ``node`` from ``sandbox`` (which is at ``node``) if so."""
         if node.snapshot is not None or node.node_id in self._taking or node.is_root:
             return
-        assert node.parent is not None
         ctx = SnapshotContext(
             node=node,
             moment=moment,
-            replay_seconds=replay_seconds(node.parent.deepest_snapshot(), node),
+            replay_seconds=replay_seconds_to(node),
             fork_seconds=self.fork_seconds(),
             snapshot_seconds=self.snapshot_seconds(),
             uses_per_snapshot=self.uses_per_snapshot(),
