@@ -101,6 +101,20 @@ def replay_seconds(ancestor: Node, node: Node) -> float:
     raise ValueError(f"node {ancestor.node_id} is not an ancestor of {node.node_id}")
 
 
+def replay_seconds_to(node: Node) -> float:
+    """``replay_seconds(node.parent.deepest_snapshot(), node)`` in one walk up, not two: what
+    a snapshot at ``node`` (not the root's own node) would save each fork. Asked every miss."""
+    total = 0.0
+    step: Node | None = node
+    while step is not None and step.parent is not None:
+        if step.observation is not None:
+            total += step.observation.seconds
+        step = step.parent
+        if step.snapshot is not None:
+            break
+    return total
+
+
 def faithful_replay_seconds(ancestor: Node, node: Node) -> float | None:
     """Seconds of replaying ``ancestor`` -> ``node``; None if a step cannot be replayed
     faithfully (a nondeterministic node would put the sandbox in another state)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from sandbox import Backend, RootSpec, Sandbox
 from snapshots import SnapshotError, SnapshotHandle, SnapshotRefusedError
-from tvcache._graph import Clock, Graph, Node, replay_seconds
+from tvcache._graph import Clock, Graph, Node, replay_seconds_to
 from tvcache._policy import EvictionStrategy, Moment, SnapshotContext, SnapshotPolicy
 from tvcache._records import SnapshotRecord
 from tvcache._settings import Settings
@@ -37,6 +37,10 @@ class Estimate:
     value: float
     alpha: float
     samples: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.samples)
 
     def add(self, seconds: float) -> None:
         self.value = (
@@ -111,18 +115,44 @@ class Snapshots:
         self.snapshot_estimate = Estimate(0.05, alpha)
         self._taking: set[str] = set()
 
+    def _until_measured(self, estimate: Estimate) -> float:
+        """``estimate``'s value; before its first sample, a measured start's cost instead.
+
+        A start, a fork and a snapshot each make one copy of a sandbox's stored state (a
+        directory, an image), so a start measured on this backend is an honest first guess
+        for the others; the fixed prior is kept only until anything is measured. With the
+        prior alone a policy checkpointed where replay was cheaper than fork plus snapshot
+        (a Docker fork costs ~5x the prior) and never where it was dearer.
+        """
+        if estimate.measured or not self.start_estimate.measured:
+            return estimate.value
+        return self.start_estimate.value
+
+    def fork_seconds(self) -> float:
+        """Expected seconds of a fork from a snapshot (measured, else as a start costs)."""
+        return self._until_measured(self.fork_estimate)
+
+    def uses_per_snapshot(self) -> float:
+        """Forks served per snapshot taken so far, counting one unseen fork and snapshot (so
+        1 before anything happened, and never 0)."""
+        return (self.counters.forks + 1) / (self.counters.snapshots + 1)
+
+    def snapshot_seconds(self) -> float:
+        """Expected seconds of taking a snapshot (measured, else as a start costs)."""
+        return self._until_measured(self.snapshot_estimate)
+
     # ------------------------------------------------------------------ taking
     def maybe_take(self, sandbox: Sandbox, node: Node, moment: Moment) -> None:
         """Ask the policy; checkpoint ``node`` from ``sandbox`` (which is at ``node``) if so."""
         if node.snapshot is not None or node.node_id in self._taking or node.is_root:
             return
-        assert node.parent is not None
         ctx = SnapshotContext(
             node=node,
             moment=moment,
-            replay_seconds=replay_seconds(node.parent.deepest_snapshot(), node),
-            fork_seconds=self.fork_estimate.value,
-            snapshot_seconds=self.snapshot_estimate.value,
+            replay_seconds=replay_seconds_to(node),
+            fork_seconds=self.fork_seconds(),
+            snapshot_seconds=self.snapshot_seconds(),
+            uses_per_snapshot=self.uses_per_snapshot(),
         )
         reason = self.policy.should_snapshot(ctx)
         if reason is not None:
@@ -163,7 +193,7 @@ class Snapshots:
     # ----------------------------------------------------------------- forking
     def fork_cost(self, base: Node) -> float:
         """Expected seconds to get a sandbox at ``base`` (a fork, or a start at the root)."""
-        return (self.start_estimate if base.snapshot is None else self.fork_estimate).value
+        return self.start_estimate.value if base.snapshot is None else self.fork_seconds()
 
     def fork_nearest(self, target: Node) -> tuple[Sandbox, Node]:
         """A sandbox forked from the deepest snapshot on ``target``'s path that forks.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -356,6 +358,60 @@ def test_delete_and_close_are_idempotent(backend: LocalBackend, box: LocalSandbo
     assert not root.parent.exists()
     with pytest.raises(LocalBackendError, match="closed"):
         sh(box, "true")
+
+
+def test_a_close_does_not_wait_for_the_deletion_and_the_backend_close_does(
+    backend: LocalBackend, template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = backend.start(RootSpec("task", template=str(template)))
+    sh(box, "mkdir locked && echo x > locked/f && chmod 000 locked")
+    root = box.root
+    may_delete = threading.Event()
+    real_delete = sdir.delete_tree
+
+    def slow_delete(path: Path) -> None:
+        may_delete.wait(30)
+        real_delete(path)
+
+    monkeypatch.setattr(sdir, "delete_tree", slow_delete)
+    closer = threading.Thread(target=box.close)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "close waited for the sandbox's files to be deleted"
+    assert not root.parent.exists()  # gone under its name at once: nothing can reach it
+    trash = [p for p in backend.work_dir.iterdir() if p.name.startswith(sdir.TMP_PREFIX)]
+    assert len(trash) == 1 and root.parent.name in trash[0].name
+    may_delete.set()
+    backend.close()
+    assert list(backend.work_dir.iterdir()) == []
+    backend.close()  # idempotent, and the backend still serves
+    with backend.start(RootSpec("task", template=str(template))) as again:
+        assert sh(again, "cat src/main.txt").output == "hello\n"
+    backend.close()
+    assert list(backend.work_dir.iterdir()) == []
+
+
+def test_trash_a_crash_left_is_removed_by_reconcile_of_another_process(
+    backend: LocalBackend, template: Path
+) -> None:
+    # the process dies after a close, before its background deleter ran
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "import sandbox.local\n"
+        "sandbox.local._delete_logged = lambda doomed: None\n"
+        "backend = sandbox.local.LocalBackend(Path(sys.argv[1]))\n"
+        "backend.start(sandbox.local.RootSpec('task', template=sys.argv[2])).close()\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(backend.snapshot_dir), str(template)], check=True
+    )
+    left = list(backend.work_dir.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(sdir.TMP_PREFIX)
+    report = backend.reconcile({})
+    assert report.orphans_removed == [left[0].name]
+    assert list(backend.work_dir.iterdir()) == []
 
 
 def test_snapshot_record_and_handle(backend: LocalBackend, box: LocalSandbox) -> None:

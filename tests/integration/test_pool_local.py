@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sandbox import LocalBackend
 from tvcache import Settings, open_engine
 from tvcache._policy import NeverSnapshot
 from tvcache.pool import PreforkPool
@@ -29,4 +30,6 @@ def test_misses_at_a_hot_node_start_on_pre_forked_sandboxes(tmp_path: Path) -> N
     engine.close()
     assert engine.store is not None
     engine.store.close()
+    assert isinstance(engine.backend, LocalBackend)
+    engine.backend.close()  # closed sandboxes' files are deleted in the background until then
     assert not list((tmp_path / "home" / "sandboxes").iterdir())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox import Observation, ToolCall, ToolSpec
 from snapshots import SnapshotHandle
-from tvcache._graph import Graph, Node, calls_between, replay_seconds
+from tvcache._graph import Graph, Node, calls_between, replay_seconds, replay_seconds_to
 from tvcache._keys import call_key, canonical_json, child_id
 
 SPEC = ToolSpec("bash", version="1", volatile=frozenset({"timeout"}))
@@ -112,3 +114,20 @@ def test_snapshot_bytes_and_clock() -> None:
     now[0] = 9.0
     graph.touch(a)
     assert a.stats.last_use == 9.0 and a.created == 5.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 10), st.booleans(), st.booleans()), min_size=1, max_size=12))
+def test_replay_to_a_node_in_one_walk_is_replay_from_the_parents_deepest_snapshot(
+    steps: list[tuple[float, bool, bool]],
+) -> None:
+    graph = Graph(lambda: 0.0)
+    node = graph.add_root("r")
+    for i, (seconds, snapshotted, no_observation) in enumerate(steps):
+        call = ToolCall("bash", {"command": str(i)})
+        node = graph.add_child(node, call_key(SPEC, call.args), call, obs(seconds))
+        node.observation = None if no_observation else node.observation
+        node.snapshot = SnapshotHandle(f"s{i}", "fake", "fs", "x", 1) if snapshotted else None
+        assert node.parent is not None
+        expected = replay_seconds(node.parent.deepest_snapshot(), node)
+        assert replay_seconds_to(node) == expected
