@@ -19,9 +19,6 @@ class SnapshotContext:
     sandbox is at ``node`` right now) and ``"after_call"`` when ``node`` was just executed.
     ``replay_seconds`` is the cost of reaching ``node`` from its deepest snapshotted
     ancestor by replay; ``fork_seconds`` the engine's running estimate of a fork.
-    ``uses_per_snapshot`` is how many forks a snapshot has served on average so far (1 until
-    measured): most executed nodes are never returned to, and a snapshot nobody forks from
-    is pure cost.
     """
 
     node: Node
@@ -29,7 +26,6 @@ class SnapshotContext:
     replay_seconds: float
     fork_seconds: float
     snapshot_seconds: float
-    uses_per_snapshot: float = 1.0
 
 
 class SnapshotPolicy(Protocol):
@@ -45,8 +41,7 @@ class CostAwarePolicy:
     Nondeterministic nodes are always checkpointed, so that no fork replays through them.
     At a branch point the bar is lower (``branch_factor``), since at least two futures will
     start from there. A checkpoint must also pay for itself: ``snapshot_seconds`` is added
-    to the fork cost it has to beat, spread over the forks a snapshot is expected to serve
-    (``uses_per_snapshot``, measured): u forks save u replays, cost u forks and one snapshot.
+    to the fork cost it has to beat.
     """
 
     replay_factor: float = 1.0
@@ -55,7 +50,7 @@ class CostAwarePolicy:
     def should_snapshot(self, ctx: SnapshotContext) -> str | None:
         if ctx.node.nondeterministic:
             return "nondeterministic"
-        cost = ctx.fork_seconds + ctx.snapshot_seconds / max(ctx.uses_per_snapshot, 1e-3)
+        cost = ctx.fork_seconds + ctx.snapshot_seconds
         if ctx.moment == "branch" and ctx.replay_seconds > self.branch_factor * cost:
             return "branch"
         if ctx.replay_seconds > self.replay_factor * cost:

@@ -132,11 +132,6 @@ class Snapshots:
         """Expected seconds of a fork from a snapshot (measured, else as a start costs)."""
         return self._until_measured(self.fork_estimate)
 
-    def uses_per_snapshot(self) -> float:
-        """Forks served per snapshot taken so far, counting one unseen fork and snapshot (so
-        1 before anything happened, and never 0)."""
-        return (self.counters.forks + 1) / (self.counters.snapshots + 1)
-
     def snapshot_seconds(self) -> float:
         """Expected seconds of taking a snapshot (measured, else as a start costs)."""
         return self._until_measured(self.snapshot_estimate)
@@ -152,7 +147,6 @@ class Snapshots:
             replay_seconds=replay_seconds_to(node),
             fork_seconds=self.fork_seconds(),
             snapshot_seconds=self.snapshot_seconds(),
-            uses_per_snapshot=self.uses_per_snapshot(),
         )
         reason = self.policy.should_snapshot(ctx)
         if reason is not None:

@@ -7,10 +7,9 @@ import time
 
 from fake_env import FakeBackend, FakeSandbox
 
-from sandbox import Observation, RootSpec, ToolCall
+from sandbox import RootSpec
 from tvcache._engine import Engine
-from tvcache._graph import Graph, Node
-from tvcache._policy import AlwaysSnapshot, CostAwarePolicy, Moment, SnapshotContext
+from tvcache._policy import CostAwarePolicy
 from tvcache._settings import Settings
 
 
@@ -59,40 +58,3 @@ def test_the_prior_holds_until_anything_is_measured_and_a_measured_fork_wins() -
     snapshots.fork_estimate.add(0.01)
     snapshots.snapshot_estimate.add(0.02)
     assert (snapshots.fork_seconds(), snapshots.snapshot_seconds()) == (0.01, 0.02)
-
-
-def executed_node(seconds: float) -> Node:
-    graph = Graph(time.monotonic)
-    root = graph.add_root("r")
-    return graph.add_child(root, "k", ToolCall("set", {"k": "a"}), Observation("", 0, seconds))
-
-
-def context(replay: float, uses: float, moment: Moment = "after_call") -> SnapshotContext:
-    node = executed_node(replay)
-    return SnapshotContext(node, moment, replay, 0.01, 0.01, uses_per_snapshot=uses)
-
-
-def test_a_checkpoint_must_pay_for_itself_over_the_forks_a_snapshot_serves() -> None:
-    policy = CostAwarePolicy()
-    # 30 ms of replay beats a 10 ms fork plus a 10 ms snapshot that serves one fork...
-    assert policy.should_snapshot(context(0.03, uses=1.0)) == "replay_cost"
-    # ...not one that serves a fifth of a fork on average (10 + 10 / 0.2 ms = 60 ms)
-    assert policy.should_snapshot(context(0.03, uses=0.2)) is None
-    assert policy.should_snapshot(context(0.07, uses=0.2)) == "replay_cost"
-    # a snapshot that serves many forks costs little per fork: at a branch 8 ms pays
-    assert policy.should_snapshot(context(0.008, uses=10.0, moment="branch")) == "branch"
-    assert policy.should_snapshot(context(0.008, uses=1.0, moment="branch")) is None
-
-
-def test_uses_per_snapshot_counts_forks_served_by_the_snapshots_taken() -> None:
-    engine = Engine(FakeBackend(), None, settings=Settings(), policy=AlwaysSnapshot())
-    assert engine.snapshots.uses_per_snapshot() == 1.0
-    with engine.session("t") as session:
-        for i in range(3):
-            session.call("set", k=f"k{i}", v=i)
-    assert engine.stats()["snapshots"] == 3 and engine.snapshots.uses_per_snapshot() == 0.25
-    with engine.session("t") as session:
-        session.call("set", k="k0", v=0)
-        session.call("set", k="other", v=1)  # a miss below the first snapshot: one fork
-    assert engine.stats()["forks"] == 1
-    assert engine.snapshots.uses_per_snapshot() == 2 / 5
