@@ -690,8 +690,8 @@ class Engine:
                 hit_rate=c.hits / c.calls if c.calls else 0.0,
                 nodes=len(self.graph),
                 snapshot_bytes=self.graph.snapshot_bytes(),
-                fork_seconds_estimate=self.snapshots.fork_seconds(),
-                snapshot_seconds_estimate=self.snapshots.snapshot_seconds(),
+                fork_seconds_estimate=self.snapshots.fork_estimate.value,
+                snapshot_seconds_estimate=self.snapshots.snapshot_estimate.value,
             )
 
     def timings(self) -> dict[str, list[float]]:

@@ -38,10 +38,6 @@ class Estimate:
     alpha: float
     samples: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
-    @property
-    def measured(self) -> bool:
-        return bool(self.samples)
-
     def add(self, seconds: float) -> None:
         self.value = (
             seconds if not self.samples else (1 - self.alpha) * self.value + self.alpha * seconds
@@ -115,27 +111,6 @@ class Snapshots:
         self.snapshot_estimate = Estimate(0.05, alpha)
         self._taking: set[str] = set()
 
-    def _until_measured(self, estimate: Estimate) -> float:
-        """``estimate``'s value; before its first sample, a measured start's cost instead.
-
-        A start, a fork and a snapshot each make one copy of a sandbox's stored state (a
-        directory, an image), so a start measured on this backend is an honest first guess
-        for the others; the fixed prior is kept only until anything is measured. With the
-        prior alone a policy checkpointed where replay was cheaper than fork plus snapshot
-        (a Docker fork costs ~5x the prior) and never where it was dearer.
-        """
-        if estimate.measured or not self.start_estimate.measured:
-            return estimate.value
-        return self.start_estimate.value
-
-    def fork_seconds(self) -> float:
-        """Expected seconds of a fork from a snapshot (measured, else as a start costs)."""
-        return self._until_measured(self.fork_estimate)
-
-    def snapshot_seconds(self) -> float:
-        """Expected seconds of taking a snapshot (measured, else as a start costs)."""
-        return self._until_measured(self.snapshot_estimate)
-
     # ------------------------------------------------------------------ taking
     def maybe_take(self, sandbox: Sandbox, node: Node, moment: Moment) -> None:
         """Ask the policy; checkpoint ``node`` from ``sandbox`` (which is at ``node``) if so."""
@@ -145,8 +120,8 @@ class Snapshots:
             node=node,
             moment=moment,
             replay_seconds=replay_seconds_to(node),
-            fork_seconds=self.fork_seconds(),
-            snapshot_seconds=self.snapshot_seconds(),
+            fork_seconds=self.fork_estimate.value,
+            snapshot_seconds=self.snapshot_estimate.value,
         )
         reason = self.policy.should_snapshot(ctx)
         if reason is not None:
@@ -187,7 +162,7 @@ class Snapshots:
     # ----------------------------------------------------------------- forking
     def fork_cost(self, base: Node) -> float:
         """Expected seconds to get a sandbox at ``base`` (a fork, or a start at the root)."""
-        return self.start_estimate.value if base.snapshot is None else self.fork_seconds()
+        return (self.start_estimate if base.snapshot is None else self.fork_estimate).value
 
     def fork_nearest(self, target: Node) -> tuple[Sandbox, Node]:
         """A sandbox forked from the deepest snapshot on ``target``'s path that forks.
