@@ -871,16 +871,7 @@ class DockerBackend:
         channel: shell.ShellChannel | None = None
         try:
             channel = shell.ShellChannel(box.directory, runc.alive(box.name), self.ready_timeout)
-            try:
-                boot = channel.ping(min(self.ready_timeout, 10.0))
-            except shell.ShellError as error:
-                raise _RestoreFailed("shell_silent", f"restored shell is silent: {error}") from None
-            if boot != handle.meta.get("boot"):
-                raise _RestoreFailed(
-                    "not_restored",
-                    f"the shell answers with boot id {boot}, the checkpoint had "
-                    f"{handle.meta.get('boot')}: its processes were not restored",
-                )
+            boot = self._prove_restored(channel, handle)
         except BaseException:
             if channel is not None:
                 channel.close()
@@ -1016,21 +1007,26 @@ class DockerBackend:
             except (SnapshotError, OSError) as error:
                 raise _RestoreFailed("restore_failed", str(error)) from error
             channel = shell.ShellChannel(directory, self._alive(container), self.ready_timeout)
-            try:
-                boot = channel.ping(min(self.ready_timeout, 10.0))
-            except shell.ShellError as error:
-                raise _RestoreFailed("shell_silent", f"restored shell is silent: {error}") from None
-            if boot != handle.meta.get("boot"):
-                raise _RestoreFailed(
-                    "not_restored",
-                    f"the shell answers with boot id {boot}, "
-                    f"the checkpoint had {handle.meta.get('boot')}: its "
-                    "processes were not restored",
-                )
+            boot = self._prove_restored(channel, handle)
         except BaseException:
             self.discard(container, directory, channel)
             raise
         return DockerSandbox(self, container, name, config, channel, boot)
+
+    def _prove_restored(self, channel: shell.ShellChannel, handle: SnapshotHandle) -> str:
+        """The restored shell's boot id, which must be the checkpoint's: only a real restore
+        keeps the supervisor's in-memory id (a cold start makes a new one)."""
+        try:
+            boot = channel.ping(min(self.ready_timeout, 10.0))
+        except shell.ShellError as error:
+            raise _RestoreFailed("shell_silent", f"restored shell is silent: {error}") from None
+        if boot != handle.meta.get("boot"):
+            raise _RestoreFailed(
+                "not_restored",
+                f"the shell answers with boot id {boot}, the checkpoint had "
+                f"{handle.meta.get('boot')}: its processes were not restored",
+            )
+        return boot
 
     def checkpoint_dir(self, handle: SnapshotHandle) -> Path:
         """The checkpoint directory of the ``full`` snapshot ``handle`` on this host, pulled
