@@ -7,7 +7,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tvcache.service import ServerProcess
+
+COMMANDS = ["echo one >> log; cat log", "echo two >> log; cat log", "wc -l < log"]
+"""A trajectory whose every call depends on the calls before it (hits prove the history)."""
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    """The root's files: one data file."""
+    path = tmp_path / "template"
+    path.mkdir()
+    (path / "data.txt").write_text("data\n")
+    return path
 
 
 def start_servers(

@@ -83,5 +83,6 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+from cluster_env import template  # noqa: E402, F401  (cluster tests: the root's files)
 from docker_env import api, full_runtime, level, make_backend, store  # noqa: E402, F401
 from runc_env import runc_backend  # noqa: E402, F401  (runc path fixture)

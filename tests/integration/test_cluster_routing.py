@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_env import cluster
+from cluster_env import COMMANDS, cluster
 
 from tvcache._ownership import Ownership
 from tvcache._placement import Ring
@@ -22,15 +22,6 @@ from tvcache.service import ServerProcess
 pytestmark = pytest.mark.postgres
 
 TASKS = [f"task-{i}" for i in range(9)]
-COMMANDS = ["echo one >> log; cat log", "echo two >> log; cat log", "wc -l < log"]
-
-
-@pytest.fixture
-def template(tmp_path: Path) -> Path:
-    path = tmp_path / "template"
-    path.mkdir()
-    (path / "data.txt").write_text("data\n")
-    return path
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_env import cluster, start_servers, stop_all
+from cluster_env import COMMANDS, cluster, start_servers, stop_all
 
 from tvcache._ownership import Ownership
 from tvcache._store import Store
@@ -27,15 +27,6 @@ from tvcache.cluster import ClusterClient
 pytestmark = pytest.mark.postgres
 
 HERE = Path(__file__).parent
-COMMANDS = ["echo one >> log; cat log", "echo two >> log; cat log", "wc -l < log"]
-
-
-@pytest.fixture
-def template(tmp_path: Path) -> Path:
-    path = tmp_path / "template"
-    path.mkdir()
-    (path / "data.txt").write_text("data\n")
-    return path
 
 
 def test_a_paused_owner_loses_its_root_and_its_late_write_is_refused(

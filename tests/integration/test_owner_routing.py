@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cluster_env import cluster
+from cluster_env import COMMANDS, cluster
 from sqlalchemy import select
 
 from tvcache._placement import Ring, capacity
@@ -18,16 +18,6 @@ from tvcache._store import Store
 from tvcache.cluster import ClusterClient, routing_key
 
 pytestmark = pytest.mark.postgres
-
-COMMANDS = ["echo one >> log; cat log", "echo two >> log; cat log", "wc -l < log"]
-
-
-@pytest.fixture
-def template(tmp_path: Path) -> Path:
-    path = tmp_path / "template"
-    path.mkdir()
-    (path / "data.txt").write_text("data\n")
-    return path
 
 
 def owners(store_url: str) -> dict[str, str]:
