@@ -9,14 +9,14 @@ test gets a database of its own. Without PostgreSQL the postgres cases skip, exc
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from needs import unavailable
-from sqlalchemy import create_engine, text
+from postgres_env import fresh_database
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
 
 from snapshots import TvcacheError
@@ -62,12 +62,8 @@ def postgres_admin() -> Iterator[Engine]:
 @pytest.fixture
 def postgres_url(postgres_admin: Engine) -> Iterator[str]:
     """A fresh, empty database; dropped afterwards."""
-    name = f"tvcache_test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
-    with postgres_admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database(postgres_admin) as url:
+        yield url
 
 
 @pytest.fixture

@@ -79,31 +79,21 @@ def make_backend(store: Path, api: Any) -> Iterator[BackendFactory]:
     yield make
     for backend in made:
         backend.close()
-    boxes = store / "runc"
+    assert_no_runc_left(store / "runc", mounts_under=store.parent)
+
+
+def assert_no_runc_left(root: Path, mounts_under: Path | None = None) -> None:
+    """Remove runc containers whose bundle lies under ``root`` and mounts under ``mounts_under``
+    (``root`` by default), then fail if there were any: a test's sandboxes must all be gone
+    once its backends are closed."""
     left = [
         name
         for name in _runc.containers()
-        if Path(str((_runc.state(name) or {}).get("bundle", ""))).parent == boxes
+        if Path(str((_runc.state(name) or {}).get("bundle", ""))).is_relative_to(root)
     ]
     for name in left:
         _runc.delete(name)
-    mounts = _runc.mounted_under(store.parent)
-    for mount in mounts:
-        _runc.unmount(mount)
-    assert (left, mounts) == ([], []), "runc sandboxes left running"
-
-
-def assert_no_runc_left(root: Path) -> None:
-    """Remove runc containers whose bundle lies under ``root`` and mounts under it, then fail
-    if there were any: a test's sandboxes must all be gone once its backends are closed."""
-    left = [
-        name
-        for name in _runc.containers()
-        if str((_runc.state(name) or {}).get("bundle", "")).startswith(str(root))
-    ]
-    for name in left:
-        _runc.delete(name)
-    mounts = _runc.mounted_under(root)
+    mounts = _runc.mounted_under(mounts_under or root)
     for mount in mounts:
         _runc.unmount(mount)
     assert (left, mounts) == ([], []), "runc sandboxes left running"

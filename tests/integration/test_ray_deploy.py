@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from needs import unavailable
+from postgres_env import fresh_database
 
 from tvcache._ownership import Ownership
 from tvcache._store import Store
@@ -132,14 +133,8 @@ def ray_cluster() -> Iterator[_Cluster]:
 @pytest.fixture(scope="module")
 def store_url(postgres_admin: Any) -> Iterator[str]:
     """One database for the module: the tests build on each other's cache."""
-    from sqlalchemy import text
-
-    name = f"tvcache_ray_{os.getpid()}"
-    with postgres_admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
-    with postgres_admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database(postgres_admin) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

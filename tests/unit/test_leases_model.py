@@ -4,11 +4,10 @@ only under the live lease."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from lease_clock import Clock, Held
 from sqlalchemy import func, select
 
 from tvcache._ownership import Lease, LeaseLost, Ownership
@@ -17,21 +16,6 @@ from tvcache._store import Store
 
 OWNERS = ["a", "b"]
 ROOTS = ["r1", "r2"]
-
-
-@dataclass
-class Clock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Held:
-    owner: str
-    epoch: int
-    expires: float
 
 
 ops = st.lists(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from lease_clock import Clock, Held
 
 from sandbox import Observation, RootSpec, ToolCall
 from tvcache._leases import Full, Leases, NotOwner
@@ -25,21 +25,6 @@ from tvcache._store import Store
 SERVERS = ["a", "b", "c"]
 ROOTS = ["r1", "r2"]
 TTL = 10.0
-
-
-@dataclass
-class Clock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Held:
-    owner: str
-    epoch: int
-    expires: float
 
 
 def child(root_id: str, n: int, stamp: float) -> NodeRecord:
