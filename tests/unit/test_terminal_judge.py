@@ -65,3 +65,14 @@ def test_an_identical_hit_is_neither() -> None:
         [],
         0,
     )
+
+
+def test_the_quick_help_says_what_quick_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from tvcache.bench.terminal import QUICK_GROUP, QUICK_MODES, QUICK_TASKS
+    from tvcache.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{len(QUICK_TASKS)} tasks x {QUICK_GROUP} rollouts" in text
+    assert all(mode.removeprefix("tvcache ") in text for mode in QUICK_MODES.split(","))

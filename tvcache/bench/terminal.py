@@ -256,22 +256,25 @@ def judge(plan: Plan, home: Path, rec: _Recorder) -> None:
     if not rec.suspects or rec.truth is None:
         return
     backend = docker_backend(Settings(home=home), "fs")
-    for key, history, served in rec.suspects:
-        outputs = {judged_key(rec.truth.outputs[key])}
-        for _ in range(FRESH_RERUNS):
-            with backend.start(plan.specs[key[0]]) as sandbox:
-                for command in history:
-                    fresh = sandbox.run(ToolCall("bash", {"command": command}))
-            outputs.add(judged_key(fresh))
-        if len(outputs) > 1:
-            rec.nondeterministic_differences += 1
-            continue
-        rec.result.wrong += 1
-        difference = _difference(served.output, rec.truth.outputs[key].output)
-        print(
-            f"{rec.result.name}: wrong observation at {key}, served vs fresh:\n{difference}",
-            file=sys.stderr,
-        )
+    try:
+        for key, history, served in rec.suspects:
+            outputs = {judged_key(rec.truth.outputs[key])}
+            for _ in range(FRESH_RERUNS):
+                with backend.start(plan.specs[key[0]]) as sandbox:
+                    for command in history:
+                        fresh = sandbox.run(ToolCall("bash", {"command": command}))
+                outputs.add(judged_key(fresh))
+            if len(outputs) > 1:
+                rec.nondeterministic_differences += 1
+                continue
+            rec.result.wrong += 1
+            difference = _difference(served.output, rec.truth.outputs[key].output)
+            print(
+                f"{rec.result.name}: wrong observation at {key}, served vs fresh:\n{difference}",
+                file=sys.stderr,
+            )
+    finally:
+        backend.close()  # its background work ends before its home is removed
 
 
 def _difference(served: str, fresh: str, context: int = 120) -> str:
@@ -329,8 +332,11 @@ def run_no_cache(plan: Plan, home: Path, workers: int, bar: tqdm) -> tuple[ModeR
             sandbox.close()
 
     started = time.perf_counter()
-    _run_groups(plan, rollout, workers)
-    rec.result.wall_seconds = time.perf_counter() - started
+    try:
+        _run_groups(plan, rollout, workers)
+        rec.result.wall_seconds = time.perf_counter() - started
+    finally:
+        backend.close()  # its background work ends before its home is removed
     rec.result.extra = {
         "environment_seconds": round(rec.result.tool_seconds + sum(starts), 2),
         "fork_p50_ms": percentile_ms(starts, 50),
