@@ -28,7 +28,7 @@ from sandbox import _runc
 from snapshots import directory as sdir
 from snapshots import docker_full
 from snapshots.criu import explain
-from snapshots.runc_checkpoint import CRIU_CONFIG_ANNOTATION, SKIP_NETWORK_LOCK, criu_env
+from snapshots.runc_checkpoint import CRIU_CONFIG_ANNOTATION, criu_config, criu_env
 
 if TYPE_CHECKING:  # _runc_runtime imports this module
     from sandbox._runc_runtime import Box, RuncRuntime
@@ -52,12 +52,17 @@ CHECKPOINTS = "runc-criu"
 def criu_annotations() -> dict[str, str]:
     """The annotation that makes runc hand CRIU a configuration skipping the network lock."""
     path = _runc.RUNC_ROOT / "criu.conf"
-    if not path.is_file() or path.read_text() != SKIP_NETWORK_LOCK:
+    text = criu_config()
+    if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(sdir.temp_name(path.name))
-        temp.write_text(SKIP_NETWORK_LOCK)
+        temp.write_text(text)
         os.replace(temp, path)
     return {CRIU_CONFIG_ANNOTATION: str(path)}
+
+
+def _criu_env() -> dict[str, str]:
+    return criu_env(keep=(str(_runc.RUNC_ROOT),))
 
 
 def checkpoint_path(store: Path, snapshot_id: str) -> Path:
@@ -136,7 +141,7 @@ def dump(box: Box, images: Path) -> None:
             "--work-path",
             str(work),
             box.name,
-            env=criu_env(),
+            env=_criu_env(),
             timeout=120,
         )
     except _runc.RuncError as error:
@@ -164,18 +169,20 @@ def restore(box: Box, images: Path) -> None:
             str(images),
             "--work-path",
             str(work),
+            "--pid-file",
+            str(box.box / "pid"),
             box.name,
             log=box.box / "runc.log",
-            env=criu_env(),
+            env=_criu_env(),
             timeout=120,
         )
     except _runc.RuncError as error:
         reason, hint = explain(f"{error} {work / 'restore.log'}")
         raise _runc.RuncError(f"restore into {box.name} failed: {reason}", hint) from error
-    found = _runc.state(box.name) or {}
-    box.pid = int(found.get("pid") or 0)
+    with contextlib.suppress(OSError, ValueError):  # no ``runc state`` process needed
+        box.pid = int((box.box / "pid").read_text())
     if not box.pid:
-        raise _runc.RuncError(f"restored container {box.name} is not running")
+        raise _runc.RuncError(f"restored container {box.name} is not running", "see runc.log")
 
 
 def sweep(store: Path, known: set[str], min_age: float = 60.0) -> list[str]:

@@ -109,3 +109,18 @@ def test_nothing_is_left_on_disk(make_backend: BackendFactory, store: Path) -> N
     assert backend.counters["full_ahead_takes"] == 1
     left = _leftovers(store)
     assert {key: names for key, names in left.items() if names} == {}
+
+
+def test_criu_reads_its_kernel_probe_cache(make_backend: BackendFactory) -> None:
+    """CRIU probes the kernel for 60-110 ms per run unless it reads /run/criu.kdat, which it
+    only writes on a tmpfs /run (not on this kind of host): tvcache makes it read one."""
+    backend = _runc_backend(make_backend)
+    with start(backend) as box:
+        sh(box, "sleep 600 &")
+        snap = box.snapshot("s")
+        with backend.fork(snap) as fork:
+            assert fork.box is not None
+            log = (fork.box.box / "restore-work" / "restore.log").read_text()
+            assert "Loaded kdat cache" in log, log[:600]
+            assert sh(fork, "jobs -p | wc -l").output == "1\n"
+    backend.delete_snapshot(snap)
