@@ -16,7 +16,10 @@ temporary directory). CRIU's network lock is skipped (the sandbox has no network
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import time
@@ -28,7 +31,7 @@ from sandbox import _runc
 from snapshots import directory as sdir
 from snapshots import docker_full
 from snapshots.criu import explain
-from snapshots.runc_checkpoint import CRIU_CONFIG_ANNOTATION, SKIP_NETWORK_LOCK, criu_env
+from snapshots.runc_checkpoint import CRIU_CONFIG_ANNOTATION, criu_config, criu_env
 
 if TYPE_CHECKING:  # _runc_runtime imports this module
     from sandbox._runc_runtime import Box, RuncRuntime
@@ -49,15 +52,91 @@ CHECKPOINTS = "runc-criu"
 """The checkpoint directories of ``full`` runc snapshots, under the snapshot dir."""
 
 
+MOUNTS = _runc.RUNC_ROOT / "mounts"
+"""Directories bound in place of the tmpfs mounts runc makes and CRIU would otherwise tar up
+on every dump and restore (30-110 ms each here): ``empty`` for the masked directories
+(/proc/acpi, /sys/firmware...), ``cgroup`` (one empty directory per controller) for the
+tmpfs of /sys/fs/cgroup. Mounted read-only in every restored sandbox, as the tmpfs were."""
+TMPFS_SKIPPED = {"/sys/fs/cgroup": "cgroup", **{path: "empty" for path in _runc.MASKED}}
+"""Where runc mounts a tmpfs (a masked path that is a directory on this kernel; masked files
+are binds of /dev/null) and what is bound there after a restore."""
+
+
+def _externals() -> str:
+    """CRIU configuration lines that make the tmpfs of :data:`TMPFS_SKIPPED` external: a dump
+    records them by key (the host directory) without their content; a restore binds that
+    directory (the key of each is its path: the same lines serve a dump and a restore)."""
+    directories = {"empty": [], "cgroup": _cgroup_entries()}
+    for name, entries in directories.items():
+        _immutable_directory(MOUNTS / name, entries)
+    lines = [
+        f"external mnt[{path}]:{MOUNTS / name}"
+        for path, name in TMPFS_SKIPPED.items()
+        if Path(path).is_dir()
+    ]
+    lines += [f"external mnt[{MOUNTS / name}]:{MOUNTS / name}" for name in directories]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _cgroup_entries() -> list[tuple[str, str | None]]:
+    """What runc's tmpfs at /sys/fs/cgroup holds: a directory per hierarchy (None) and a
+    symlink per co-mounted controller (its target), as the host's /sys/fs/cgroup."""
+    found: list[tuple[str, str | None]] = []
+    with contextlib.suppress(OSError), os.scandir("/sys/fs/cgroup") as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                found.append((entry.name, os.readlink(entry.path)))
+            elif entry.is_dir():
+                found.append((entry.name, None))
+    return found
+
+
+_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
+
+
+def _immutable_directory(path: Path, entries: list[tuple[str, str | None]]) -> None:
+    """Make ``path`` with ``entries`` (subdirectories, or symlinks to their target) and mark
+    it immutable: every sandbox binds it, and root in a sandbox (no CAP_LINUX_IMMUTABLE) can
+    then add nothing to it, even where the bind is writable as runc's tmpfs was."""
+    if not path.is_dir():
+        temp = path.with_name(sdir.temp_name(path.name))
+        temp.mkdir(parents=True)
+        for name, target in entries:
+            if target is None:
+                (temp / name).mkdir()
+            else:
+                (temp / name).symlink_to(target)
+        try:
+            os.rename(temp, path)
+        except OSError:  # another process made it meanwhile: keep that one
+            sdir.delete_tree(temp)
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # (an immutable directory cannot be renamed: marked in place, every time)
+        flags = array.array("i", [0])
+        fcntl.ioctl(descriptor, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_IMMUTABLE_FL:
+            flags[0] |= _FS_IMMUTABLE_FL
+            fcntl.ioctl(descriptor, _FS_IOC_SETFLAGS, flags, True)
+    finally:
+        os.close(descriptor)
+
+
 def criu_annotations() -> dict[str, str]:
-    """The annotation that makes runc hand CRIU a configuration skipping the network lock."""
-    path = _runc.RUNC_ROOT / "criu.conf"
-    if not path.is_file() or path.read_text() != SKIP_NETWORK_LOCK:
+    """The annotation that makes runc hand CRIU its configuration: no network lock, no copy
+    of the tmpfs mounts of :data:`TMPFS_SKIPPED`."""
+    text = criu_config() + _externals()
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    path = _runc.RUNC_ROOT / f"criu-{digest}.conf"  # others' tvcache versions write theirs
+    if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(sdir.temp_name(path.name))
-        temp.write_text(SKIP_NETWORK_LOCK)
+        temp.write_text(text)
         os.replace(temp, path)
     return {CRIU_CONFIG_ANNOTATION: str(path)}
+
+
+def _criu_env() -> dict[str, str]:
+    return criu_env(keep=(str(_runc.RUNC_ROOT),))
 
 
 def checkpoint_path(store: Path, snapshot_id: str) -> Path:
@@ -136,7 +215,7 @@ def dump(box: Box, images: Path) -> None:
             "--work-path",
             str(work),
             box.name,
-            env=criu_env(),
+            env=_criu_env(),
             timeout=120,
         )
     except _runc.RuncError as error:
@@ -164,18 +243,20 @@ def restore(box: Box, images: Path) -> None:
             str(images),
             "--work-path",
             str(work),
+            "--pid-file",
+            str(box.box / "pid"),
             box.name,
             log=box.box / "runc.log",
-            env=criu_env(),
+            env=_criu_env(),
             timeout=120,
         )
     except _runc.RuncError as error:
         reason, hint = explain(f"{error} {work / 'restore.log'}")
         raise _runc.RuncError(f"restore into {box.name} failed: {reason}", hint) from error
-    found = _runc.state(box.name) or {}
-    box.pid = int(found.get("pid") or 0)
+    with contextlib.suppress(OSError, ValueError):  # no ``runc state`` process needed
+        box.pid = int((box.box / "pid").read_text())
     if not box.pid:
-        raise _runc.RuncError(f"restored container {box.name} is not running")
+        raise _runc.RuncError(f"restored container {box.name} is not running", "see runc.log")
 
 
 def sweep(store: Path, known: set[str], min_age: float = 60.0) -> list[str]:

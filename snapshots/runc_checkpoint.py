@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from snapshots import criu_kdat
 from snapshots import directory as sdir
 from snapshots._errors import SnapshotError
 from snapshots.criu import find_criu
@@ -41,11 +42,23 @@ class Bundle:
         return self.path / "rootfs"
 
 
-def criu_env() -> dict[str, str]:
-    """The environment for runc: ``criu`` first on PATH (runc finds it there)."""
+def criu_env(kdat: bool = True, keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment for runc: ``criu`` first on PATH (runc finds it there); with ``kdat``,
+    the wrapper that lets it read its kernel-probe cache (:mod:`snapshots.criu_kdat`; ``keep``:
+    runc's state directory when it lies under /run)."""
     criu = find_criu()
     path = os.environ.get("PATH", "")
-    return {**os.environ, "PATH": f"{Path(criu).parent}:{path}" if criu else path}
+    first = [str(Path(criu).parent)] if criu else []
+    wrapper = criu_kdat.criu_path_dir(keep) if kdat else None
+    if wrapper is not None:
+        first.insert(0, str(wrapper))
+    return {**os.environ, "PATH": ":".join([*first, path])}
+
+
+def criu_config(network_lock: bool = False) -> str:
+    """runc's CRIU configuration: no network lock (for a container without network), and what
+    CRIU needs to run through :func:`criu_env`'s wrapper (:func:`snapshots.criu_kdat.config`)."""
+    return ("" if network_lock else SKIP_NETWORK_LOCK) + criu_kdat.config()
 
 
 def _runc(bundle: Bundle, *args: str) -> None:
@@ -92,10 +105,9 @@ def make_bundle(
     config = json.loads((bundle.path / "config.json").read_text())
     config["process"].update(terminal=False, args=list(args))
     config["root"]["readonly"] = False
-    if not network_lock:
-        criu_config = directory / "criu.conf"
-        criu_config.write_text(SKIP_NETWORK_LOCK)
-        config["annotations"] = {CRIU_CONFIG_ANNOTATION: str(criu_config)}
+    conf = directory / "criu.conf"
+    conf.write_text(criu_config(network_lock))
+    config["annotations"] = {CRIU_CONFIG_ANNOTATION: str(conf)}
     (bundle.path / "config.json").write_text(json.dumps(config))
     return bundle
 

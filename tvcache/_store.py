@@ -51,6 +51,7 @@ from tvcache import _schema as schema
 from tvcache._group_commit import GroupCommit
 from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
 from tvcache._schema import SCHEMA_VERSION
+from tvcache._wal import Checkpointer
 
 __all__ = ["SCHEMA_VERSION", "Fence", "StatsWriter", "Store", "StoreError", "default_store_url"]
 
@@ -212,7 +213,9 @@ class Store:
     before its nodes, a parent before its children, a node before its snapshot.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, checkpoint_pages: int = 1000) -> None:
+        """``checkpoint_pages``: a SQLite file's write-ahead log is checkpointed in the
+        background once it is past this many pages (see :mod:`tvcache._wal`)."""
         self.url = url
         self._closed = False
         parsed = _parse_url(url)
@@ -235,6 +238,9 @@ class Store:
         self._node_commits = GroupCommit(self._write_nodes)
         self._node_conn: PoolProxiedConnection | None = None
         self._node_sql, self._node_binds = _prepared_node_insert(self._engine)
+        self._checkpointer = (
+            Checkpointer(self._path, pages=checkpoint_pages) if self._path is not None else None
+        )
         self.fence: Fence | None = None  # set by a server that owns roots by lease
         try:
             self._init_schema()
@@ -252,6 +258,8 @@ class Store:
         # child opens its own. A lock some other thread held at the fork would never be released.
         self._write_lock = threading.Lock()
         self._node_commits.after_fork()
+        if self._checkpointer is not None:
+            self._checkpointer.after_fork()
         if self._node_conn is not None:  # the parent's: never used, closed or returned here
             _INHERITED.append(self._node_conn)
             self._node_conn = None
@@ -453,6 +461,8 @@ class Store:
                 try:
                     connection.executemany(self._node_sql, params)
                     connection.execute("COMMIT")
+                    if self._checkpointer is not None:
+                        self._checkpointer.committed()
                 except BaseException:
                     with suppress(sqlite3.Error):
                         connection.execute("ROLLBACK")
@@ -481,6 +491,9 @@ class Store:
                 self._node_conn = self._engine.raw_connection()
             except SQLAlchemyError as error:
                 raise self._error("open a connection for node writes", error) from error
+            raw = self._node_conn.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            raw.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's thread does it
         raw = self._node_conn.driver_connection
         assert isinstance(raw, sqlite3.Connection)
         return raw
@@ -742,6 +755,8 @@ class Store:
         """Release the connections. Idempotent; the store cannot be used afterwards."""
         if not self._closed:
             self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             with self._write_lock:
                 if self._node_conn is not None:
                     self._node_conn.close()

@@ -40,7 +40,9 @@ def test_processes_survive_a_restore(tmp_path: Path, api: Any, network_lock: boo
             assert sorted(rc.processes(bundle, "c")) == before
             rc.delete(bundle, "c")
         log = (tmp_path / "images-restore-work" / "restore.log").read_text()
-        assert ("Parsing config file" in log) is not network_lock
+        assert "Parsing config file" in log  # the bundle's, which skips the lock or not
+        conf = (tmp_path / "b" / "criu.conf").read_text()
+        assert ("network-lock skip" in conf) is not network_lock
     finally:
         rc.remove_bundle(bundle, ["c"])
     assert not (tmp_path / "b").exists()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from docker_env import BackendFactory, sh, start
 
-from sandbox import _runc
+from sandbox import ToolCall, _runc, _runc_full
 from sandbox._runc_full import CHECKPOINTS
 
 pytestmark = pytest.mark.docker
@@ -109,3 +109,44 @@ def test_nothing_is_left_on_disk(make_backend: BackendFactory, store: Path) -> N
     assert backend.counters["full_ahead_takes"] == 1
     left = _leftovers(store)
     assert {key: names for key, names in left.items() if names} == {}
+
+
+def test_criu_reads_its_kernel_probe_cache(make_backend: BackendFactory) -> None:
+    """CRIU probes the kernel for 60-110 ms per run unless it reads /run/criu.kdat, which it
+    only writes on a tmpfs /run (not on this kind of host): tvcache makes it read one."""
+    backend = _runc_backend(make_backend)
+    with start(backend) as box:
+        sh(box, "sleep 600 &")
+        snap = box.snapshot("s")
+        with backend.fork(snap) as fork:
+            assert fork.box is not None
+            log = (fork.box.box / "restore-work" / "restore.log").read_text()
+            assert "Loaded kdat cache" in log, log[:600]
+            assert sh(fork, "jobs -p | wc -l").output == "1\n"
+    backend.delete_snapshot(snap)
+
+
+def test_a_fork_cannot_write_the_directories_shared_in_place_of_tmpfs(
+    make_backend: BackendFactory,
+) -> None:
+    """The masked directories and /sys/fs/cgroup of a restored sandbox are binds of host
+    directories every sandbox shares (CRIU copies no tmpfs for them): nothing may be added."""
+    backend = _runc_backend(make_backend)
+    with start(backend) as box:
+        sh(box, "sleep 600 &")
+        snap = box.snapshot("s")
+        with backend.fork(snap) as fork:
+            targets = [
+                p for p in ("/sys/fs/cgroup", "/sys/firmware", "/proc/acpi") if Path(p).is_dir()
+            ]
+            for target in targets:
+                done = fork.run(
+                    ToolCall("bash", {"command": f"touch {target}/x || mkdir {target}/y"})
+                )
+                assert done.exit_code != 0, (target, done.output)
+            controllers = "ls /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu"
+            assert sh(fork, f"{controllers} >/dev/null && echo mounted").output == "mounted\n"
+            assert sh(fork, "jobs -p | wc -l").output == "1\n"
+    backend.delete_snapshot(snap)
+    for directory in (_runc_full.MOUNTS / "empty", _runc_full.MOUNTS / "cgroup"):
+        assert not any(p.name in ("x", "y") for p in directory.iterdir())

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sandbox import Observation
 
@@ -91,6 +96,45 @@ def table(results: Sequence[ModeResult], rows: Sequence[Row], first_cached: int)
     return "\n".join(lines)
 
 
+def plot_path(value: str) -> str:
+    """The ``--plot`` argument, checked before any work (a benchmark can run for an hour): its
+    directory is created if missing and must take a file; matplotlib must be installed and
+    know the file's format. Raises :class:`argparse.ArgumentTypeError` saying what to do."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value} is a directory: give a file name, e.g. {path / 'bench.png'}"
+        )
+    blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise argparse.ArgumentTypeError(
+            f"cannot write the plot to {value}: {blocked} is a file, not a directory"
+        )
+    if importlib.util.find_spec("matplotlib") is None:
+        raise argparse.ArgumentTypeError(
+            "writing a plot needs matplotlib: pip install 'tvcache[plot]', or leave out --plot"
+        )
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix and path.suffix[1:].lower() not in formats:
+        raise argparse.ArgumentTypeError(
+            f"{value}: matplotlib cannot write {path.suffix!r} files; "
+            f"end the name with one of .{', .'.join(sorted(formats))} (e.g. .png)"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is not writable")
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tvcache-plot-check-"):
+            pass
+    except OSError as error:
+        raise argparse.ArgumentTypeError(
+            f"cannot write the plot to {value} ({error}): choose a writable place"
+        ) from error
+    return str(path)
+
+
 def plot(results: Sequence[ModeResult], path: str, title: str) -> None:
     """Tool-call time distribution per mode (left) and tool seconds executed (right)."""
     import matplotlib
@@ -111,4 +155,5 @@ def plot(results: Sequence[ModeResult], path: str, title: str) -> None:
         axis.tick_params(axis="x", rotation=20)
     fig.suptitle(title)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

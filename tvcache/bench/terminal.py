@@ -7,9 +7,11 @@ container; (3) tvcache at level ``fs`` (committed images), strict prefix matchin
 does not advance the state; (5) the same with fingerprint merging: states of equal
 fingerprints share their futures; (6) tvcache at level ``full`` (images plus CRIU checkpoints
 of the running processes). ``--modes`` picks some. The no-cache mode runs first and is the
-reference for wrong observations: a hit that differs from it is run fresh twice more and is
-wrong only if every fresh run agrees (see :func:`judge`). At the end of every rollout its
-checker runs (as one more tool call) and the scores must be equal across modes.
+reference for wrong observations: a hit that differs from it only in durations (a test
+runner's "in 0.05s", see :mod:`tvcache.bench._durations`) is counted apart; any other
+difference is run fresh twice more and is wrong only if every fresh run agrees (see
+:func:`judge`). At the end of every rollout its checker runs (as one more tool call) and the
+scores must be equal across modes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tvcache._factory import docker_backend
 from tvcache._policy import CostAwarePolicy, NeverSnapshot, SnapshotPolicy
 from tvcache._settings import Settings, StateAwareness
 from tvcache._store import Store
+from tvcache.bench._durations import Difference, JudgedKey, compare, judged_key
 from tvcache.bench._report import ModeResult, Row, percentile_ms, plot, table
 from tvcache.bench._terminal_workload import (
     TASKS_DIR,
@@ -74,6 +77,8 @@ ROWS: list[Row] = [
     ("merged nodes", "merged_nodes", "{:d}"),
     ("fingerprint seconds", "fingerprint_seconds", "{:.1f}"),
     ("wrong observations", "wrong_observations", "{:d}"),
+    ("nondeterministic diffs", "nondeterministic_differences", "{:d}"),
+    ("differ in durations only", "duration_only_differences", "{:d}"),
     ("mean checker score", "mean_score", "{:.3f}"),
 ]
 
@@ -168,11 +173,13 @@ class _Recorder:
         self.checks: dict[tuple[int, int], Observation] = {}
         self.tainted_differences = 0
         self.nondeterministic_differences = 0
+        # hits that differ from the reference's output only in durations: (key, served, fresh)
+        self.duration_only: list[tuple[tuple[int, int, int], Observation, Observation]] = []
         # hits that differ from the reference's output of their history: judged afterwards
         self.suspects: list[tuple[tuple[int, int, int], tuple[str, ...], Observation]] = []
-        # every fresh output seen per history: a history whose fresh runs disagree has no
-        # single right answer (test durations, temp names, directory times)
-        self.fresh: dict[tuple[int, tuple[str, ...]], set[tuple[str, int]]] = {}
+        # every fresh output seen per history, but for its durations: a history whose fresh
+        # runs disagree has no single right answer (temp names, directory times)
+        self.fresh: dict[tuple[int, tuple[str, ...]], set[JudgedKey]] = {}
         self._bar = bar
         self._lock = threading.Lock()
 
@@ -185,17 +192,18 @@ class _Recorder:
         hit: bool,
         tainted: bool = False,
     ) -> None:
-        """Record one call. A hit that differs from the no-cache run of the same history is
-        a suspect unless it is marked ``tainted`` or the no-cache run's fresh executions of that
-        history already disagree among themselves; :func:`judge` settles suspects by running
-        their history fresh again (a state-aware hit's exact history may have run only once).
+        """Record one call. A hit that differs from the no-cache run of the same history only
+        in durations is counted apart; otherwise it is a suspect unless it is marked ``tainted``
+        or the no-cache run's fresh executions of that history already disagree among
+        themselves (beyond durations); :func:`judge` settles suspects by running their history
+        fresh again (a state-aware hit's exact history may have run only once).
         """
         with self._lock:
             r = self.result
             r.calls += 1
             r.call_latencies.append(seconds)
             if self.truth is None:
-                self.fresh.setdefault((key[0], history), set()).add((obs.output, obs.exit_code))
+                self.fresh.setdefault((key[0], history), set()).add(judged_key(obs))
             if hit:
                 r.hits += 1
                 r.hit_latencies.append(seconds)
@@ -203,7 +211,10 @@ class _Recorder:
                 fresh = (
                     self.reference.fresh.get((key[0], history), set()) if self.reference else set()
                 )
-                if not obs.same_as(expected):
+                difference = compare(obs, expected)
+                if difference is Difference.DURATIONS_ONLY:
+                    self.duration_only.append((key, obs, expected))
+                elif difference is Difference.DIFFERENT:
                     self.tainted_differences += tainted
                     unstable = len(fresh) > 1
                     self.nondeterministic_differences += unstable and not tainted
@@ -224,29 +235,46 @@ class _Recorder:
 
 FRESH_RERUNS = 2
 """Fresh executions of a suspect's history, beside the no-cache run's, before judging it."""
+SHOWN_DURATION_DIFFERENCES = 3
+"""Durations-only differences printed per mode (all are counted)."""
 
 
 def judge(plan: Plan, home: Path, rec: _Recorder) -> None:
-    """Settle ``rec``'s suspects: run each history fresh :data:`FRESH_RERUNS` more times in new
-    containers. Fresh runs that disagree among themselves make the difference nondeterministic
-    (there is no single right answer); fresh runs that all agree, and differ from what was
-    served, make it a wrong observation (printed, so it can be looked into)."""
+    """Print the first durations-only differences, then settle ``rec``'s suspects: run each
+    history fresh :data:`FRESH_RERUNS` more times in new containers. Fresh runs that disagree
+    among themselves beyond durations make the difference nondeterministic (there is no single
+    right answer); fresh runs that all agree but for durations make what was served a wrong
+    observation (printed, so it can be looked into)."""
+    for key, served, fresh in rec.duration_only[:SHOWN_DURATION_DIFFERENCES]:
+        difference = _difference(served.output, fresh.output)
+        print(
+            f"{rec.result.name}: differs in durations only at {key}:\n{difference}", file=sys.stderr
+        )
+    if len(rec.duration_only) > SHOWN_DURATION_DIFFERENCES:
+        more = len(rec.duration_only) - SHOWN_DURATION_DIFFERENCES
+        print(f"{rec.result.name}: {more} more differ in durations only", file=sys.stderr)
     if not rec.suspects or rec.truth is None:
         return
     backend = docker_backend(Settings(home=home), "fs")
-    for key, history, served in rec.suspects:
-        outputs = {(rec.truth.outputs[key].output, rec.truth.outputs[key].exit_code)}
-        for _ in range(FRESH_RERUNS):
-            with backend.start(plan.specs[key[0]]) as sandbox:
-                for command in history:
-                    fresh = sandbox.run(ToolCall("bash", {"command": command}))
-            outputs.add((fresh.output, fresh.exit_code))
-        if len(outputs) > 1:
-            rec.nondeterministic_differences += 1
-            continue
-        rec.result.wrong += 1
-        difference = _difference(served.output, rec.truth.outputs[key].output)
-        print(f"wrong observation at {key}, served vs fresh:\n{difference}", file=sys.stderr)
+    try:
+        for key, history, served in rec.suspects:
+            outputs = {judged_key(rec.truth.outputs[key])}
+            for _ in range(FRESH_RERUNS):
+                with backend.start(plan.specs[key[0]]) as sandbox:
+                    for command in history:
+                        fresh = sandbox.run(ToolCall("bash", {"command": command}))
+                outputs.add(judged_key(fresh))
+            if len(outputs) > 1:
+                rec.nondeterministic_differences += 1
+                continue
+            rec.result.wrong += 1
+            difference = _difference(served.output, rec.truth.outputs[key].output)
+            print(
+                f"{rec.result.name}: wrong observation at {key}, served vs fresh:\n{difference}",
+                file=sys.stderr,
+            )
+    finally:
+        backend.close()  # its background work ends before its home is removed
 
 
 def _difference(served: str, fresh: str, context: int = 120) -> str:
@@ -304,8 +332,11 @@ def run_no_cache(plan: Plan, home: Path, workers: int, bar: tqdm) -> tuple[ModeR
             sandbox.close()
 
     started = time.perf_counter()
-    _run_groups(plan, rollout, workers)
-    rec.result.wall_seconds = time.perf_counter() - started
+    try:
+        _run_groups(plan, rollout, workers)
+        rec.result.wall_seconds = time.perf_counter() - started
+    finally:
+        backend.close()  # its background work ends before its home is removed
     rec.result.extra = {
         "environment_seconds": round(rec.result.tool_seconds + sum(starts), 2),
         "fork_p50_ms": percentile_ms(starts, 50),
@@ -448,6 +479,7 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
         result.extra["mean_score"] = round(sum(rec.scores.values()) / max(len(rec.scores), 1), 3)
         result.extra["tainted_differences"] = rec.tainted_differences
         result.extra["nondeterministic_differences"] = rec.nondeterministic_differences
+        result.extra["duration_only_differences"] = len(rec.duration_only)
         mismatches = [k for k, v in reference.items() if rec.scores[k] != v]
         result.extra["score_mismatches"] = len(mismatches)
         result.extra["distinct_call_floor_seconds"] = round(floor, 2)
