@@ -470,7 +470,7 @@ def run_terminal_bench(args: argparse.Namespace) -> int:
                     result, rec = run_cached(
                         modes[index - 1], plan, home, recorders[0], workers, bar
                     )
-                    judge(plan, Path(tmp) / "judge", rec)
+            judge(plan, Path(tmp) / "judge", rec)  # after the bar: it prints what it finds
             results.append(result)
             recorders.append(rec)
     reference = recorders[0].scores
