@@ -11,7 +11,9 @@ container is resumed: files and memory are those of one instant. Fork: a new box
 upper directory lies over that layer and the same stack, and ``runc restore`` (detached) from
 the checkpoint directory, which restore only reads (many forks, no copy, nothing left in any
 temporary directory). CRIU's network lock is skipped (the sandbox has no network; the
-``org.criu.config`` annotation every runc container carries, see :func:`criu_annotations`).
+``org.criu.config`` annotation every runc container carries), and CRIU finds no file system to
+copy, nor a network namespace to dump (:mod:`sandbox._runc_full_mounts`), and reads its
+kernel-probe cache (:mod:`snapshots.criu_kdat`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sandbox import _runc, _runc_full_mounts
+from snapshots import SnapshotError, docker_full
 from snapshots import directory as sdir
-from snapshots import docker_full
 from snapshots.criu import explain
 from snapshots.runc_checkpoint import criu_env
 
@@ -89,7 +91,7 @@ def take(
                 dump(box, temp)
             if (box.box / "shm").is_dir():  # a full box's /dev/shm: copied, as its upper dir
                 sdir.copy_tree(box.box / "shm", temp / SHM)
-        except _runc.RuncError as error:
+        except SnapshotError as error:  # (runc's, or the copy's)
             failure = str(error)
         box.phases["checkpoint"] = time.perf_counter() - started
     finally:
