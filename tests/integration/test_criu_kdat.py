@@ -24,13 +24,23 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     criu_kdat._prepared.cache_clear()
 
 
-def test_a_cache_made_under_another_boot_is_made_again(cache_dir: Path) -> None:
-    """A new kernel may differ: CRIU must never read a cache of another boot."""
+@pytest.mark.parametrize("perl", [True, False])
+def test_a_cache_made_under_another_boot_is_made_again(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, perl: bool
+) -> None:
+    """A new kernel may differ: CRIU must never read a cache of another boot. Either wrapper
+    (perl's syscalls, or unshare and mount) starts CRIU."""
+    if not perl:
+        which = criu_kdat.shutil.which
+        monkeypatch.setattr(
+            criu_kdat.shutil, "which", lambda name: None if name == "perl" else which(name)
+        )
     (cache_dir / "run").mkdir(parents=True)
     (cache_dir / "run" / "criu.kdat").write_bytes(b"stale")
     (cache_dir / "boot_id").write_text("another-boot")
-    wrapper = criu_kdat.criu_path_dir()
+    wrapper = criu_kdat.criu_path_dir(("/run/tvcache-runc",))
     assert wrapper is not None
+    assert ("perl" in (wrapper / "criu").read_text().splitlines()[0]) is perl
     assert (cache_dir / "boot_id").read_text() == criu_kdat._boot_id()
     made = (cache_dir / "run" / "criu.kdat").read_bytes()
     assert made != b"stale" and len(made) > 100
