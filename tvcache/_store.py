@@ -440,20 +440,18 @@ class Store:
                 f"cannot store node {node.node_id!r}: the store {self._shown} is closed",
                 "open a new Store",
             )
-        self._node_commits.write(schema.node_row(node))
+        self._node_commits.write(node)
 
-    def _write_nodes(self, rows: Sequence[dict[str, Any]]) -> None:
-        """One transaction inserting ``rows`` (the batch of a group commit)."""
-        action = f"store node {rows[0]['node_id']!r}" + (
-            f" and {len(rows) - 1} more" if len(rows) > 1 else ""
-        )
+    def _write_nodes(self, nodes: Sequence[NodeRecord]) -> None:
+        """One transaction inserting ``nodes`` (the batch of a group commit)."""
         if self._path is None or self.fence is not None:
+            action = self._nodes_action(nodes)
             stmt = self._insert(schema.nodes).on_conflict_do_nothing(index_elements=["node_id"])
             with self._tx(action, write=True) as conn:
-                self._fenced(conn, {row["root_id"] for row in rows}, action)
-                conn.execute(stmt, list(rows))
+                self._fenced(conn, {node.root_id for node in nodes}, action)
+                conn.execute(stmt, [schema.node_row(node) for node in nodes])
             return
-        params = [[bind(row[name]) for name, bind in self._node_binds] for row in rows]
+        params = [self._node_params(node) for node in nodes]
         with self._write_lock:
             connection = self._node_connection()
             try:
@@ -469,7 +467,19 @@ class Store:
                     raise
             except sqlite3.Error as error:
                 wrapped = DBAPIError.instance(self._node_sql, None, error, sqlite3.Error)
-                raise self._error(action, wrapped) from error
+                raise self._error(self._nodes_action(nodes), wrapped) from error
+
+    def _node_params(self, node: NodeRecord) -> list[Any]:
+        """The prepared insert's parameters: the columns, converted where SQLAlchemy would."""
+        values = list(schema.node_values(node))
+        for index, process in self._node_binds:
+            values[index] = process(values[index])
+        return values
+
+    @staticmethod
+    def _nodes_action(nodes: Sequence[NodeRecord]) -> str:
+        more = f" and {len(nodes) - 1} more" if len(nodes) > 1 else ""
+        return f"store node {nodes[0].node_id!r}{more}"
 
     def _fenced(self, conn: Connection, root_ids: Collection[str], action: str) -> None:
         """Refuse ``action`` unless the fence (if any) lets this process write ``root_ids``."""
@@ -773,22 +783,19 @@ class Store:
         return f"Store({self._shown!r})"
 
 
-def _prepared_node_insert(engine: Engine) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
-    """The SQLite node insert as SQL with ``?`` markers, and per column its name and the
-    conversion SQLAlchemy would apply to the value (the column types' bind processors)."""
+def _prepared_node_insert(engine: Engine) -> tuple[str, list[tuple[int, Callable[[Any], Any]]]]:
+    """The SQLite node insert as SQL with ``?`` markers, and the conversions SQLAlchemy would
+    apply (the column types' bind processors) by column index, for the columns that have one."""
     dialect = engine.dialect
-    binds: list[tuple[str, Callable[[Any], Any]]] = []
-    for column in schema.nodes.columns:
+    binds: list[tuple[int, Callable[[Any], Any]]] = []
+    for index, column in enumerate(schema.nodes.columns):
         process = column.type.bind_processor(dialect)
-        binds.append((column.name, process or _same))
-    names = ", ".join(name for name, _ in binds)
-    marks = ", ".join("?" for _ in binds)
+        if process is not None:
+            binds.append((index, process))
+    names = ", ".join(schema.NODE_COLUMNS)
+    marks = ", ".join("?" for _ in schema.NODE_COLUMNS)
     sql = f"INSERT INTO nodes ({names}) VALUES ({marks}) ON CONFLICT (node_id) DO NOTHING"
     return sql, binds
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 _INHERITED: list[PoolProxiedConnection] = []  # connections a forked child must never touch
