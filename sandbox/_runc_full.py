@@ -11,15 +11,14 @@ container is resumed: files and memory are those of one instant. Fork: a new box
 upper directory lies over that layer and the same stack, and ``runc restore`` (detached) from
 the checkpoint directory, which restore only reads (many forks, no copy, nothing left in any
 temporary directory). CRIU's network lock is skipped (the sandbox has no network; the
-``org.criu.config`` annotation every runc container carries, see :func:`criu_annotations`).
+``org.criu.config`` annotation every runc container carries), and CRIU finds no file system to
+copy, nor a network namespace to dump (:mod:`sandbox._runc_full_mounts`), and reads its
+kernel-probe cache (:mod:`snapshots.criu_kdat`).
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import time
@@ -27,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sandbox import _runc
+from sandbox import _runc, _runc_full_mounts
+from snapshots import SnapshotError, docker_full
 from snapshots import directory as sdir
-from snapshots import docker_full
 from snapshots.criu import explain
-from snapshots.runc_checkpoint import CRIU_CONFIG_ANNOTATION, criu_config, criu_env
+from snapshots.runc_checkpoint import criu_env
 
 if TYPE_CHECKING:  # _runc_runtime imports this module
     from sandbox._runc_runtime import Box, RuncRuntime
@@ -45,94 +44,14 @@ LOOPBACK_UP = {
         ' && exec nsenter -t "$pid" -n ip link set lo up',
     ],
 }
-"""A restore's network namespace is new, its loopback down (CRIU restores the sockets, not
-the link's state): runc runs this hook, with the state on stdin, once the namespaces exist
-and before any process resumes."""
+"""A restore's network namespace is new (unless the config names one: a full box's), its
+loopback down (CRIU restores the sockets, not the link's state): runc runs this hook, with the
+state on stdin, once the namespaces exist and before any process resumes."""
+FREEZER = Path("/sys/fs/cgroup/freezer")
+SHM = "tvcache-shm"
+"""A checkpoint's copy of the sandbox's /dev/shm (a directory beside CRIU's images)."""
 CHECKPOINTS = "runc-criu"
 """The checkpoint directories of ``full`` runc snapshots, under the snapshot dir."""
-
-
-MOUNTS = _runc.RUNC_ROOT / "mounts"
-"""Directories bound in place of the tmpfs mounts runc makes and CRIU would otherwise tar up
-on every dump and restore (30-110 ms each here): ``empty`` for the masked directories
-(/proc/acpi, /sys/firmware...), ``cgroup`` (one empty directory per controller) for the
-tmpfs of /sys/fs/cgroup. Mounted read-only in every restored sandbox, as the tmpfs were."""
-TMPFS_SKIPPED = {"/sys/fs/cgroup": "cgroup", **{path: "empty" for path in _runc.MASKED}}
-"""Where runc mounts a tmpfs (a masked path that is a directory on this kernel; masked files
-are binds of /dev/null) and what is bound there after a restore."""
-
-
-def _externals() -> str:
-    """CRIU configuration lines that make the tmpfs of :data:`TMPFS_SKIPPED` external: a dump
-    records them by key (the host directory) without their content; a restore binds that
-    directory (the key of each is its path: the same lines serve a dump and a restore)."""
-    directories = {"empty": [], "cgroup": _cgroup_entries()}
-    for name, entries in directories.items():
-        _immutable_directory(MOUNTS / name, entries)
-    lines = [
-        f"external mnt[{path}]:{MOUNTS / name}"
-        for path, name in TMPFS_SKIPPED.items()
-        if Path(path).is_dir()
-    ]
-    lines += [f"external mnt[{MOUNTS / name}]:{MOUNTS / name}" for name in directories]
-    return "".join(f"{line}\n" for line in lines)
-
-
-def _cgroup_entries() -> list[tuple[str, str | None]]:
-    """What runc's tmpfs at /sys/fs/cgroup holds: a directory per hierarchy (None) and a
-    symlink per co-mounted controller (its target), as the host's /sys/fs/cgroup."""
-    found: list[tuple[str, str | None]] = []
-    with contextlib.suppress(OSError), os.scandir("/sys/fs/cgroup") as entries:
-        for entry in entries:
-            if entry.is_symlink():
-                found.append((entry.name, os.readlink(entry.path)))
-            elif entry.is_dir():
-                found.append((entry.name, None))
-    return found
-
-
-_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
-
-
-def _immutable_directory(path: Path, entries: list[tuple[str, str | None]]) -> None:
-    """Make ``path`` with ``entries`` (subdirectories, or symlinks to their target) and mark
-    it immutable: every sandbox binds it, and root in a sandbox (no CAP_LINUX_IMMUTABLE) can
-    then add nothing to it, even where the bind is writable as runc's tmpfs was."""
-    if not path.is_dir():
-        temp = path.with_name(sdir.temp_name(path.name))
-        temp.mkdir(parents=True)
-        for name, target in entries:
-            if target is None:
-                (temp / name).mkdir()
-            else:
-                (temp / name).symlink_to(target)
-        try:
-            os.rename(temp, path)
-        except OSError:  # another process made it meanwhile: keep that one
-            sdir.delete_tree(temp)
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:  # (an immutable directory cannot be renamed: marked in place, every time)
-        flags = array.array("i", [0])
-        fcntl.ioctl(descriptor, _FS_IOC_GETFLAGS, flags, True)
-        if not flags[0] & _FS_IMMUTABLE_FL:
-            flags[0] |= _FS_IMMUTABLE_FL
-            fcntl.ioctl(descriptor, _FS_IOC_SETFLAGS, flags, True)
-    finally:
-        os.close(descriptor)
-
-
-def criu_annotations() -> dict[str, str]:
-    """The annotation that makes runc hand CRIU its configuration: no network lock, no copy
-    of the tmpfs mounts of :data:`TMPFS_SKIPPED`."""
-    text = criu_config() + _externals()
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    path = _runc.RUNC_ROOT / f"criu-{digest}.conf"  # others' tvcache versions write theirs
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(sdir.temp_name(path.name))
-        temp.write_text(text)
-        os.replace(temp, path)
-    return {CRIU_CONFIG_ANNOTATION: str(path)}
 
 
 def _criu_env() -> dict[str, str]:
@@ -170,12 +89,14 @@ def take(
         try:
             with docker_full._directory_times_kept(str(box.box / "rootfs")):
                 dump(box, temp)
-        except _runc.RuncError as error:
+            if (box.box / "shm").is_dir():  # a full box's /dev/shm: copied, as its upper dir
+                sdir.copy_tree(box.box / "shm", temp / SHM)
+        except SnapshotError as error:  # (runc's, or the copy's)
             failure = str(error)
         box.phases["checkpoint"] = time.perf_counter() - started
     finally:
-        with contextlib.suppress(_runc.RuncError):  # a dead box fails its next call
-            runtime.resume(box.name)
+        with contextlib.suppress(_runc.RuncError, OSError):  # a dead box fails its next call
+            resume(runtime, box.name)
     try:
         below = runtime.layers.chain(box.stack[0]) if box.stack else []
         layer = runtime.layers.freeze(staging, below)
@@ -191,8 +112,21 @@ def take(
 
 
 def pause(runtime: RuncRuntime, name: str, attempts: int = 20) -> None:
-    """``runc pause``, again while the cgroup v1 freezer gives up on a busy container (runc
-    1.1 polls it only briefly: "unable to freeze", seen under load)."""
+    """Freeze the container ``name``: through its cgroup v1 freezer directly where it has one
+    (``runc pause`` is one more process, 10-30 ms here), else ``runc pause``, again while the
+    freezer gives up on a busy container (runc 1.1 polls it only briefly: "unable to
+    freeze", seen under load)."""
+    state = _freezer(name)
+    if state is not None:
+        deadline = time.monotonic() + 30
+        while True:
+            state.write_text("FROZEN")
+            if state.read_text().strip() == "FROZEN":
+                return
+            if time.monotonic() > deadline:
+                resume(runtime, name)
+                raise _runc.RuncError(f"container {name} did not freeze within 30 s")
+            time.sleep(0.001)
     for attempt in range(attempts):
         try:
             runtime.pause(name)
@@ -201,6 +135,21 @@ def pause(runtime: RuncRuntime, name: str, attempts: int = 20) -> None:
             if "unable to freeze" not in str(error) or attempt == attempts - 1:
                 raise
             time.sleep(0.01)
+
+
+def resume(runtime: RuncRuntime, name: str) -> None:
+    """Thaw the container ``name`` (as :func:`pause`: its freezer directly, else runc)."""
+    state = _freezer(name)
+    if state is None:
+        runtime.resume(name)
+    else:
+        state.write_text("THAWED")
+
+
+def _freezer(name: str) -> Path | None:
+    """The cgroup v1 freezer state file of the container ``name`` (None on cgroup v2)."""
+    path = FREEZER / _runc.CGROUP_PARENT / name / "freezer.state"
+    return path if path.is_file() else None
 
 
 def dump(box: Box, images: Path) -> None:
@@ -231,8 +180,10 @@ def restore(box: Box, images: Path) -> None:
     work = box.box / "restore-work"
     bundle_config = box.box / "config.json"
     config = json.loads(bundle_config.read_text())
-    config.setdefault("hooks", {})["prestart"] = [LOOPBACK_UP]
-    bundle_config.write_text(json.dumps(config))
+    if not any(n.get("path") for n in config["linux"]["namespaces"] if n["type"] == "network"):
+        config.setdefault("hooks", {})["prestart"] = [LOOPBACK_UP]
+        bundle_config.write_text(json.dumps(config))
+    _runc_full_mounts.shm_into(box.box, images / SHM)
     try:
         _runc.runc(
             "restore",

@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 
 from sandbox import _docker_shell as shell
-from sandbox import _runc, _runc_full
+from sandbox import _runc, _runc_full_mounts
 from sandbox._docker_state import _SKIP, _epoch_seconds, processes_besides_shell
 from snapshots import docker_fs, overlay
 from snapshots.directory import delete_tree, tree_digest
@@ -166,7 +166,9 @@ class RuncRuntime:
         owner: Mapping[str, str],
         count: Callable[[str], None] = lambda name: None,
         oci: str | None = None,
+        full: bool = False,
     ) -> None:
+        self.full = full  # level full: :func:`sandbox._runc_full_mounts.prepare` every box
         self._count = count
         self._flatten_lock = threading.Lock()
         self.api = api
@@ -249,7 +251,9 @@ class RuncRuntime:
                 file_bytes=_mb(options.get("file_mb")),
                 cgroup=f"/{_runc.CGROUP_PARENT}/{name}",
             )
-            config["annotations"] = _runc_full.criu_annotations()  # level full: no network lock
+            config["annotations"] = _runc_full_mounts.criu_annotations()  # no network lock...
+            if self.full:  # ...and nothing but processes for CRIU to copy
+                _runc_full_mounts.prepare(box.box, config)
             (box.box / "config.json").write_text(json.dumps(config))
             created = time.perf_counter()
             if restore is not None:
@@ -349,6 +353,7 @@ class RuncRuntime:
         _runc.delete(name)
         directory = self.boxes / name
         _runc.unmount(directory / "rootfs")
+        _runc.unmount(directory / "netns")  # a full box's network namespace
         shutil.rmtree(directory, ignore_errors=True)
         delete_tree(self.work_dir / name)
 

@@ -627,6 +627,7 @@ class DockerBackend:
                 self.count,
                 # level full checkpoints through runc (Debian's crun has no CRIU support)
                 oci if oci is not None or level == "fs" else "runc",
+                full=level == "full",
             )
         self.registry: RegistrySync | None = None
         remote = oci_registry.from_env(registry)
@@ -1068,7 +1069,7 @@ class DockerBackend:
 
     def _thaw(self, sandbox: DockerSandbox) -> None:
         if sandbox.box is not None and self.runc is not None:
-            self.runc.resume(sandbox.container_id)
+            _runc_full.resume(self.runc, sandbox.container_id)
         else:
             self.api.unpause(sandbox.container_id)
         sandbox.frozen = False

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -97,6 +98,28 @@ def _wrapper(criu: str, fstab: Path, tools: dict[str, str]) -> str:
     )
 
 
+_PERL = """#!{perl}
+# written by tvcache (snapshots/criu_kdat.py): CRIU reading its kernel-probe cache.
+# unshare(2) and mount(2) called directly (x86_64 numbers): one process instead of five.
+my @aside = ({aside});
+my ($root, $run, $name, $type, $options) = ("/", "/run", "tvcache-criu", "overlay", "{overlay}");
+syscall(272, 0x20000) == 0 or die "unshare: $!";
+syscall(165, 0, $root, 0, 0x44000, 0) == 0 or die "private /: $!";
+for (@aside) {{ syscall(165, $_->[0], $_->[1], 0, 0x5000, 0) == 0 or die "bind: $!" }}
+syscall(165, $name, $run, $type, 1, $options) == 0 or die "overlay: $!";
+for (@aside) {{ syscall(165, $_->[1], $_->[0], 0, 0x5000, 0) == 0 or die "bind: $!" }}
+exec {{ "{criu}" }} "{criu}", @ARGV or die "exec {criu}: $!";
+"""
+"""The wrapper where perl (Debian's perl-base is essential) runs on x86_64: CLONE_NEWNS;
+MS_REC|MS_PRIVATE; MS_BIND|MS_REC; MS_RDONLY."""
+
+
+def _perl_wrapper(perl: str, criu: str, run: Path, stash: Path, keep: tuple[str, ...]) -> str:
+    aside = ", ".join(f'["{path}", "{stash / str(index)}"]' for index, path in enumerate(keep))
+    overlay = f"lowerdir={run}:/run"
+    return _PERL.format(perl=perl, aside=aside, overlay=overlay, criu=criu)
+
+
 @functools.cache
 def _prepared(criu: str, boot: str, keep: tuple[str, ...]) -> Path | None:
     found = {name: shutil.which(name) for name in ("unshare", "mount", "sh")}
@@ -116,9 +139,19 @@ def _prepared(criu: str, boot: str, keep: tuple[str, ...]) -> Path | None:
     bin_dir, stash = CACHE_DIR / f"bin-{name}", CACHE_DIR / f"stash-{name}"
     for index in range(len(keep)):
         (stash / str(index)).mkdir(parents=True, exist_ok=True)
-    _replace(CACHE_DIR / f"fstab-{name}", _fstab(run, stash, keep))
-    _replace(bin_dir / "criu", _wrapper(criu, CACHE_DIR / f"fstab-{name}", tools), 0o755)
+    perl = shutil.which("perl")
+    if perl is not None and os.uname().machine == "x86_64" and _plain(criu, *keep, run, stash):
+        text = _perl_wrapper(perl, criu, run, stash, keep)
+    else:
+        _replace(CACHE_DIR / f"fstab-{name}", _fstab(run, stash, keep))
+        text = _wrapper(criu, CACHE_DIR / f"fstab-{name}", tools)
+    _replace(bin_dir / "criu", text, 0o755)
     return bin_dir
+
+
+def _plain(*paths: str | Path) -> bool:
+    """No character in ``paths`` that would need quoting in the perl wrapper."""
+    return all(re.fullmatch(r"[\w./-]+", str(path)) for path in paths)
 
 
 def _replace(path: Path, text: str, mode: int = 0o644) -> None:

@@ -36,6 +36,8 @@ class Bundle:
     path: Path
     root: Path
     """runc's state directory for containers of this bundle."""
+    kdat: bool = True
+    """CRIU reads its kernel-probe cache (:func:`criu_env`); False: it probes on every run."""
 
     @property
     def rootfs(self) -> Path:
@@ -72,7 +74,7 @@ def _runc(bundle: Bundle, *args: str) -> None:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL if args[0] == "run" else stderr,
-            env=criu_env(),
+            env=criu_env(bundle.kdat),
             timeout=120,
             check=False,
         )
@@ -84,13 +86,18 @@ def _runc(bundle: Bundle, *args: str) -> None:
 
 
 def make_bundle(
-    directory: Path, layers: Sequence[str], args: Sequence[str], *, network_lock: bool = True
+    directory: Path,
+    layers: Sequence[str],
+    args: Sequence[str],
+    *,
+    network_lock: bool = True,
+    kdat: bool = True,
 ) -> Bundle:
     """A bundle in ``directory`` (which must be new) running ``args`` in a root made of
     ``layers`` (top first, read-only) and its own upper dir, with a loopback-only network
     namespace. Remove it with :func:`remove_bundle`."""
     directory.mkdir(parents=True)
-    bundle = Bundle(directory / "bundle", directory / "state")
+    bundle = Bundle(directory / "bundle", directory / "state", kdat)
     for sub in ("upper", "work", "bundle/rootfs"):
         (directory / sub).mkdir(parents=True)
     options = (

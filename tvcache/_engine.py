@@ -301,7 +301,6 @@ class Engine:
         child and count it as a hit; a leader that failed lets the next one lead.
         """
         spec, key = self.key_of(tool, args)
-        call = ToolCall(tool, dict(args))
         anchor = self.anchor(cursor.position, spec, key)
         for _attempt in range(3):
             with self._lock:
@@ -327,7 +326,7 @@ class Engine:
                     self.counters.shared_hits += 1
                 return cursor.advance(child, hit=True)
             try:
-                child = self._miss(cursor, anchor, key, call, spec)
+                child = self._miss(cursor, anchor, key, ToolCall(tool, dict(args)), spec)
                 flight.set_result(child)
             except BaseException as error:
                 flight.set_exception(error)

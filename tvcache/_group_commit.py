@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-Row = dict[str, Any]
+Row = Any  # what write_batch takes: the store's node records
 
 
 class _Entry:

@@ -199,26 +199,38 @@ def root_record(row: Row[Any]) -> RootRecord:
     return RootRecord(root_id=row.root_id, spec=spec, identity=row.identity, created=row.created)
 
 
+def node_values(node: NodeRecord) -> tuple[Any, ...]:
+    """The node's columns in table order (the store's prepared insert binds them as they are)."""
+    stats, obs = node.stats, node.observation
+    return (
+        node.node_id,
+        node.root_id,
+        node.parent_id,
+        node.depth,
+        node.call_key,
+        None if node.call is None else node.call.to_json(),
+        *(
+            (None, None, None, None, None)
+            if obs is None
+            else (obs.output, obs.exit_code, obs.seconds, obs.truncated, obs.timed_out)
+        ),
+        node.nondeterministic,
+        node.read_only,
+        node.fingerprint,
+        stats.executions,
+        stats.hits,
+        stats.exec_seconds,
+        stats.seconds_saved,
+        stats.last_use,
+        node.created,
+    )
+
+
+NODE_COLUMNS = tuple(column.name for column in nodes.columns)
+
+
 def node_row(node: NodeRecord) -> dict[str, Any]:
-    stats = node.stats
-    return {
-        "node_id": node.node_id,
-        "root_id": node.root_id,
-        "parent_id": node.parent_id,
-        "depth": node.depth,
-        "call_key": node.call_key,
-        "call": None if node.call is None else node.call.to_json(),
-        **observation_columns(node.observation),
-        "nondeterministic": node.nondeterministic,
-        "read_only": node.read_only,
-        "fingerprint": node.fingerprint,
-        "executions": stats.executions,
-        "hits": stats.hits,
-        "exec_seconds": stats.exec_seconds,
-        "seconds_saved": stats.seconds_saved,
-        "last_use": stats.last_use,
-        "created": node.created,
-    }
+    return dict(zip(NODE_COLUMNS, node_values(node), strict=True))
 
 
 def observation_columns(obs: Observation | None) -> dict[str, Any]:

@@ -122,6 +122,12 @@ def test_bench_sql_quick_json(tmp_path: Path) -> None:
         } <= set(mode)
     for mode in ("tvcache", "read-only", "fingerprint"):
         assert result[mode]["wrong_observations"] == 0
+        # miss overhead split: misses on a ready sandbox, and those that started one (at least
+        # each session's first miss) or forked, replayed or snapshotted
+        assert result[mode]["steady_miss_overhead_p50_us"] > 0
+        assert 0 < result[mode]["placing_misses"] < result[mode]["executed_calls"]
+        assert result[mode]["placing_misses"] >= result[mode]["starts"] + result[mode]["forks"]
+    assert result["no_cache"]["wall_vs_no_cache"] == 1.0
     assert result["tvcache"]["hit_rate"] > 0
     assert result["read-only"]["hit_rate"] > result["tvcache"]["hit_rate"]
     assert result["naive"]["wrong_observations"] > 0

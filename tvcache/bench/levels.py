@@ -6,9 +6,11 @@ directly, :mod:`sandbox._runc_full`): a ``full`` snapshot of a sandbox with a ba
 a cold ``full`` fork of it (twice: the second makes the snapshot hot); a fork restored ahead of
 time (the backend's ``restore_ahead`` stash; the wait for it is not timed); each fork also with
 its first command. And the floors: ``runc checkpoint`` and ``runc restore`` of a small process
-tree in a bundle made of the same image's layers, with CRIU's network lock and without it, and
-of a process with 100 MB resident (the memory-proportional part of a restore). Prints p50/p90
-and ratios to the floor.
+tree in a bundle made of the same image's layers, with CRIU's network lock and without it,
+without CRIU's kernel-probe cache, and of a process with 100 MB resident (the
+memory-proportional part of a restore). Prints p50/p90 and ratios to the floor. The floors'
+bundles keep runc's tmpfs mounts (/dev, /dev/shm, ...), which CRIU copies on every dump and
+restore; ``full`` sandboxes have none (:mod:`sandbox._runc_full_mounts`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ RSS_PROCESSES = (
 """A process with 100 MB of its own memory resident (every page written); on ``/tmp/go`` it
 reads all of it and writes its md5 to ``/tmp/sum``."""
 RSS = "no network lock, 100 MB RSS"
+NO_KDAT = "no network lock, kernel probed"
+"""CRIU without its kernel-probe cache (as on a host whose /run is no tmpfs, before tvcache
+made it read one: :mod:`snapshots.criu_kdat`)."""
 PATHS: tuple[Runtime, ...] = ("docker", "runc")
 PROBE = ToolCall("bash", {"command": "echo ok"})
 P = ParamSpec("P")
@@ -148,6 +153,7 @@ def measure(reps: int, work: Path) -> dict[str, list[float]]:
     bundles = {
         "network lock": rc.make_bundle(work / "lock", layers, PROCESSES),
         "no network lock": rc.make_bundle(work / "skip", layers, PROCESSES, network_lock=False),
+        NO_KDAT: rc.make_bundle(work / "probe", layers, PROCESSES, network_lock=False, kdat=False),
         RSS: rc.make_bundle(work / "rss", layers, RSS_PROCESSES, network_lock=False),
     }
     samples: dict[str, list[float]] = {}

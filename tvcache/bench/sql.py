@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -170,11 +171,14 @@ def run_tvcache(
     result = ModeResult(name)
     hits_by_kind: dict[str, list[int]] = {"recorded": [0, 0], "edit": [0, 0], "raw": [0, 0]}
     sessions: dict[tuple[int, int], Session] = {}
+    steady: list[float] = []  # misses on a bound sandbox at the position
+    placing: list[float] = []  # misses that started, forked, replayed or snapshotted
     started = time.perf_counter()
     for g, r, step, action in work.steps():
         session = sessions.get((g, r))
         if session is None:
             session = sessions[(g, r)] = engine.session(work.specs[g])
+        sandbox_work = _sandbox_work(engine)
         t0 = time.perf_counter()
         served = session.call("sqlite", sql=action)
         elapsed = time.perf_counter() - t0
@@ -189,7 +193,9 @@ def run_tvcache(
             expected = truth.outputs[(g, r, step)]
             result.wrong += not served.observation.same_as(expected) and not served.tainted
         else:
-            result.miss_overheads.append(elapsed - served.observation.seconds)
+            overhead = elapsed - served.observation.seconds
+            result.miss_overheads.append(overhead)
+            (steady if _sandbox_work(engine) == sandbox_work else placing).append(overhead)
         if step == len(work.groups[g].rollouts[r].actions) - 1:
             sessions.pop((g, r)).close()
         bar.update()
@@ -208,6 +214,9 @@ def run_tvcache(
             f"hit_rate_{kind}": round(hits / calls, 4) if calls else 0.0
             for kind, (hits, calls) in hits_by_kind.items()
         },
+        "steady_miss_overhead_p50_us": _p50_us(steady),
+        "placing_miss_overhead_p50_us": _p50_us(placing),
+        "placing_misses": len(placing),
         "fingerprint_seconds": round(stats.fingerprint_seconds, 4),
         "replayed_calls": stats.replayed_calls,
         "forks": stats.forks,
@@ -219,6 +228,17 @@ def run_tvcache(
         "memory_bytes_per_node": _memory_per_node(home),
     }
     return result
+
+
+def _sandbox_work(engine: Engine) -> int:
+    """Starts, forks, replayed calls and snapshots so far: a miss that moved this did more
+    than run its tool on a sandbox that was ready."""
+    c = engine.counters
+    return c.starts + c.forks + c.replayed_calls + c.snapshots
+
+
+def _p50_us(seconds: list[float]) -> float | None:
+    return round(statistics.median(seconds) * 1e6, 1) if seconds else None
 
 
 def _memory_per_node(home: Path) -> float | None:
@@ -259,7 +279,10 @@ ROWS: list[Row] = [
     ("hit latency p50 (ms)", "hit_p50_ms", "{:.4f}"),
     ("hit latency p95 (ms)", "hit_p95_ms", "{:.4f}"),
     ("call latency p50 (ms)", "call_p50_ms", "{:.4f}"),
+    ("wall / no cache", "wall_vs_no_cache", "{:.3f}"),
     ("miss overhead p50 (us)", "miss_overhead_p50_us", "{:.1f}"),
+    ("  steady misses (us)", "steady_miss_overhead_p50_us", "{:.1f}"),
+    ("  misses placing a sandbox", "placing_miss_overhead_p50_us", "{:.1f}"),
     ("wrong observations", "wrong_observations", "{:d}"),
 ]
 
@@ -287,6 +310,9 @@ def run_sql_bench(args: argparse.Namespace) -> int:
                     results.append(run_naive(work, home, truth, bar))
                 else:
                     results.append(run_tvcache(name, work, home, truth, bar))
+        assert truth is not None
+        for each in results:
+            each.extra["wall_vs_no_cache"] = round(each.wall_seconds / truth.wall_seconds, 3)
         isolation = isolation_cost.measure(Path(work.specs[0].template or tmp), workdir / "iso")
     if args.json:
         summary = {r.name.replace(" ", "_"): r.summary() for r in results}
