@@ -237,8 +237,8 @@ class RuncRuntime:
             box.phases["dirs+mount"] = time.perf_counter() - started
             config = _runc.config(
                 rootfs=rootfs,
-                args=shell.container_command(),
-                env=_environment(image, env),
+                args=["bash"],  # the supervisor at once: no ``bash -c`` to exec it
+                env=[*_environment(image, env), f"BASH_ENV={shell.MOUNT}/init"],
                 cwd=image.cwd,
                 user=image.user,
                 hostname="sandbox",
@@ -265,6 +265,7 @@ class RuncRuntime:
                     name,
                     log=box.box / "runc.log",
                     runtime=self.oci,
+                    fast=True,
                 )
                 box.pid = int((box.box / "pid").read_text())  # no ``runc state`` process needed
                 box.phases["runc_create"] = time.perf_counter() - created
@@ -278,7 +279,7 @@ class RuncRuntime:
         started = time.perf_counter()
         channel: shell.ShellChannel | None = None
         try:
-            _runc.runc("start", box.name, log=box.box / "runc.log", runtime=self.oci)
+            _runc.start(box.name, self.oci, box.pid)
             box.phases["runc_start"] = time.perf_counter() - started
             if not _running(box.pid):
                 raise _runc.RuncError(f"container {box.name} did not start", "see its runc.log")
