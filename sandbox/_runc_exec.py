@@ -39,7 +39,7 @@ def start(state_dir: Path, runtime: str, pid: int, timeout: float = 30.0) -> Non
                         break
                 except BlockingIOError:
                     continue
-            if not _alive(pid):
+            if not alive(pid):
                 raise OSError(errno.ESRCH, f"the container's init {pid} is gone")
             if time.monotonic() > deadline:
                 raise OSError(errno.ETIMEDOUT, f"init {pid} did not open {fifo}")
@@ -48,7 +48,8 @@ def start(state_dir: Path, runtime: str, pid: int, timeout: float = 30.0) -> Non
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
             return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")

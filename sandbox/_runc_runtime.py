@@ -36,6 +36,7 @@ import psutil
 from sandbox import _docker_shell as shell
 from sandbox import _runc, _runc_full
 from sandbox._docker_state import _SKIP, _epoch_seconds, processes_besides_shell
+from sandbox._runc_exec import alive as _running
 from snapshots import docker_fs, overlay
 from snapshots.directory import delete_tree, tree_digest
 from snapshots.layers import LayerStore
@@ -252,6 +253,7 @@ class RuncRuntime:
             config["annotations"] = _runc_full.criu_annotations()  # level full: no network lock
             (box.box / "config.json").write_text(json.dumps(config))
             created = time.perf_counter()
+            box.phases["config"] = created - started - box.phases["dirs+mount"]
             if restore is not None:
                 restore(box)  # sets box.pid
                 box.phases["runc_restore"] = time.perf_counter() - created
@@ -549,15 +551,6 @@ def _kill(pid: int) -> None:
             return
         time.sleep(0.0005)
     raise _runc.RuncError(f"process {pid} did not die within 30 s of SIGKILL")
-
-
-def _running(pid: int) -> bool:
-    """``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def _tree_rss(pid: int) -> int:
