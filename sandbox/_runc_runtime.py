@@ -36,6 +36,7 @@ import psutil
 from sandbox import _docker_shell as shell
 from sandbox import _runc, _runc_full_mounts
 from sandbox._docker_state import _SKIP, _epoch_seconds, processes_besides_shell
+from sandbox._runc_exec import alive as _running
 from snapshots import docker_fs, overlay
 from snapshots.directory import delete_tree, tree_digest
 from snapshots.layers import LayerStore
@@ -239,8 +240,8 @@ class RuncRuntime:
             box.phases["dirs+mount"] = time.perf_counter() - started
             config = _runc.config(
                 rootfs=rootfs,
-                args=shell.container_command(),
-                env=_environment(image, env),
+                args=["bash"],  # the supervisor at once: no ``bash -c`` to exec it
+                env=[*_environment(image, env), f"BASH_ENV={shell.MOUNT}/init"],
                 cwd=image.cwd,
                 user=image.user,
                 hostname="sandbox",
@@ -256,6 +257,7 @@ class RuncRuntime:
                 _runc_full_mounts.prepare(box.box, config)
             (box.box / "config.json").write_text(json.dumps(config))
             created = time.perf_counter()
+            box.phases["config"] = created - started - box.phases["dirs+mount"]
             if restore is not None:
                 restore(box)  # sets box.pid
                 box.phases["runc_restore"] = time.perf_counter() - created
@@ -269,6 +271,7 @@ class RuncRuntime:
                     name,
                     log=box.box / "runc.log",
                     runtime=self.oci,
+                    fast=True,
                 )
                 box.pid = int((box.box / "pid").read_text())  # no ``runc state`` process needed
                 box.phases["runc_create"] = time.perf_counter() - created
@@ -282,7 +285,7 @@ class RuncRuntime:
         started = time.perf_counter()
         channel: shell.ShellChannel | None = None
         try:
-            _runc.runc("start", box.name, log=box.box / "runc.log", runtime=self.oci)
+            _runc.start(box.name, self.oci, box.pid)
             box.phases["runc_start"] = time.perf_counter() - started
             if not _running(box.pid):
                 raise _runc.RuncError(f"container {box.name} did not start", "see its runc.log")
@@ -553,15 +556,6 @@ def _kill(pid: int) -> None:
             return
         time.sleep(0.0005)
     raise _runc.RuncError(f"process {pid} did not die within 30 s of SIGKILL")
-
-
-def _running(pid: int) -> bool:
-    """``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def _tree_rss(pid: int) -> int:
