@@ -24,6 +24,7 @@ import array
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import os
 import socket
@@ -56,6 +57,24 @@ _FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0
 _CLONE_NEWNET, _MS_BIND = 0x40000000, 4096
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+@functools.cache
+def _usable() -> None:
+    _prepared_dev()
+    _externals()
+
+
+def unavailable() -> str | None:
+    """Why ``full`` sandboxes cannot run on runc here, or None when they can: the directories
+    every sandbox shares in place of tmpfs must be immutable (a sandbox could otherwise leave
+    a file there that another sees), which needs a file system with the immutable flag under
+    /run (ext4, xfs, btrfs; tmpfs since Linux 6.0)."""
+    try:
+        _usable()
+    except OSError as error:
+        return f"cannot make the shared directories under {MOUNTS} immutable: {error}"
+    return None
 
 
 def criu_annotations() -> dict[str, str]:

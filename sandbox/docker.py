@@ -54,7 +54,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sandbox import _docker_shell as shell
-from sandbox import _runc, _runc_full
+from sandbox import _runc, _runc_full, _runc_full_mounts
 from sandbox._docker_ahead import RestoreAhead
 from sandbox._docker_state import Activity, Background, ContainerFiles
 from sandbox._protocol import DoctorCheck, ReconcileReport
@@ -192,6 +192,8 @@ def _choose_runtime(asked: str | None, level: str) -> tuple[Runtime, str]:
     if wanted == "docker":
         return "docker", f"{source}docker"
     missing = _runc.available()
+    if missing is None and level == "full":
+        missing = _runc_full_mounts.unavailable()
     if missing is not None:
         if wanted == "runc":
             raise DockerBackendError(
