@@ -29,6 +29,10 @@ class Spawner:
     """The tvcache side: start the helper once, run commands through it (thread-safe)."""
 
     def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a forked tvcache starts its own
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._waiting: dict[int, Future[int]] = {}
@@ -176,6 +180,10 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
                 os.close(pidfd)
                 _, status = os.waitpid(pid, 0)
                 answer({"id": ident, "rc": os.waitstatus_to_exitcode(status)})
+
+
+SPAWNER = Spawner()
+"""This process's helper (started on first use)."""
 
 
 if __name__ == "__main__":

@@ -163,3 +163,21 @@ def test_the_helper_process_ends_with_its_tvcache_process(oci: str) -> None:
     while _running(int(helper)) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not _running(int(helper))
+
+
+FORKED = """
+import os, sys
+from sandbox._runc_spawn import SPAWNER
+assert SPAWNER.run(sys.argv[1], ["--version"], None, 30) == 0
+child = os.fork()
+if child == 0:  # a forked worker asks its own helper, not its parent's
+    os._exit(SPAWNER.run(sys.argv[1], ["--version"], None, 30))
+print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+"""
+
+
+def test_a_forked_process_gets_a_helper_of_its_own(oci: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, oci], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "0", done.stderr
