@@ -42,6 +42,9 @@ _GONE = ("does not exist", "not exist", "No such file or directory")
 OCI_ENV = "TVCACHE_OCI_RUNTIME"
 CGROUP_PARENT = "tvcache"
 _UNIFIED = Path("/sys/fs/cgroup/unified")
+WARM = True
+"""Fast ``create``s warm the kernel's cgroup migration lock while the runtime starts
+(:mod:`sandbox._runc_spawn`; measured in docs/forks.md; False only to measure without)."""
 
 CAPABILITIES = [
     "CAP_CHOWN",
@@ -361,7 +364,7 @@ def runc(
         hide = str(_UNIFIED) if runtime == "crun" and _hybrid_cgroups() else None
         command = ["--root", str(STATE_ROOTS[runtime]), "--log", str(log), *args]
         try:
-            code = SPAWNER.run(runtime, command, hide, timeout)
+            code = SPAWNER.run(runtime, command, hide, timeout, warm=WARM)
         except (OSError, TimeoutError) as error:
             raise RuncError(
                 f"{runtime} {args[0]} failed: {error!r}", "see `tvcache doctor`"
