@@ -282,13 +282,19 @@ def prepare(directory: Path, state: SessionState | None, files: Mapping[str, byt
         (directory / fifo).chmod(0o666)
     for name in ("log", "cmd", "cur", "jobs"):
         write_file(directory / name, b"")
+    write_state(directory, state)
+    for name, data in {**SCRIPTS, **files}.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        write_file(directory / name, data)
+
+
+def write_state(directory: Path, state: SessionState | None) -> None:
+    """Give a protocol directory whose shell has not started the state it starts in (the
+    rest of it can be laid out ahead of time: :func:`prepare` with no state)."""
     if state is not None and state.cwd:
         for name, text in state.to_dict().items():
             name = {"vars": "vars.fork"}.get(name, name)
             write_file(directory / name, text.encode("utf-8", "surrogateescape"))
-    for name, data in {**SCRIPTS, **files}.items():
-        (directory / name).parent.mkdir(parents=True, exist_ok=True)
-        write_file(directory / name, data)
 
 
 class ShellChannel:

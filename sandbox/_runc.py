@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import _runc_exec
-from sandbox._runc_spawn import Spawner
+from sandbox._runc_spawn import SPAWNER
 from snapshots import SnapshotError
 
 RUNC_ROOT = Path("/run/tvcache-runc")
@@ -42,8 +42,9 @@ _GONE = ("does not exist", "not exist", "No such file or directory")
 OCI_ENV = "TVCACHE_OCI_RUNTIME"
 CGROUP_PARENT = "tvcache"
 _UNIFIED = Path("/sys/fs/cgroup/unified")
-_SPAWNER = Spawner()
-"""Starts fast ``create``s (one helper process per tvcache process, started on first use)."""
+WARM = True
+"""Fast ``create``s warm the kernel's cgroup migration lock while the runtime starts
+(:mod:`sandbox._runc_spawn`; measured in docs/forks.md; False only to measure without)."""
 
 CAPABILITIES = [
     "CAP_CHOWN",
@@ -363,7 +364,7 @@ def runc(
         hide = str(_UNIFIED) if runtime == "crun" and _hybrid_cgroups() else None
         command = ["--root", str(STATE_ROOTS[runtime]), "--log", str(log), *args]
         try:
-            code = _SPAWNER.run(runtime, command, hide, timeout)
+            code = SPAWNER.run(runtime, command, hide, timeout, warm=WARM)
         except (OSError, TimeoutError) as error:
             raise RuncError(
                 f"{runtime} {args[0]} failed: {error!r}", "see `tvcache doctor`"

@@ -49,13 +49,15 @@ HOSTS = (
     "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 )
 """Docker's /etc/hosts of a container with network ``none``."""
+SKELETONS = 2
+"""Sandbox directories laid out ahead of time (:meth:`RuncRuntime._take_skeleton`)."""
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
 """Files Docker bind-mounts into /etc of every container (fresh in every fork, never in
 a snapshot); each sandbox gets its own copies."""
 
 
-def _etc_files(box: Path) -> dict[str, str]:
-    """Write the box's /etc files; their bind mounts, source to destination."""
+def _etc_files(box: Path) -> None:
+    """Write the box's /etc files (:func:`_etc_binds` mounts them)."""
     etc = box / "etc"
     etc.mkdir()
     try:
@@ -65,7 +67,11 @@ def _etc_files(box: Path) -> dict[str, str]:
     texts = {"hostname": "sandbox\n", "hosts": HOSTS, "resolv.conf": resolv}
     for name, text in texts.items():
         (etc / name).write_text(text)
-    return {str(etc / name): f"/etc/{name}" for name in ETC_FILES}
+
+
+def _etc_binds(box: Path) -> dict[str, str]:
+    """The bind mounts of the box's /etc files, source to destination."""
+    return {str(box / "etc" / name): f"/etc/{name}" for name in ETC_FILES}
 
 
 class RuncFiles:
@@ -185,6 +191,8 @@ class RuncRuntime:
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
         self._prepared: dict[str, list[Started]] = {}
+        self._skeletons: list[str] = []
+        self._closing = False
         self._reserved: Counter[str] = Counter()
         self._pending: list[Future[Any]] = []
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="tvcache-runc")
@@ -226,15 +234,11 @@ class RuncRuntime:
         """A created (not started) container: directories, overlay mount, ``runc create``;
         with ``restore``, that instead of ``runc create`` (a ``full`` fork's ``runc restore``)."""
         started = time.perf_counter()
-        name = f"{PREFIX}{uuid.uuid4().hex[:16]}"
+        name = self._take_skeleton()
         box = Box(name, self.work_dir / name, self.boxes / name, stack, image)
-        shell.prepare(box.directory, state, self._files)
         try:
-            box.box.mkdir()
+            shell.write_state(box.directory, state)
             (box.box / "stack.json").write_text(json.dumps(stack))
-            (box.box / "owner.json").write_text(json.dumps(self._owner))
-            box.upper.mkdir()
-            (box.box / "work").mkdir()
             lowers = [str(self.layers.diff(layer)) for layer in stack] + image.lowers
             rootfs = _runc.mount_overlay(box.box, lowers, box.upper, box.box / "work")
             box.phases["dirs+mount"] = time.perf_counter() - started
@@ -245,7 +249,7 @@ class RuncRuntime:
                 cwd=image.cwd,
                 user=image.user,
                 hostname="sandbox",
-                binds={str(box.directory): shell.MOUNT, **_etc_files(box.box)},
+                binds={str(box.directory): shell.MOUNT, **_etc_binds(box.box)},
                 memory=_runc.memory_bytes(options.get("memory")),
                 pids=_int(options.get("pids")),
                 cpus=_float(options.get("cpus")),
@@ -279,6 +283,45 @@ class RuncRuntime:
             self.discard(box)
             raise
         return box
+
+    def _take_skeleton(self) -> str:
+        """The name of a sandbox whose directories are laid out (protocol directory with
+        its FIFOs, scripts and tools; box with its upper, work and /etc files): one made
+        ahead of time if one is ready, else made now. Nothing in them belongs to any state
+        yet. They are made again when a sandbox is removed (in the background, after its
+        removal): not while a fork runs, which they would slow down on two cores."""
+        with self._lock:
+            name = self._skeletons.pop() if self._skeletons else None
+        return self._skeleton() if name is None else name
+
+    def _skeleton(self) -> str:
+        name = f"{PREFIX}{uuid.uuid4().hex[:16]}"
+        box = self.boxes / name
+        try:
+            shell.prepare(self.work_dir / name, None, self._files)
+            box.mkdir()
+            (box / "owner.json").write_text(json.dumps(self._owner))
+            (box / "upper").mkdir()
+            (box / "work").mkdir()
+            _etc_files(box)
+        except BaseException:
+            _remove_dirs(self.boxes / name, self.work_dir / name)
+            raise
+        return name
+
+    def _refill(self) -> None:
+        """Lay out sandbox directories until :data:`SKELETONS` are ready."""
+        while True:
+            with self._lock:
+                if self._closing or len(self._skeletons) >= SKELETONS:
+                    return
+            name = self._skeleton()
+            with self._lock:
+                if not self._closing:
+                    self._skeletons.append(name)
+                    continue
+            _remove_dirs(self.boxes / name, self.work_dir / name)
+            return
 
     def start(self, box: Box, shell_pid: int) -> tuple[shell.ShellChannel, str, RuncFiles]:
         """``runc start`` a created container and wait for its shell; channel, boot id, files."""
@@ -354,11 +397,9 @@ class RuncRuntime:
         """Remove the container, its mount and its directories. Idempotent."""
         name = box if isinstance(box, str) else box.name
         _runc.delete(name)
-        directory = self.boxes / name
-        _runc.unmount(directory / "rootfs")
-        _runc.unmount(directory / "netns")  # a full box's network namespace
-        shutil.rmtree(directory, ignore_errors=True)
-        delete_tree(self.work_dir / name)
+        _runc.unmount(self.boxes / name / "rootfs")
+        _runc.unmount(self.boxes / name / "netns")  # a full box's network namespace
+        _remove_dirs(self.boxes / name, self.work_dir / name)
 
     def dispose(self, box: Box) -> None:
         """Kill ``box`` now (its PID 1: the kernel ends the whole pid namespace with it) and
@@ -369,6 +410,7 @@ class RuncRuntime:
     def _dispose(self, box: Box) -> None:
         self.discard(box)
         self.gc()
+        self._refill()
 
     def background(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``work`` off the request path; errors are logged, :meth:`drain` waits."""
@@ -531,9 +573,22 @@ class RuncRuntime:
         self._drop(entries)
 
     def close(self) -> None:
-        """Remove containers created ahead of time; wait for background work."""
+        """Remove containers created ahead of time and unused skeletons; wait for
+        background work."""
+        with self._lock:
+            self._closing = True
         self.drop_all_prepared()
         self.drain()
+        with self._lock:
+            unused, self._skeletons = self._skeletons, []
+        for name in unused:
+            _remove_dirs(self.boxes / name, self.work_dir / name)
+
+
+def _remove_dirs(box: Path, protocol: Path) -> None:
+    """A sandbox's box and protocol directories (no container, no mount). Idempotent."""
+    shutil.rmtree(box, ignore_errors=True)
+    delete_tree(protocol)
 
 
 def _file_digest(path: Path) -> str:

@@ -4,8 +4,17 @@ Why: hiding the cgroup v2 hierarchy from crun needs a mount namespace made betwe
 exec. Forked from tvcache itself (a large, many-threaded process) that cost more than the
 ``unshare`` + ``sh`` + ``umount`` processes it replaced (88 against 70 ms a create, measured
 in one run); forked from this helper (a bare, single-threaded interpreter) it costs under a
-millisecond. The helper also keeps the sealed copy of the runtime's binary
-(:func:`sandbox._runc_exec.sealed_binary`), so the runtime does not copy itself.
+millisecond. The helper also keeps a copy of the runtime's binary in a memfd sealed against
+writes, and runs the runtime from it: runc and crun copy themselves before entering a
+container (so that the container cannot write their binary through ``/proc/self/exe``,
+CVE-2019-5736) unless they already run from such a copy.
+
+And it takes the kernel's cgroup migration lock while the runtime starts: the first process
+to take it after a quiet spell waits for an RCU grace period (``strace`` showed crun's first
+write of the container's pid into a v1 ``cgroup.procs`` blocked 30 ms), the next ones do
+not. The helper moves itself into its own cgroup (no change) right after forking the
+runtime, so that wait runs while the runtime loads and parses its config (``create`` 34 →
+22 ms, A/B in docs/forks.md).
 
 The helper reads one JSON request per line on its stdin and answers one line per finished
 child on its stdout; it exits when its stdin closes (tvcache ended): nothing is left behind.
@@ -29,21 +38,29 @@ class Spawner:
     """The tvcache side: start the helper once, run commands through it (thread-safe)."""
 
     def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a forked tvcache starts its own
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._waiting: dict[int, Future[int]] = {}
         self._next = 0
 
-    def run(self, runtime: str, args: list[str], hide: str | None, timeout: float) -> int:
+    def run(
+        self, runtime: str, args: list[str], hide: str | None, timeout: float, warm: bool = False
+    ) -> int:
         """``runtime args`` (stdio /dev/null) from a sealed copy of its binary, in a mount
-        namespace where ``hide`` is unmounted when given; its exit code."""
+        namespace where ``hide`` is unmounted when given; its exit code. With ``warm``, the
+        helper takes the kernel's cgroup migration lock while the runtime starts (see
+        :func:`_serve`)."""
         future: Future[int] = Future()
         with self._lock:
             process = self._ensure()
             self._next += 1
             ident = self._next
             self._waiting[ident] = future
-            request = {"id": ident, "runtime": runtime, "args": args, "hide": hide}
+            request = {"id": ident, "runtime": runtime, "args": args, "hide": hide, "warm": warm}
             assert process.stdin is not None
             try:
                 process.stdin.write(json.dumps(request).encode() + b"\n")
@@ -140,6 +157,18 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         finally:
             os._exit(127)
 
+    procs = _own_procs()
+
+    def warm(path: str) -> None:
+        """Move this process into its own cgroup: no change, but it takes the kernel's
+        cgroup migration lock, whose first taker waits for an RCU grace period."""
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+
     buffer = b""
     while True:
         for key, _ in selector.select():
@@ -164,6 +193,8 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
                     pid = os.fork()
                     if pid == 0:
                         child(exe, [request["runtime"], *request["args"]], request["hide"])
+                    if request.get("warm") and procs is not None:
+                        warm(procs)
                     pidfd = os.pidfd_open(pid)
                     children[pidfd] = (int(request["id"]), pid)
                     by_id[int(request["id"])] = pid
@@ -176,6 +207,27 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
                 os.close(pidfd)
                 _, status = os.waitpid(pid, 0)
                 answer({"id": ident, "rc": os.waitstatus_to_exitcode(status)})
+
+
+def _own_procs() -> str | None:
+    """The ``cgroup.procs`` file of this process's own cgroup (a v1 ``pids`` hierarchy's, or
+    the v2 one's), or None."""
+    try:
+        with open("/proc/self/cgroup") as handle:
+            lines = [line.rstrip("\n").split(":", 2) for line in handle]
+    except OSError:
+        return None
+    for _, controllers, path in lines:
+        if "pids" in controllers.split(","):
+            return f"/sys/fs/cgroup/pids{path}/cgroup.procs".replace("//", "/")
+    for ident, controllers, path in lines:
+        if ident == "0" and not controllers:
+            return f"/sys/fs/cgroup{path}/cgroup.procs".replace("//", "/")
+    return None
+
+
+SPAWNER = Spawner()
+"""This process's helper (started on first use)."""
 
 
 if __name__ == "__main__":

@@ -41,10 +41,13 @@ def runc_backend(
 
 
 def leftovers(backend: DockerBackend) -> dict[str, list[str]]:
-    """What a closed run left: runc containers, mounts, layers, boxes, protocol dirs."""
+    """What a run left: runc containers, mounts, layers, boxes, protocol dirs (of an open
+    backend, all but the directories it laid out ahead for its next sandboxes, which
+    ``close`` removes)."""
     runc = backend.runc
     assert runc is not None
     runc.drain()
+    ahead = set(runc._skeletons)
     mine = []
     for name in _runc.containers():
         bundle = Path(str((_runc.state(name) or {}).get("bundle", "")))
@@ -55,8 +58,8 @@ def leftovers(backend: DockerBackend) -> dict[str, list[str]]:
         "containers": mine,
         "mounts": [str(p) for p in _runc.mounted_under(store)],
         "layers": runc.layers.layers(),
-        "boxes": sorted(e.name for e in runc.boxes.iterdir()),
-        "protocol dirs": sorted(e.name for e in backend.work_dir.iterdir()),
+        "boxes": sorted(e.name for e in runc.boxes.iterdir() if e.name not in ahead),
+        "protocol dirs": sorted(e.name for e in backend.work_dir.iterdir() if e.name not in ahead),
     }
 
 

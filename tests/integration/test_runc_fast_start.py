@@ -145,11 +145,15 @@ def test_a_create_the_runtime_refuses_says_why(oci: str, tmp_path: Path, api: An
 
 HELPER = """
 import sys
-from sandbox import _runc
+from pathlib import Path
 from sandbox._runc_spawn import Spawner
 spawner = Spawner()
 print(spawner.run(sys.argv[1], ["--version"], None, 30), flush=True)
-print(spawner._process.pid, flush=True)
+pid = spawner._process.pid
+before = Path(f"/proc/{pid}/cgroup").read_text()
+print(spawner.run(sys.argv[1], ["--version"], None, 30, warm=True), flush=True)
+print(Path(f"/proc/{pid}/cgroup").read_text() == before, flush=True)  # the warm-up moved it nowhere
+print(pid, flush=True)
 """
 
 
@@ -157,9 +161,27 @@ def test_the_helper_process_ends_with_its_tvcache_process(oci: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", HELPER, oci], capture_output=True, text=True, timeout=60
     )
-    code, helper = done.stdout.split()
-    assert code == "0", done.stderr
+    code, warmed, stayed, helper = done.stdout.split()
+    assert (code, warmed, stayed) == ("0", "0", "True"), done.stderr
     deadline = time.monotonic() + 30
     while _running(int(helper)) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not _running(int(helper))
+
+
+FORKED = """
+import os, sys
+from sandbox._runc_spawn import SPAWNER
+assert SPAWNER.run(sys.argv[1], ["--version"], None, 30) == 0
+child = os.fork()
+if child == 0:  # a forked worker asks its own helper, not its parent's
+    os._exit(SPAWNER.run(sys.argv[1], ["--version"], None, 30))
+print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+"""
+
+
+def test_a_forked_process_gets_a_helper_of_its_own(oci: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, oci], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "0", done.stderr
