@@ -256,8 +256,8 @@ class RuncRuntime:
                 file_bytes=_mb(options.get("file_mb")),
                 cgroup=f"/{_runc.CGROUP_PARENT}/{name}",
             )
-            config["annotations"] = _runc_full_mounts.criu_annotations()  # no network lock...
-            if self.full:  # ...and nothing but processes for CRIU to copy
+            if self.full:  # CRIU: no network lock, nothing but processes to copy
+                config["annotations"] = _runc_full_mounts.criu_annotations()
                 _runc_full_mounts.prepare(box.box, config)
             (box.box / "config.json").write_text(json.dumps(config))
             created = time.perf_counter()
