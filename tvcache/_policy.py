@@ -19,6 +19,9 @@ class SnapshotContext:
     sandbox is at ``node`` right now) and ``"after_call"`` when ``node`` was just executed.
     ``replay_seconds`` is the cost of reaching ``node`` from its deepest snapshotted
     ancestor by replay; ``fork_seconds`` the engine's running estimate of a fork.
+    ``snapshots_taken`` and ``snapshot_forks`` are this engine's record for the same moment:
+    how many snapshots it took there and how many forks those served, so that a policy can
+    judge how often a snapshot will be used (most are never forked from).
     """
 
     node: Node
@@ -26,6 +29,8 @@ class SnapshotContext:
     replay_seconds: float
     fork_seconds: float
     snapshot_seconds: float
+    snapshots_taken: int = 0
+    snapshot_forks: int = 0
 
 
 class SnapshotPolicy(Protocol):
@@ -36,25 +41,39 @@ class SnapshotPolicy(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CostAwarePolicy:
-    """The default: checkpoint where replay would cost more than a fork.
+    """The default: checkpoint where the replays it is expected to save beat its cost.
 
+    A snapshot costs ``snapshot_seconds`` once and a fork each time it is used; each use
+    saves the replay from the nearest snapshotted ancestor. So the bar is
+    ``uses × replay > snapshot + uses × fork``, with ``uses`` the forks a snapshot taken at
+    this moment is expected to serve: the engine's running rate (forks served / snapshots
+    taken) with a prior worth ``prior_weight`` snapshots. Unused snapshots lower the rate and
+    raise the bar, so cheap measured forks and snapshots no longer checkpoint every node
+    (a cascade). The prior is ``1 / replay_factor`` uses after a call and
+    ``1 / branch_factor`` at a branch point (at least two futures start there).
     Nondeterministic nodes are always checkpointed, so that no fork replays through them.
-    At a branch point the bar is lower (``branch_factor``), since at least two futures will
-    start from there. A checkpoint must also pay for itself: ``snapshot_seconds`` is added
-    to the fork cost it has to beat.
     """
 
     replay_factor: float = 1.0
     branch_factor: float = 0.5
+    prior_weight: float = 1.0
+
+    def expected_uses(self, ctx: SnapshotContext) -> float:
+        """Forks a snapshot taken now is expected to serve (``inf`` for a factor of 0)."""
+        factor = self.branch_factor if ctx.moment == "branch" else self.replay_factor
+        if factor <= 0:
+            return math.inf
+        prior = self.prior_weight / factor
+        return (ctx.snapshot_forks + prior) / (ctx.snapshots_taken + self.prior_weight)
 
     def should_snapshot(self, ctx: SnapshotContext) -> str | None:
         if ctx.node.nondeterministic:
             return "nondeterministic"
-        cost = ctx.fork_seconds + ctx.snapshot_seconds
-        if ctx.moment == "branch" and ctx.replay_seconds > self.branch_factor * cost:
-            return "branch"
-        if ctx.replay_seconds > self.replay_factor * cost:
-            return "replay_cost"
+        uses = self.expected_uses(ctx)
+        if uses <= 0:
+            return None
+        if ctx.replay_seconds > ctx.fork_seconds + ctx.snapshot_seconds / uses:
+            return "branch" if ctx.moment == "branch" else "replay_cost"
         return None
 
 

@@ -78,6 +78,14 @@ class Counters:
     over_budget: int = 0
 
 
+@dataclass(slots=True)
+class Uses:
+    """Snapshots the policy took at one moment, and the forks they served since."""
+
+    taken: int = 0
+    forks: int = 0
+
+
 class Snapshots:
     """Takes, forks and drops the snapshots of one engine's graph. Thread-safe."""
 
@@ -110,25 +118,37 @@ class Snapshots:
         self.start_estimate = Estimate(0.05, alpha)
         self.snapshot_estimate = Estimate(0.05, alpha)
         self._taking: set[str] = set()
+        # the policy's evidence of use, by the moment a deterministic node was checkpointed
+        self.uses: dict[Moment, Uses] = {"branch": Uses(), "after_call": Uses()}
+        self._moment_of: dict[str, Moment] = {}
 
     # ------------------------------------------------------------------ taking
     def maybe_take(self, sandbox: Sandbox, node: Node, moment: Moment) -> None:
         """Ask the policy; checkpoint ``node`` from ``sandbox`` (which is at ``node``) if so."""
         if node.snapshot is not None or node.node_id in self._taking or node.is_root:
             return
+        uses = self.uses[moment]
         ctx = SnapshotContext(
             node=node,
             moment=moment,
             replay_seconds=replay_seconds_to(node),
             fork_seconds=self.fork_estimate.value,
             snapshot_seconds=self.snapshot_estimate.value,
+            snapshots_taken=uses.taken,
+            snapshot_forks=uses.forks,
         )
         reason = self.policy.should_snapshot(ctx)
         if reason is not None:
-            self.take(sandbox, node, reason)
+            self.take(sandbox, node, reason, moment=moment)
 
-    def take(self, sandbox: Sandbox, node: Node, reason: str) -> SnapshotHandle | None:
-        """Checkpoint ``node``; None when the backend refuses (it would lose processes)."""
+    def take(
+        self, sandbox: Sandbox, node: Node, reason: str, *, moment: Moment | None = None
+    ) -> SnapshotHandle | None:
+        """Checkpoint ``node``; None when the backend refuses (it would lose processes).
+
+        With a ``moment``, the snapshot and the forks it serves count in that moment's
+        :class:`Uses` (not for a nondeterministic node: it is checkpointed whatever it costs).
+        """
         with self._lock:
             if node.snapshot is not None or node.node_id in self._taking:
                 return node.snapshot
@@ -153,6 +173,9 @@ class Snapshots:
                 self.counters.snapshots += 1
                 reasons = self.counters.snapshot_reasons
                 reasons[reason] = reasons.get(reason, 0) + 1
+                if moment is not None and not node.nondeterministic:
+                    self.uses[moment].taken += 1
+                    self._moment_of[node.node_id] = moment
         finally:
             with self._lock:
                 self._taking.discard(node.node_id)
@@ -199,6 +222,9 @@ class Snapshots:
         with self._lock:
             self.fork_estimate.add(time.perf_counter() - started)
             self.counters.forks += 1
+            moment = self._moment_of.get(base.node_id)
+            if moment is not None:
+                self.uses[moment].forks += 1
         return sandbox
 
     @contextmanager
@@ -228,6 +254,7 @@ class Snapshots:
             if if_unlocked and node.lock_count:
                 return False
             handle, node.snapshot = node.snapshot, None
+            moment = self._moment_of.pop(node.node_id, None)
         if handle is None:
             return True
         if self.store is not None and not self.store.delete_snapshot(
@@ -235,6 +262,8 @@ class Snapshots:
         ):
             with self._lock:
                 node.snapshot = handle
+                if moment is not None:
+                    self._moment_of[node.node_id] = moment
             return False
         self.backend.delete_snapshot(handle)
         return True
