@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from sandbox import _runc, _runc_full_mounts
 from sandbox._docker_state import _SKIP, _epoch_seconds, processes_besides_shell
 from sandbox._runc_exec import alive as _running
 from snapshots import docker_fs, overlay
+from snapshots._background import Background
 from snapshots.directory import delete_tree, tree_digest
 from snapshots.layers import LayerStore
 
@@ -194,8 +195,7 @@ class RuncRuntime:
         self._skeletons: list[str] = []
         self._closing = False
         self._reserved: Counter[str] = Counter()
-        self._pending: list[Future[Any]] = []
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tvcache-runc")
+        self._background = Background(2, "tvcache-runc")
         self._launcher = ThreadPoolExecutor(4, thread_name_prefix="tvcache-runc-launch")
         self.oci, self.oci_reason = _runc.choose_oci(oci)
         _runc.STATE_ROOTS[self.oci].mkdir(parents=True, exist_ok=True)
@@ -414,20 +414,13 @@ class RuncRuntime:
 
     def background(self, work: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``work`` off the request path; errors are logged, :meth:`drain` waits."""
-        future = self._pool.submit(work, *args)
-        with self._lock:
-            self._pending.append(future)
+        future = self._background.submit(work, *args)
         future.add_done_callback(_log_failure)
         return future
 
     def drain(self, timeout: float = 120.0) -> None:
         """Wait for background removals and flattens (tests, benchmarks, close)."""
-        while True:
-            with self._lock:
-                pending, self._pending = self._pending, []
-            if not pending:
-                return
-            wait(pending, timeout)
+        self._background.drain(timeout)
 
     # -------------------------------------------------------------- snapshots
     def freeze(self, box: Box, retire: bool = True) -> str:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from snapshots import _checkpoint_blob as checkpoints
 from snapshots import _registry_budget as budget
 from snapshots import _registry_images as images
 from snapshots import _registry_stack as stack
+from snapshots._background import Background
 from snapshots._errors import SnapshotError
 from snapshots.docker_fs import DockerAPI, is_not_found
 from snapshots.layers import LayerStore
@@ -68,8 +69,7 @@ class RegistrySync:
         self.last_used: dict[str, float] = {}
         self._lock = threading.Lock()
         self._pulling: dict[str, threading.Lock] = {}
-        self._pending: list[Future[Any]] = []
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tvcache-registry")
+        self._background = Background(1, "tvcache-registry")
 
     def meta(self) -> dict[str, str]:
         """What a snapshot handle records: it is (being) pushed there."""
@@ -112,10 +112,7 @@ class RegistrySync:
 
     def _later(self, tag: str, push: Callable[[], stack.Transfer]) -> Future[Any]:
         self.touch(tag)
-        future = self._pool.submit(self._push, tag, push)
-        with self._lock:
-            self._pending.append(future)
-        return future
+        return self._background.submit(self._push, tag, push)
 
     def _push(self, tag: str, push: Callable[[], stack.Transfer]) -> None:
         """Run one queued push, count it, then hold the budget; a failure is logged."""
@@ -131,12 +128,7 @@ class RegistrySync:
 
     def drain(self, timeout: float = 600.0) -> None:
         """Wait for queued pushes (tests, benchmarks, close)."""
-        while True:
-            with self._lock:
-                pending, self._pending = self._pending, []
-            if not pending:
-                return
-            wait(pending, timeout)
+        self._background.drain(timeout)
 
     # ------------------------------------------------------------------ pull
     def ensure(self, tag: str, layer: str) -> stack.Transfer | None:
@@ -216,7 +208,7 @@ class RegistrySync:
 
     def close(self) -> None:
         self.drain()
-        self._pool.shutdown(wait=True)
+        self._background.shutdown()
         self.registry.close()
         self.images.close()
         self.checkpoints.close()
