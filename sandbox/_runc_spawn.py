@@ -252,7 +252,14 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
 
     parent = os.getpid()
 
-    def child(exe: int, argv: list[str], hide: str | None) -> None:
+    def child(ident: int, exe: int, argv: list[str], hide: str | None) -> None:
+        out = os.dup(1)  # to say what failed before the runtime runs (closed at exec)
+
+        def fail(what: str) -> None:
+            said = f"{what}: {os.strerror(ctypes.get_errno())}"
+            os.write(out, json.dumps({"id": ident, "error": said}).encode() + b"\n")
+            os._exit(125)
+
         try:  # dies with the helper: no runtime goes on making what its caller removes
             if libc.prctl(1, 9) != 0 or os.getppid() != parent:  # PR_SET_PDEATHSIG, SIGKILL
                 os._exit(125)
@@ -260,13 +267,18 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             os.dup2(null, 1)
             os.dup2(null, 2)
             if hide is not None:
+                hiding = f"could not hide {hide} from {argv[0]}"
                 if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
-                    os._exit(125)
+                    fail(f"{hiding}: unshare(CLONE_NEWNS)")
                 if libc.mount(None, b"/", None, 0x4000 | 0x80000, None) != 0:  # MS_REC|SLAVE
-                    os._exit(125)
+                    fail(f"{hiding}: mount --make-rslave /")
                 if libc.umount2(hide.encode(), 2) != 0:  # MNT_DETACH
-                    os._exit(125)
-            os.execv(f"/proc/self/fd/{exe}", argv)
+                    fail(f"{hiding}: umount2")
+            try:
+                os.execv(f"/proc/self/fd/{exe}", argv)
+            except OSError as error:
+                ctypes.set_errno(error.errno or 0)
+                fail(f"could not run {argv[0]}")
         finally:
             os._exit(127)
 
@@ -306,7 +318,12 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
                     answer({"id": request["id"], "pid": -1})  # forking: not to be sent again
                     pid = os.fork()
                     if pid == 0:
-                        child(exe, [request["runtime"], *request["args"]], request["hide"])
+                        child(
+                            int(request["id"]),
+                            exe,
+                            [request["runtime"], *request["args"]],
+                            request["hide"],
+                        )
                     if request.get("warm") and procs is not None:
                         warm(procs)
                     answer({"id": request["id"], "pid": pid})

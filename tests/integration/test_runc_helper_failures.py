@@ -24,7 +24,7 @@ import pytest
 from docker_env import sh, start
 from runc_env import CLEAN, leftovers
 
-from sandbox import _runc_spawn
+from sandbox import _runc, _runc_spawn
 from sandbox._runc_exec import alive
 from sandbox._runc_spawn import Spawner
 
@@ -121,6 +121,15 @@ def test_many_threads_creating_at_once_each_get_their_own_answer(spawner: Spawne
     assert got == [int(code) for code in codes]
 
 
+def test_a_namespace_that_cannot_be_made_is_an_error_that_says_which_step(
+    spawner: Spawner,
+) -> None:
+    # a host whose cgroup v2 hierarchy is not where crun's hiding expects it, or no CAP_SYS_ADMIN
+    with pytest.raises(OSError, match=r"could not hide /proc/no-such-mount from true: .+"):
+        spawner.run("true", [], "/proc/no-such-mount", 30)
+    assert spawner.run("true", [], None, 30) == 0
+
+
 FORKED = """
 import os, sys, time
 from sandbox._runc_spawn import SPAWNER
@@ -191,3 +200,62 @@ def test_a_fork_after_the_helper_was_killed_succeeds_and_leaves_nothing(
             assert sh(fork, "cat /f").output == "base\n"
     backend.delete_snapshot(handle)
     assert leftovers(backend) == CLEAN
+
+
+CRASHED = """
+import os, sys
+from pathlib import Path
+from sandbox.docker import DockerBackend
+backend = DockerBackend(Path(sys.argv[1]), "fs", runtime="runc", work_dir=Path(sys.argv[2]))
+assert backend.runc is not None
+backend.runc._refill()  # the directories of its next sandboxes, laid out ahead
+print(" ".join(backend.runc._skeletons), flush=True)
+os._exit(0)  # crashed: nothing closed
+"""
+
+
+@pytest.mark.docker
+def test_directories_laid_out_ahead_by_a_crashed_process_are_removed_by_reconcile(
+    runc_backend: Any,
+) -> None:
+    backend = runc_backend()  # another backend, alive, on the same store
+    runc = backend.runc
+    assert runc is not None
+    runc._refill()
+    mine = set(runc._skeletons)
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHED, str(backend.snapshot_dir), str(backend.work_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    left = done.stdout.split()
+    assert len(left) == 2, done.stderr
+    assert all((runc.boxes / name).is_dir() for name in left)
+    report = backend.reconcile({})
+    assert sorted(report.orphans_removed) == sorted(f"container:{name}" for name in left)
+    for name in left:
+        assert not (runc.boxes / name).exists() and not (backend.work_dir / name).exists()
+    for name in mine:  # the live backend's stay
+        assert (runc.boxes / name).is_dir() and (backend.work_dir / name).is_dir()
+
+
+@pytest.mark.docker
+def test_a_command_that_kills_everything_it_can_is_contained_and_leaves_nothing(
+    runc_backend: Any,
+) -> None:
+    backend = runc_backend()
+    with start(backend) as source:
+        handle = source.snapshot("victim")
+    with backend.fork(handle) as fork:
+        assert fork.box is not None
+        init = fork.box.pid
+        said = sh(fork, "kill -9 1; kill -TERM 1; kill -HUP 1; echo alive", timeout=20)
+        assert said.output == "alive\n"  # the supervisor is the namespace's init: unkillable
+        assert alive(init)
+        sh(fork, "kill -9 -1; kill -9 $PPID; kill -9 $$", timeout=20)  # shell, harness: gone
+        name = fork.box.name
+    assert not alive(init)
+    backend.delete_snapshot(handle)
+    assert leftovers(backend) == CLEAN
+    assert name not in _runc.containers()
