@@ -342,13 +342,19 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 def _own_procs() -> str | None:
-    """The ``cgroup.procs`` file of this process's own cgroup (a v1 ``pids`` hierarchy's, or
-    the v2 one's), or None."""
+    """The ``cgroup.procs`` file of this process's own cgroup, or None."""
     try:
         with open("/proc/self/cgroup") as handle:
-            lines = [line.rstrip("\n").split(":", 2) for line in handle]
+            return procs_file(handle.read())
     except OSError:
         return None
+
+
+def procs_file(cgroups: str) -> str | None:
+    """The ``cgroup.procs`` file named by ``cgroups`` (a ``/proc/<pid>/cgroup``): a v1
+    ``pids`` hierarchy's on v1 and hybrid hosts, the v2 one's on a pure v2 host; None when
+    it has neither."""
+    lines = [line.split(":", 2) for line in cgroups.splitlines() if line.count(":") >= 2]
     for _, controllers, path in lines:
         if "pids" in controllers.split(","):
             return f"/sys/fs/cgroup/pids{path}/cgroup.procs".replace("//", "/")
