@@ -8,6 +8,7 @@ way once (Docker, runc and crun needed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,14 +38,14 @@ def _helper(spawner: Spawner) -> int:
     return process.pid
 
 
-def _child_of(helper: int, deadline: float = 30.0) -> int:
+def _child_of(helper: int, deadline: float = 30.0, pause: float = 0.005) -> int:
     """The pid of the helper's one runtime child, once it has one."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         with_children = psutil.Process(helper).children()
         if with_children:
             return with_children[0].pid
-        time.sleep(0.005)
+        time.sleep(pause)
     raise AssertionError("the helper started no child")
 
 
@@ -259,3 +260,42 @@ def test_a_command_that_kills_everything_it_can_is_contained_and_leaves_nothing(
     backend.delete_snapshot(handle)
     assert leftovers(backend) == CLEAN
     assert name not in _runc.containers()
+
+
+@pytest.mark.docker
+def test_a_fork_whose_helper_dies_during_create_fails_clearly_and_leaves_nothing(
+    runc_backend: Any,
+) -> None:
+    backend = runc_backend()
+    with start(backend) as source:
+        handle = source.snapshot("helper-dies")
+    failed: list[BaseException] = []
+    for _ in range(4):  # the kill may come after a fast create: then the fork just works
+        helper = _helper(_runc_spawn.SPAWNER)
+        outcome: list[BaseException | None] = []
+
+        def fork() -> None:
+            try:
+                with backend.fork(handle) as box:
+                    sh(box, "true")
+                outcome.append(None)
+            except BaseException as error:
+                outcome.append(error)
+
+        thread = threading.Thread(target=fork)
+        thread.start()
+        with contextlib.suppress(AssertionError):
+            _child_of(helper, deadline=10, pause=0.0)
+            os.kill(helper, signal.SIGKILL)
+        thread.join(120)
+        assert len(outcome) == 1
+        if outcome[0] is not None:
+            failed.append(outcome[0])
+            assert isinstance(outcome[0], _runc.RuncError), outcome[0]
+            assert "the runtime helper exited while" in str(outcome[0])
+            break
+    assert failed, "the helper was never killed during a create"
+    with backend.fork(handle) as box:  # and the next fork works
+        assert sh(box, "echo ok").output == "ok\n"
+    backend.delete_snapshot(handle)
+    assert leftovers(backend) == CLEAN
