@@ -262,6 +262,16 @@ def test_a_command_that_kills_everything_it_can_is_contained_and_leaves_nothing(
     assert name not in _runc.containers()
 
 
+def _fork_into(backend: Any, handle: Any, outcome: list[BaseException | None]) -> None:
+    """Fork ``handle``, run a command, close; append the error (None when it worked)."""
+    try:
+        with backend.fork(handle) as box:
+            sh(box, "true")
+        outcome.append(None)
+    except BaseException as error:
+        outcome.append(error)
+
+
 @pytest.mark.docker
 def test_a_fork_whose_helper_dies_during_create_fails_clearly_and_leaves_nothing(
     runc_backend: Any,
@@ -273,16 +283,7 @@ def test_a_fork_whose_helper_dies_during_create_fails_clearly_and_leaves_nothing
     for _ in range(4):  # the kill may come after a fast create: then the fork just works
         helper = _helper(_runc_spawn.SPAWNER)
         outcome: list[BaseException | None] = []
-
-        def fork() -> None:
-            try:
-                with backend.fork(handle) as box:
-                    sh(box, "true")
-                outcome.append(None)
-            except BaseException as error:
-                outcome.append(error)
-
-        thread = threading.Thread(target=fork)
+        thread = threading.Thread(target=_fork_into, args=(backend, handle, outcome))
         thread.start()
         with contextlib.suppress(AssertionError):
             _child_of(helper, deadline=10, pause=0.0)
