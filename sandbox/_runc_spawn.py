@@ -153,7 +153,7 @@ class Spawner:
                 with self._lock:
                     pending = waiting.get(int(reply["id"]))
                     if pending is not None and "rc" not in reply and "error" not in reply:
-                        pending.pid = int(reply.get("pid", -1))  # started (-1: forking)
+                        pending.pid = int(reply["pid"])  # started
                         continue
                     waiting.pop(int(reply["id"]), None)
                 if pending is None:
@@ -179,7 +179,7 @@ class Spawner:
 
 @dataclass(slots=True)
 class _Pending:
-    """A request sent to the helper: its runtime's pid once forked (-1 while forking)."""
+    """A request sent to the helper: its runtime's pid once the helper said it forked it."""
 
     runtime: str
     pid: int = 0
@@ -187,7 +187,9 @@ class _Pending:
 
 
 class _NotStarted(OSError):
-    """The helper died before it started the request: safe to send again."""
+    """The helper died before it said it forked the request's runtime: safe to send again
+    (one it forked in the microseconds before that line died with it, before or just after
+    its ``exec``: :func:`_serve`'s children check their parent first)."""
 
 
 _KILL_WAIT = 10.0
@@ -228,17 +230,22 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         replies.write(json.dumps(reply).encode() + b"\n")
         replies.flush()
 
+    def identity(path: str) -> tuple[str, int, int, int, int]:
+        found = os.stat(path)
+        return (path, found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+
     def binary(runtime: str) -> int:
         """A sealed copy of the runtime's binary, made again when the file on PATH changed
         (a package upgrade: its fixes apply from the next ``create``; one ``stat``)."""
+        known = binaries.get(runtime)
+        if known is not None:
+            with contextlib.suppress(OSError):
+                if identity(known[0][0]) == known[0]:
+                    return known[1]
         path = shutil.which(runtime)
         if path is None:
             raise OSError(f"no {runtime} binary on PATH")
-        found = os.stat(path)
-        file = (path, found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
-        known = binaries.get(runtime)
-        if known is not None and known[0] == file:
-            return known[1]
+        file = identity(path)
         fd = os.memfd_create(runtime, os.MFD_ALLOW_SEALING)  # inherited by children
         with open(path, "rb") as handle:
             data = handle.read()
@@ -315,7 +322,6 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
                     except OSError as error:
                         answer({"id": request["id"], "error": str(error)})
                         continue
-                    answer({"id": request["id"], "pid": -1})  # forking: not to be sent again
                     pid = os.fork()
                     if pid == 0:
                         child(
