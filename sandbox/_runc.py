@@ -317,10 +317,11 @@ def choose_oci(asked: str | None = None) -> tuple[str, str]:
     return "runc", "no crun binary (sh scripts/install-crun.sh installs it)"
 
 
-def _hybrid_cgroups() -> bool:
-    """A cgroup v2 hierarchy with controllers beside the v1 ones (crun refuses that layout)."""
+def _hybrid_cgroups(unified: Path = _UNIFIED) -> bool:
+    """A cgroup v2 hierarchy with controllers beside the v1 ones (crun refuses that layout);
+    False on a pure v2 host (no ``unified`` mount) and on v1 ones."""
     try:
-        return bool((_UNIFIED / "cgroup.controllers").read_text().split())
+        return bool((unified / "cgroup.controllers").read_text().split())
     except OSError:
         return False
 
