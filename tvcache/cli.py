@@ -251,6 +251,13 @@ _OWN_WORKLOADS = {
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    plotted = args.workload in ("sql", "terminal") and not args.workers and not args.levels
+    if args.plot and not plotted:
+        raise TvcacheError(
+            f"--plot is not drawn by `bench {args.workload}`"
+            + (" --workers" if args.workers else " --levels" if args.levels else ""),
+            "plots are drawn by `bench sql` and `bench terminal`; leave out --plot",
+        )
     if args.workload in _OWN_WORKLOADS:
         module, name = _OWN_WORKLOADS[args.workload].split(":")
         runner: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)

@@ -41,3 +41,22 @@ def test_a_bad_plot_path_is_refused_before_the_run_with_what_to_do(
         build_parser().parse_args(["bench", "terminal", "--plot", str(tmp_path / name)])
     assert stopped.value.code == 2
     assert "argument --plot" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "forks", "--quick"],
+        ["bench", "plans", "--quick"],
+        ["bench", "terminal", "--levels"],
+        ["bench", "sql", "--workers", "2"],
+    ],
+)
+def test_plot_for_a_bench_that_draws_none_is_refused_before_the_run(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tvcache.cli import main
+
+    assert main([*argv, "--plot", str(tmp_path / "x.png")]) == 2
+    assert "--plot is not drawn by" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
