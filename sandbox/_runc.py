@@ -563,3 +563,34 @@ def available() -> str | None:
         if "overlay" in Path("/proc/filesystems").read_text():
             return None
     return "the kernel has no overlayfs"
+
+
+def bare_bundle(bundle: Path, name: str, lowers: Sequence[str], args: list[str]) -> None:
+    """A bundle at ``bundle`` for container ``name``: ``args`` over ``lowers`` with none of a
+    sandbox's limits, binds or files (the floors of benchmarks, tests of the runtime itself);
+    :func:`remove_bundle` removes it."""
+    (bundle / "upper").mkdir(parents=True)
+    (bundle / "work").mkdir()
+    rootfs = mount_overlay(bundle, lowers, bundle / "upper", bundle / "work")
+    spec = config(
+        rootfs=rootfs,
+        args=args,
+        env=["PATH=/usr/bin:/bin"],
+        cwd="/",
+        user="",
+        hostname="sandbox",
+        binds={},
+        memory=None,
+        pids=None,
+        cpus=None,
+        file_bytes=None,
+        cgroup=f"/{CGROUP_PARENT}/{name}",
+    )
+    (bundle / "config.json").write_text(json.dumps(spec))
+
+
+def remove_bundle(name: str, bundle: Path) -> None:
+    """Remove container ``name`` (if any), the overlay and directory of a :func:`bare_bundle`."""
+    delete(name)
+    unmount(bundle / "rootfs")
+    shutil.rmtree(bundle, ignore_errors=True)

@@ -81,33 +81,9 @@ def oci(request: pytest.FixtureRequest) -> str:
 def _bundle(tmp_path: Path, api: Any, args: list[str]) -> tuple[str, Path]:
     """A bundle of ``args`` over the default image (no limits: nothing of tvcache's box)."""
     name = f"tvcache-faststart-{uuid.uuid4().hex[:10]}"
-    bundle = tmp_path / name
-    (bundle / "upper").mkdir(parents=True)
-    (bundle / "work").mkdir()
     lowers = _runc.image_lowers(api.inspect_image(DEFAULT_IMAGE)["GraphDriver"])
-    rootfs = _runc.mount_overlay(bundle, lowers, bundle / "upper", bundle / "work")
-    config = _runc.config(
-        rootfs=rootfs,
-        args=args,
-        env=["PATH=/usr/bin:/bin"],
-        cwd="/",
-        user="",
-        hostname="sandbox",
-        binds={},
-        memory=None,
-        pids=None,
-        cpus=None,
-        file_bytes=None,
-        cgroup=f"/{_runc.CGROUP_PARENT}/{name}",
-    )
-    (bundle / "config.json").write_text(json.dumps(config))
-    return name, bundle
-
-
-def _remove(name: str, bundle: Path) -> None:
-    _runc.delete(name)
-    _runc.unmount(bundle / "rootfs")
-    shutil.rmtree(bundle, ignore_errors=True)
+    _runc.bare_bundle(tmp_path / name, name, lowers, args)
+    return name, tmp_path / name
 
 
 def test_a_start_whose_container_died_fails_clearly(oci: str, tmp_path: Path, api: Any) -> None:
@@ -125,7 +101,7 @@ def test_a_start_whose_container_died_fails_clearly(oci: str, tmp_path: Path, ap
         with pytest.raises(_runc.RuncError, match=f"{oci} start {name} failed"):
             _runc.start(name, oci, pid, timeout=5)
     finally:
-        _remove(name, bundle)
+        _runc.remove_bundle(name, bundle)
 
 
 def test_a_create_the_runtime_refuses_says_why(oci: str, tmp_path: Path, api: Any) -> None:
@@ -140,7 +116,7 @@ def test_a_create_the_runtime_refuses_says_why(oci: str, tmp_path: Path, api: An
             )
         assert name not in _runc.containers()
     finally:
-        _remove(name, bundle)
+        _runc.remove_bundle(name, bundle)
 
 
 HELPER = """

@@ -62,32 +62,8 @@ class _Floors:
 
     def _bundle(self) -> tuple[str, Path]:
         name = f"tvcache-floor-{uuid.uuid4().hex[:12]}"
-        bundle = self.work / name
-        bundle.mkdir()
-        (bundle / "upper").mkdir()
-        (bundle / "work").mkdir()
-        rootfs = _runc.mount_overlay(bundle, self.lowers, bundle / "upper", bundle / "work")
-        config = _runc.config(
-            rootfs=rootfs,
-            args=["true"],
-            env=["PATH=/usr/bin:/bin"],
-            cwd="/",
-            user="",
-            hostname="sandbox",
-            binds={},
-            memory=None,
-            pids=None,
-            cpus=None,
-            file_bytes=None,
-            cgroup=f"/{_runc.CGROUP_PARENT}/{name}",
-        )
-        (bundle / "config.json").write_text(json.dumps(config))
-        return name, bundle
-
-    def _remove(self, name: str, bundle: Path) -> None:
-        _runc.delete(name)
-        _runc.unmount(bundle / "rootfs")
-        shutil.rmtree(bundle, ignore_errors=True)
+        _runc.bare_bundle(self.work / name, name, self.lowers, ["true"])
+        return name, self.work / name
 
     def run(self, oci: str) -> float:
         """Mount a fresh overlay and ``run`` ``true`` in it."""
@@ -95,7 +71,7 @@ class _Floors:
         name, bundle = self._bundle()
         _runc.runc("run", "--bundle", str(bundle), name, log=bundle / "log", runtime=oci)
         seconds = time.perf_counter() - started
-        self._remove(name, bundle)
+        _runc.remove_bundle(name, bundle)
         return seconds
 
     def start(self, oci: str) -> float:
@@ -107,7 +83,7 @@ class _Floors:
         while (_runc.state(name) or {}).get("status") == "running":
             time.sleep(0.0005)
         seconds = time.perf_counter() - started
-        self._remove(name, bundle)
+        _runc.remove_bundle(name, bundle)
         return seconds
 
 
