@@ -1,10 +1,11 @@
 """``tvcache bench sql``: the same GRPO-style rollouts, side by side, in one run.
 
 Modes: (1) no cache, a fresh sandbox per rollout; (2) a naive cache keyed by the call alone,
-ignoring history; (3) tvcache. The no-cache mode runs first, and since every one of its
-observations comes from a fresh environment with exactly the rollout's history, it is the
-reference: every observation a cache serves is compared with it, and a difference is a
-**wrong observation**.
+ignoring history; (3) tvcache. The modes take turns group by group (see :func:`interleave`), so
+a change in the machine's load during the run falls on every mode alike. In each group the
+no-cache mode goes first, and since every one of its observations comes from a fresh
+environment with exactly the rollout's history, it is the reference: every observation a cache
+serves is compared with it, and a difference is a **wrong observation**.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,17 +56,22 @@ class Workload:
         return backend_with_tools(Settings(home=home), tools=self.tools)
 
     def steps(self) -> Iterator[tuple[int, int, int, str]]:
-        """Round-robin within each group: step t of every rollout, then step t+1.
+        """Every group's :meth:`group_steps`, group after group."""
+        for g in range(len(self.groups)):
+            yield from self.group_steps(g)
+
+    def group_steps(self, g: int) -> Iterator[tuple[int, int, int, str]]:
+        """Round-robin within group ``g``: step t of every rollout, then step t+1.
 
         This is the order in which a group's rollouts reach the sandbox when they run
         concurrently, one policy step at a time.
         """
-        for g, group in enumerate(self.groups):
-            depth = max(len(r.actions) for r in group.rollouts)
-            for step in range(depth):
-                for r, rollout in enumerate(group.rollouts):
-                    if step < len(rollout.actions):
-                        yield g, r, step, rollout.actions[step]
+        group = self.groups[g]
+        depth = max(len(r.actions) for r in group.rollouts)
+        for step in range(depth):
+            for r, rollout in enumerate(group.rollouts):
+                if step < len(rollout.actions):
+                    yield g, r, step, rollout.actions[step]
 
     @property
     def total_calls(self) -> int:
@@ -89,63 +95,104 @@ def _sql(action: str) -> ToolCall:
     return ToolCall("sqlite", {"sql": action})
 
 
-def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
-    """Every call executed in a sandbox started fresh for its rollout."""
-    backend = work.backend(home)
-    result = ModeResult("no cache")
-    sandboxes: dict[tuple[int, int], Sandbox] = {}
-    started = time.perf_counter()
-    for g, r, step, action in work.steps():
-        t0 = time.perf_counter()
-        sandbox = sandboxes.get((g, r))
-        if sandbox is None:
-            sandbox = sandboxes[(g, r)] = backend.start(work.specs[g])
-        obs = sandbox.run(_sql(action))
-        elapsed = time.perf_counter() - t0
-        result.call_latencies.append(elapsed)
-        result.miss_overheads.append(elapsed - obs.seconds)
-        result.tool_seconds += obs.seconds
-        result.calls += 1
-        result.executed_calls += 1
-        result.outputs[(g, r, step)] = obs
-        if step == len(work.groups[g].rollouts[r].actions) - 1:
-            sandboxes.pop((g, r)).close()
-        bar.update()
-    for sandbox in sandboxes.values():
-        sandbox.close()
-    result.wall_seconds = time.perf_counter() - started
+Turns = Iterator[None]
+"""A mode's run, one step at a time: the first ``next`` sets the mode up, each of the next
+ones runs one group, and the last one (which ends the iterator) closes it and fills in what
+is measured once at the end. Only the group turns are timed (:func:`interleave`)."""
+
+
+def interleave(
+    modes: Sequence[tuple[ModeResult, Turns]],
+    groups: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> None:
+    """Run the modes' turns round-robin, group by group, in the order given.
+
+    A change in the machine's load during the run then falls on every mode alike, instead of
+    on whichever mode ran while it lasted. Each mode's ``wall_seconds`` is the sum of its own
+    group turns; its setup and its closing are outside, as in a mode run alone.
+    """
+    for _, turns in modes:
+        next(turns)
+    for _ in range(groups):
+        for result, turns in modes:
+            t0 = clock()
+            next(turns)
+            result.wall_seconds += clock() - t0
+    for result, turns in modes:
+        if next(turns, result) is not result:
+            raise RuntimeError(f"{result.name}: took more turns than the {groups} groups")
+
+
+def run_alone(result: ModeResult, turns: Turns, groups: int) -> ModeResult:
+    """One mode's run by itself (to profile it): ``result`` once its turns are done."""
+    interleave([(result, turns)], groups)
     return result
 
 
-def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
-    """A cache keyed by (task, call), blind to history: fast, and wrong where history matters."""
+def no_cache_turns(work: Workload, home: Path, bar: tqdm, result: ModeResult) -> Turns:  # type: ignore[type-arg]
+    """Every call executed in a sandbox started fresh for its rollout."""
     backend = work.backend(home)
-    result = ModeResult("naive")
-    cache: dict[tuple[int, str], Observation] = {}
     sandboxes: dict[tuple[int, int], Sandbox] = {}
-    started = time.perf_counter()
-    for g, r, step, action in work.steps():
-        t0 = time.perf_counter()
-        cached = cache.get((g, action))
-        if cached is not None:
-            result.hit_latencies.append(time.perf_counter() - t0)
-            result.hits += 1
-            result.wrong += not cached.same_as(truth.outputs[(g, r, step)])
-        else:
+    yield
+    for group in range(len(work.groups)):
+        for g, r, step, action in work.group_steps(group):
+            t0 = time.perf_counter()
             sandbox = sandboxes.get((g, r))
             if sandbox is None:
                 sandbox = sandboxes[(g, r)] = backend.start(work.specs[g])
-            cached = cache[(g, action)] = sandbox.run(_sql(action))
-            result.tool_seconds += cached.seconds
+            obs = sandbox.run(_sql(action))
+            elapsed = time.perf_counter() - t0
+            result.call_latencies.append(elapsed)
+            result.miss_overheads.append(elapsed - obs.seconds)
+            result.tool_seconds += obs.seconds
+            result.calls += 1
             result.executed_calls += 1
-            result.miss_overheads.append(time.perf_counter() - t0 - cached.seconds)
-        result.call_latencies.append(time.perf_counter() - t0)
-        result.calls += 1
-        bar.update()
+            result.outputs[(g, r, step)] = obs
+            if step == len(work.groups[g].rollouts[r].actions) - 1:
+                sandboxes.pop((g, r)).close()
+            bar.update()
+        yield
     for sandbox in sandboxes.values():
         sandbox.close()
-    result.wall_seconds = time.perf_counter() - started
-    return result
+
+
+def naive_turns(
+    work: Workload,
+    home: Path,
+    truth: ModeResult,
+    bar: tqdm,  # type: ignore[type-arg]
+    result: ModeResult,
+) -> Turns:
+    """A cache keyed by (task, call), blind to history: fast, and wrong where history matters.
+
+    ``truth`` is the no-cache mode's result, which has run the group before this turn."""
+    backend = work.backend(home)
+    cache: dict[tuple[int, str], Observation] = {}
+    sandboxes: dict[tuple[int, int], Sandbox] = {}
+    yield
+    for group in range(len(work.groups)):
+        for g, r, step, action in work.group_steps(group):
+            t0 = time.perf_counter()
+            cached = cache.get((g, action))
+            if cached is not None:
+                result.hit_latencies.append(time.perf_counter() - t0)
+                result.hits += 1
+                result.wrong += not cached.same_as(truth.outputs[(g, r, step)])
+            else:
+                sandbox = sandboxes.get((g, r))
+                if sandbox is None:
+                    sandbox = sandboxes[(g, r)] = backend.start(work.specs[g])
+                cached = cache[(g, action)] = sandbox.run(_sql(action))
+                result.tool_seconds += cached.seconds
+                result.executed_calls += 1
+                result.miss_overheads.append(time.perf_counter() - t0 - cached.seconds)
+            result.call_latencies.append(time.perf_counter() - t0)
+            result.calls += 1
+            bar.update()
+        yield
+    for sandbox in sandboxes.values():
+        sandbox.close()
 
 
 TVCACHE_MODES = {
@@ -155,53 +202,53 @@ TVCACHE_MODES = {
 }
 
 
-def run_tvcache(
-    name: str,
+def tvcache_turns(
     work: Workload,
     home: Path,
     truth: ModeResult,
     bar: tqdm,  # type: ignore[type-arg]
-) -> ModeResult:
+    result: ModeResult,
+) -> Turns:
     """tvcache with a SQLite store, as a user would run it: ``tvcache`` is strict prefix
     matching (the default), ``read-only`` adds the sqlite tool's read-only proofs,
-    ``fingerprint`` also merges states with equal database content."""
+    ``fingerprint`` also merges states with equal database content (``result.name``)."""
     backend = work.backend(home)
     store = Store(f"sqlite:///{home / 'cache.db'}")
-    engine = Engine(backend, store, settings=Settings(home=home, state=TVCACHE_MODES[name]))
-    result = ModeResult(name)
+    engine = Engine(backend, store, settings=Settings(home=home, state=TVCACHE_MODES[result.name]))
     hits_by_kind: dict[str, list[int]] = {"recorded": [0, 0], "edit": [0, 0], "raw": [0, 0]}
     sessions: dict[tuple[int, int], Session] = {}
     steady: list[float] = []  # misses on a bound sandbox at the position
     placing: list[float] = []  # misses that started, forked, replayed or snapshotted
-    started = time.perf_counter()
-    for g, r, step, action in work.steps():
-        session = sessions.get((g, r))
-        if session is None:
-            session = sessions[(g, r)] = engine.session(work.specs[g])
-        sandbox_work = _sandbox_work(engine)
-        t0 = time.perf_counter()
-        served = session.call("sqlite", sql=action)
-        elapsed = time.perf_counter() - t0
-        result.call_latencies.append(elapsed)
-        result.calls += 1
-        kind = hits_by_kind[work.groups[g].kind]
-        kind[1] += 1
-        if served.hit:
-            kind[0] += 1
-            result.hits += 1
-            result.hit_latencies.append(elapsed)
-            expected = truth.outputs[(g, r, step)]
-            result.wrong += not served.observation.same_as(expected) and not served.tainted
-        else:
-            overhead = elapsed - served.observation.seconds
-            result.miss_overheads.append(overhead)
-            (steady if _sandbox_work(engine) == sandbox_work else placing).append(overhead)
-        if step == len(work.groups[g].rollouts[r].actions) - 1:
-            sessions.pop((g, r)).close()
-        bar.update()
+    yield
+    for group in range(len(work.groups)):
+        for g, r, step, action in work.group_steps(group):
+            session = sessions.get((g, r))
+            if session is None:
+                session = sessions[(g, r)] = engine.session(work.specs[g])
+            sandbox_work = _sandbox_work(engine)
+            t0 = time.perf_counter()
+            served = session.call("sqlite", sql=action)
+            elapsed = time.perf_counter() - t0
+            result.call_latencies.append(elapsed)
+            result.calls += 1
+            kind = hits_by_kind[work.groups[g].kind]
+            kind[1] += 1
+            if served.hit:
+                kind[0] += 1
+                result.hits += 1
+                result.hit_latencies.append(elapsed)
+                expected = truth.outputs[(g, r, step)]
+                result.wrong += not served.observation.same_as(expected) and not served.tainted
+            else:
+                overhead = elapsed - served.observation.seconds
+                result.miss_overheads.append(overhead)
+                (steady if _sandbox_work(engine) == sandbox_work else placing).append(overhead)
+            if step == len(work.groups[g].rollouts[r].actions) - 1:
+                sessions.pop((g, r)).close()
+            bar.update()
+        yield
     for session in sessions.values():
         session.close()
-    result.wall_seconds = time.perf_counter() - started
     engine.close()
     stats = engine.stats()
     result.tool_seconds = stats.tool_seconds
@@ -227,7 +274,30 @@ def run_tvcache(
         "store_bytes_per_node": round(size / nodes, 1) if size and nodes else None,
         "memory_bytes_per_node": _memory_per_node(home),
     }
-    return result
+
+
+def run_no_cache(work: Workload, home: Path, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
+    """The no-cache mode run by itself."""
+    result = ModeResult("no cache")
+    return run_alone(result, no_cache_turns(work, home, bar, result), len(work.groups))
+
+
+def run_naive(work: Workload, home: Path, truth: ModeResult, bar: tqdm) -> ModeResult:  # type: ignore[type-arg]
+    """The naive mode run by itself, after ``truth`` (the no-cache mode) has run."""
+    result = ModeResult("naive")
+    return run_alone(result, naive_turns(work, home, truth, bar, result), len(work.groups))
+
+
+def run_tvcache(
+    name: str,
+    work: Workload,
+    home: Path,
+    truth: ModeResult,
+    bar: tqdm,  # type: ignore[type-arg]
+) -> ModeResult:
+    """The tvcache mode ``name`` run by itself, after ``truth`` (the no-cache mode) has run."""
+    result = ModeResult(name)
+    return run_alone(result, tvcache_turns(work, home, truth, bar, result), len(work.groups))
 
 
 def _sandbox_work(engine: Engine) -> int:
@@ -291,26 +361,25 @@ def run_sql_bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tvcache-bench-") as tmp:
         workdir = Path(tmp)
         work = make_workload(args, workdir)
-        results: list[ModeResult] = []
-        truth: ModeResult | None = None
-        for name in ("no cache", "naive", *TVCACHE_MODES):
-            home = workdir / name.replace(" ", "-")
+        results = [ModeResult(name) for name in ("no cache", "naive", *TVCACHE_MODES)]
+        truth = results[0]
+        homes = [workdir / r.name.replace(" ", "-") for r in results]
+        for home in homes:
             home.mkdir()
-            with tqdm(
-                total=work.total_calls,
-                desc=f"{name:>9}",
-                file=sys.stderr,
-                disable=None,
-                leave=False,
-            ) as bar:
-                if truth is None:
-                    truth = run_no_cache(work, home, bar)
-                    results.append(truth)
-                elif name == "naive":
-                    results.append(run_naive(work, home, truth, bar))
-                else:
-                    results.append(run_tvcache(name, work, home, truth, bar))
-        assert truth is not None
+        with tqdm(
+            total=work.total_calls * len(results),
+            desc="all modes",
+            file=sys.stderr,
+            disable=None,
+            leave=False,
+        ) as bar:
+            modes = [
+                (truth, no_cache_turns(work, homes[0], bar, truth)),
+                (results[1], naive_turns(work, homes[1], truth, bar, results[1])),
+            ]
+            for home, result in zip(homes[2:], results[2:], strict=True):
+                modes.append((result, tvcache_turns(work, home, truth, bar, result)))
+            interleave(modes, len(work.groups))
         for each in results:
             each.extra["wall_vs_no_cache"] = round(each.wall_seconds / truth.wall_seconds, 3)
         isolation = isolation_cost.measure(Path(work.specs[0].template or tmp), workdir / "iso")
