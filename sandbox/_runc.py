@@ -317,11 +317,12 @@ def choose_oci(asked: str | None = None) -> tuple[str, str]:
     return "runc", "no crun binary (sh scripts/install-crun.sh installs it)"
 
 
-def _hybrid_cgroups(unified: Path = _UNIFIED) -> bool:
+def _hybrid_cgroups(unified: Path | None = None) -> bool:
     """A cgroup v2 hierarchy with controllers beside the v1 ones (crun refuses that layout);
-    False on a pure v2 host (no ``unified`` mount) and on v1 ones."""
+    False on a pure v2 host (no ``unified`` mount) and on v1 ones. ``unified`` defaults to
+    :data:`_UNIFIED` as it is when called (tests point it elsewhere)."""
     try:
-        return bool((unified / "cgroup.controllers").read_text().split())
+        return bool(((unified or _UNIFIED) / "cgroup.controllers").read_text().split())
     except OSError:
         return False
 
