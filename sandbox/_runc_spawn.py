@@ -187,9 +187,9 @@ class _Pending:
 
 
 class _NotStarted(OSError):
-    """The helper died before it said it forked the request's runtime: safe to send again
-    (one it forked in the microseconds before that line died with it, before or just after
-    its ``exec``: :func:`_serve`'s children check their parent first)."""
+    """The helper died before the request's child said it was about to run the runtime:
+    safe to send again. That child says so before its ``exec``, after it has made sure it
+    dies with the helper; one whose helper died first exits without saying anything."""
 
 
 _KILL_WAIT = 10.0
@@ -270,6 +270,9 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         try:  # dies with the helper: no runtime goes on making what its caller removes
             if libc.prctl(1, 9) != 0 or os.getppid() != parent:  # PR_SET_PDEATHSIG, SIGKILL
                 os._exit(125)
+            # Said by the child itself, before its exec: a caller that never heard it knows
+            # the runtime never ran (the helper's pipe closes only once this copy of it has).
+            os.write(out, json.dumps({"id": ident, "pid": os.getpid()}).encode() + b"\n")
             os.dup2(null, 0)
             os.dup2(null, 1)
             os.dup2(null, 2)
@@ -332,7 +335,6 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
                         )
                     if request.get("warm") and procs is not None:
                         warm(procs)
-                    answer({"id": request["id"], "pid": pid})
                     pidfd = os.pidfd_open(pid)
                     children[pidfd] = (int(request["id"]), pid)
                     by_id[int(request["id"])] = pid

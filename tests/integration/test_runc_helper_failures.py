@@ -93,6 +93,38 @@ def test_a_helper_killed_during_a_request_fails_it_clearly_and_its_runtime_dies_
     assert spawner.run("true", [], None, 30) == 0  # the next request gets a new helper
 
 
+def test_a_runtime_that_ran_is_never_sent_again_when_its_helper_dies(
+    spawner: Spawner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create resent after its runtime had run fails with "already exists" (seen in CI:
+    the helper was killed while it took the cgroup lock, before it had said it forked)."""
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    ledger = tmp_path / "runs"
+    script = tmp_path / "fake-oci"
+    script.write_text(f"#!/bin/sh\necho ran >> {ledger}\nexec sleep 300\n")
+    script.chmod(0o755)
+
+    def request(errors: list[BaseException]) -> None:
+        try:
+            spawner.run("fake-oci", [], None, 120, warm=True)
+        except BaseException as error:
+            errors.append(error)
+
+    for attempt in range(1, 7):
+        helper = _helper(spawner)
+        errors: list[BaseException] = []
+        thread = threading.Thread(target=request, args=(errors,))
+        thread.start()
+        end = time.monotonic() + 30
+        while len(ledger.read_text().splitlines() if ledger.exists() else []) < attempt:
+            assert time.monotonic() < end, "the runtime never ran"
+            time.sleep(0.0005)
+        os.kill(helper, signal.SIGKILL)
+        thread.join(60)
+        assert len(errors) == 1 and "helper exited while fake-oci ran" in str(errors[0]), errors
+        assert len(ledger.read_text().splitlines()) == attempt  # ran once, never resent
+
+
 def test_a_hung_runtime_times_out_and_is_dead_when_the_caller_hears_of_it(spawner: Spawner) -> None:
     helper = _helper(spawner)
     runtime: list[int] = []
