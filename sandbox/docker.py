@@ -1290,6 +1290,8 @@ class DockerBackend:
                 backend.delete_snapshot(handle)
         except TvcacheError as error:
             return DoctorCheck(name, False, str(error), error.hint or "see the error")
+        finally:  # what it laid out ahead (skeletons, mounts) goes with it
+            backend.close()
         if failure or output != "ok\n/tmp\n1\n" + ("alive\n" if level == "full" else ""):
             return DoctorCheck(
                 name, False, f"fork is wrong: {failure or repr(output)}", "see the checks above"

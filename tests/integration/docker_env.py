@@ -96,7 +96,7 @@ def assert_no_runc_left(root: Path, mounts_under: Path | None = None) -> None:
     mounts = _runc.mounted_under(mounts_under or root)
     for mount in mounts:
         _runc.unmount(mount)
-    assert (left, mounts) == ([], []), "runc sandboxes left running"
+    assert (left, mounts) == ([], []), f"runc sandboxes left: {left}, mounts left: {mounts}"
 
 
 @pytest.fixture(params=["fs", "full", "full-docker"])
