@@ -4,8 +4,8 @@ statistics, snapshot locks, write-behind, reopening, bad input, and SIGKILL at r
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
+import json
 import os
 import random
 import signal
@@ -369,32 +369,21 @@ def test_an_in_memory_store_serves_threads() -> None:
         assert memory.size_bytes() is None
 
 
-def test_a_forked_child_uses_connections_of_its_own(store: Store, chain: list[NodeRecord]) -> None:
-    """Rollout workers fork; a connection shared across fork() corrupts the conversation."""
-    assert store.node_count() == 3  # the pool now holds an open connection
-    backend = _backend_pid(store)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its exit code
-        code = 1
-        try:
-            store.put_node(node("from-child", chain[0]))
-            code = 0 if store.node_count() == 4 else 2
-            store.close()
-            gc.collect()  # what exiting does: must not close the parent's connections
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    store.put_node(node("from-parent", chain[0]))
-    assert store.node_count() == 5
-    assert _backend_pid(store) == backend  # the child left the parent's connection alone
-
-
-def _backend_pid(store: Store) -> int | None:
-    if not store.url.startswith("postgres"):
-        return None
-    with store._engine.connect() as conn:
-        return int(conn.scalar(text("SELECT pg_backend_pid()")))
+def test_a_forked_child_uses_connections_of_its_own(store: Store) -> None:
+    """Rollout workers fork; a connection shared across fork() corrupts the conversation.
+    The parent is a fresh interpreter (``_fork_worker.py``), the child writes and closes."""
+    ran = subprocess.run(
+        [sys.executable, str(HERE / "_fork_worker.py"), store.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=HERE,
+    )
+    assert ran.returncode == 0, ran.stderr
+    seen = json.loads(ran.stdout)
+    assert seen["child_exit"] == 0, ran.stderr  # the child wrote and counted on its own
+    assert seen["added"] == 2  # its node and the parent's after it
+    assert seen["same_backend"]  # the child left the parent's connection alone
 
 
 def _driver(url: str) -> str:
