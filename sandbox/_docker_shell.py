@@ -575,6 +575,19 @@ def _setns(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
+def _write_last_pid(last_pid: int) -> str | None:
+    """Run the ``sh`` that writes ``ns_last_pid`` (in the calling thread's pid namespace for
+    children); None when it did, else what it said. ``posix_spawn`` without pipes (~1 ms
+    less than ``subprocess.run``, twice per cold fork); a failure is run again to read why."""
+    argv = ["/bin/sh", "-c", f"echo {last_pid} >{_LAST_PID}"]
+    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    pid = os.posix_spawn(argv[0], argv, {}, file_actions=quiet)
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0:
+        return None
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env={}, timeout=10)
+    return done.stderr.decode(errors="replace").strip() or f"sh exited {done.returncode}"
+
+
 def set_last_pid(init_pid: int, last_pid: int) -> None:
     """Set the last pid of the pid namespace of host process ``init_pid`` (a container's PID 1).
 
@@ -591,14 +604,7 @@ def set_last_pid(init_pid: int, last_pid: int) -> None:
             try:
                 _setns(target)
                 try:
-                    done = subprocess.run(
-                        ["/bin/sh", "-c", f"echo {int(last_pid)} >/proc/sys/kernel/ns_last_pid"],
-                        stdin=subprocess.DEVNULL,
-                        capture_output=True,
-                        env={},
-                        timeout=10,
-                        check=False,
-                    )
+                    said = _write_last_pid(int(last_pid))
                 finally:
                     _setns(own)
             finally:
@@ -610,8 +616,7 @@ def set_last_pid(init_pid: int, last_pid: int) -> None:
             f"cannot set the pid counter of the container of pid {init_pid}: {error}",
             "run tvcache as root on the Docker host",
         ) from error
-    if done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip()
+    if said is not None:
         raise ShellError(
             f"cannot set the pid counter of the container of pid {init_pid}: {said}",
             "run tvcache as root on the Docker host",
