@@ -179,7 +179,8 @@ class Spawner:
 
 @dataclass(slots=True)
 class _Pending:
-    """A request sent to the helper: its runtime's pid once the helper said it forked it."""
+    """A request sent to the helper: its runtime's pid once that process said it is about
+    to ``exec`` the runtime (0 until then)."""
 
     runtime: str
     pid: int = 0
