@@ -50,6 +50,7 @@ from sandbox import Observation
 from snapshots import TvcacheError
 from tvcache import _schema as schema
 from tvcache._group_commit import GroupCommit
+from tvcache._journal import NodeJournal, recover
 from tvcache._records import NodeRecord, NodeStats, RootRecord, SnapshotRecord
 from tvcache._schema import SCHEMA_VERSION
 
@@ -217,8 +218,10 @@ class Store:
 
     Thread-safe: connections come from a pool; SQLite writes of this process are serialised by
     a lock (other processes wait on SQLite's own lock, ``BEGIN IMMEDIATE`` + busy timeout).
-    Every write is committed before the method returns. Rows refer to stored rows: put a root
-    before its nodes, a parent before its children, a node before its snapshot.
+    Every write is durable before the method returns: committed, or for a node of a SQLite
+    file appended to the node journal (tvcache/_journal.py), which every other read or write
+    of this store commits first. Rows refer to stored rows: put a root before its nodes, a
+    parent before its children, a node before its snapshot.
     """
 
     def __init__(self, url: str) -> None:
@@ -247,8 +250,17 @@ class Store:
         self._root_sql, root_binds = _prepared_insert(self._engine, schema.roots, "root_id")
         self._root_binds = [(column, process or _same) for column, process in root_binds]
         self.fence: Fence | None = None  # set by a server that owns roots by lease
+        self._journal: NodeJournal | None = None
+        # ids this process knows stored (rows are never deleted): a node whose parent and root
+        # are among them goes to the journal; any other one is checked by the database at once
+        self._known_roots: set[str] = set()
+        self._known_nodes: set[str] = set()
         try:
             self._init_schema()
+            if self._path is not None:  # see tvcache/_journal.py
+                directory = self._path.with_name(self._path.name + "-tvjournal")
+                self._journal = NodeJournal(directory, self._commit_journaled)
+                recover(directory, self._commit_journaled)
         except BaseException:
             self._engine.dispose()
             raise
@@ -263,6 +275,9 @@ class Store:
         # child opens its own. A lock some other thread held at the fork would never be released.
         self._write_lock = threading.Lock()
         self._node_commits.after_fork()
+        if self._journal is not None:
+            self._journal.after_fork()
+        self._known_nodes = set()  # the parent's journaled rows are its to commit
         if self._node_conn is not None:  # the parent's: never used, closed or returned here
             _INHERITED.append(self._node_conn)
             self._node_conn = None
@@ -327,6 +342,7 @@ class Store:
             raise StoreError(
                 f"cannot {action}: the store {self._shown} is closed", "open a new Store"
             )
+        self._drain(action)
         lock: AbstractContextManager[Any] = self._read_lock
         if write and self._dialect == "sqlite":
             lock = self._write_lock
@@ -404,10 +420,13 @@ class Store:
         SQLAlchemy this was ~2.5 ms of a new root's first session (120 of them in ``bench sql``).
         """
         if self._path is not None:
+            self._drain(f"store root {root.root_id!r}")
             row = schema.root_row(root)
             params = [[process(row[name]) for name, process in self._root_binds]]
             action = f"store root {root.root_id!r}"
-            return self._write_prepared(action, self._root_sql, params) == 1
+            new = self._write_prepared(action, self._root_sql, params) == 1
+            self._known_roots.add(root.root_id)
+            return new
         stmt = (
             self._insert(schema.roots)
             .on_conflict_do_nothing(index_elements=["root_id"])
@@ -442,19 +461,72 @@ class Store:
     # --- nodes --------------------------------------------------------------------------------
 
     def put_node(self, node: NodeRecord) -> None:
-        """Store a node, committed before return. Ids are content hashes, so a node already
+        """Store a node, durable before return. Ids are content hashes, so a node already
         stored (by another rollout or host) is the same node: the insert is then a no-op.
 
-        The one write on a miss's path: nodes of concurrent callers are committed together
-        (group commit), and a SQLite file is written through one prepared statement on a
-        connection of its own, skipping SQLAlchemy's per-statement work (~0.5 ms a node).
+        The one write on a miss's path. A SQLite file without a fence: one line appended to
+        the node journal (tvcache/_journal.py), committed in batches, before any other read
+        or write of this store, and by the next process to open it after a crash. Otherwise
+        nodes of concurrent callers are committed together (group commit).
         """
         if self._closed:
             raise StoreError(
                 f"cannot store node {node.node_id!r}: the store {self._shown} is closed",
                 "open a new Store",
             )
-        self._node_commits.write(node)
+        parent = node.parent_id
+        if (
+            self._journal is not None
+            and self.fence is None
+            and node.root_id in self._known_roots
+            and (parent is None or parent in self._known_nodes)
+        ):
+            try:
+                self._journal.append(self._node_params(node))
+            except OSError as error:
+                raise StoreError(
+                    f"could not store node {node.node_id!r} in the journal of {self._shown}: "
+                    f"{error.strerror or error}",
+                    f"check that {self._journal.directory} is writable and its disk not full",
+                ) from error
+        else:
+            self._drain(self._nodes_action([node]))
+            self._node_commits.write(node)
+        self._known_nodes.add(node.node_id)
+
+    def flush(self) -> None:
+        """Commit the journaled nodes now. This process sees them anyway; another process
+        sees them within the journal's delay (0.05 s), or once this is called."""
+        self._drain("commit the journaled nodes")
+
+    def _drain(self, action: str) -> None:
+        """Commit the journaled nodes before ``action``, which must see them."""
+        if self._journal is not None and self._journal.pending:
+            try:
+                self._journal.drain()
+            except StoreError as error:
+                raise StoreError(
+                    f"cannot {action}: journaled nodes could not be committed first: "
+                    f"{error.message}",
+                    error.hint,
+                ) from error
+
+    def _commit_journaled(self, rows: Sequence[list[Any]]) -> None:
+        """Commit journaled node rows in one transaction. A row the database refuses for good
+        (its root or parent deleted meanwhile, by eviction) is dropped with a warning: the
+        others must not wait behind it, and a lost cache entry is never a wrong one."""
+        action = f"store {len(rows)} journaled node(s)"
+        try:
+            self._write_prepared(action, self._node_sql, list(rows))
+            return
+        except StoreError as error:
+            if len(rows) == 1 or not isinstance(error.__cause__, sqlite3.IntegrityError):
+                if isinstance(error.__cause__, sqlite3.IntegrityError):
+                    log.warning("tvcache: a journaled node was dropped: %s", error.message)
+                    return
+                raise
+        for row in rows:
+            self._commit_journaled([row])
 
     def _write_nodes(self, nodes: Sequence[NodeRecord]) -> None:
         """One transaction inserting ``nodes`` (the batch of a group commit)."""
@@ -536,7 +608,11 @@ class Store:
         )
         with self._tx(f"load the nodes of root {root_id!r}", write=False) as conn:
             rows = conn.execute(query).all()
-        return [schema.node_record(row) for row in rows]
+        records = [schema.node_record(row) for row in rows]
+        if records:
+            self._known_roots.add(root_id)
+            self._known_nodes.update(record.node_id for record in records)
+        return records
 
     def reading(self, action: str) -> AbstractContextManager[Connection]:
         """A read transaction for queries that live beside their one user (the dashboard's
@@ -783,6 +859,11 @@ class Store:
     def close(self) -> None:
         """Release the connections. Idempotent; the store cannot be used afterwards."""
         if not self._closed:
+            try:
+                if self._journal is not None:
+                    self._journal.close()
+            except StoreError as error:  # the rows stay in the journal for the next open
+                log.warning("tvcache: journaled nodes left for the next open: %s", error)
             self._closed = True
             with self._write_lock:
                 if self._node_conn is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from store_dump import journal_committed
 
 from tvcache.client import Client, ServiceError
 from tvcache.service import ServerProcess
@@ -76,6 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def store_counts(home: Path) -> tuple[int, int]:
+    journal_committed(home / "cache.db")
     db = sqlite3.connect(f"file:{home / 'cache.db'}?mode=ro", uri=True)
     try:
         return (

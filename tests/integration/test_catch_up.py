@@ -24,6 +24,8 @@ def test_an_engine_catches_up_with_nodes_another_one_stored(store_url: str, tmp_
         with late.session("t", template=str(template)) as session:
             assert session.call("bash", command="echo a > f; cat f").hit
             deeper = [session.call("bash", command=f"echo {i} >> f; cat f") for i in range(2)]
+        assert late.store is not None
+        late.store.flush()  # another store sees them within the journal's delay; now, here
         assert early.graph.get(deeper[-1].node_id) is None  # loaded before they were stored
         caught = early.catch_up(deeper[-1].node_id)
         assert caught is not None and caught.node_id == deeper[-1].node_id

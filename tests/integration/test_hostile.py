@@ -73,8 +73,9 @@ class Arena:
     def store_digest(self) -> str:
         """sha256 of the store file and its journal/WAL files: the whole persistent cache."""
         digest = hashlib.sha256()
-        for path in sorted(self.home.glob("cache.db*")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        for found in sorted(self.home.glob("cache.db*")):  # the node journal is a directory
+            for path in [found] if found.is_file() else sorted(found.rglob("*")):
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
         return digest.hexdigest()
 
 

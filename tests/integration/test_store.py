@@ -495,6 +495,7 @@ def test_sigkill_loses_nothing_that_was_acknowledged(store_url: str) -> None:
     rounds = 10 if store_url.startswith("sqlite") else 5
     rnd = random.Random(42)
     acknowledged: list[str] = []
+    journaled = 0  # rounds whose killed writer left rows only in its node journal
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
     for round_ in range(rounds):
         process = subprocess.Popen(
@@ -512,6 +513,10 @@ def test_sigkill_loses_nothing_that_was_acknowledged(store_url: str) -> None:
         process.stdout.close()
         lines = out.split(b"\n")[:-1]  # the last piece was cut mid-line, or is empty
         acknowledged += [line.decode() for line in lines]
+        if store_url.startswith("sqlite"):
+            path = Path(make_url(store_url).database or "")
+            journal = path.with_name(path.name + "-tvjournal")
+            journaled += any(f.stat().st_size for f in journal.glob("*.log"))
 
         with Store(store_url) as store:
             stored = {n.node_id: n for n in store.load_nodes(writer.ROOT.root_id)}
@@ -532,6 +537,8 @@ def test_sigkill_loses_nothing_that_was_acknowledged(store_url: str) -> None:
                 assert check.execute("PRAGMA foreign_key_check").fetchall() == []
             check.close()
     assert len(acknowledged) > rounds, "the writer barely wrote; the test proved little"
+    if store_url.startswith("sqlite"):
+        assert journaled, "no kill left a journal to recover: the test proved little of it"
 
 
 def test_concurrent_node_writes_with_a_bad_one(store: Store, chain: list[NodeRecord]) -> None:
@@ -556,3 +563,31 @@ def test_concurrent_node_writes_with_a_bad_one(store: Store, chain: list[NodeRec
     assert list(errors) == ["c7"] and "parent before its children" in str(errors["c7"])
     assert store.node_count() == 3 + 15
     assert store.get_node("c3") == node("c3", chain[1])
+
+
+def test_journaled_nodes_are_read_back_at_once_here_and_by_others_after_a_flush(
+    tmp_path: Path,
+) -> None:
+    """A SQLite file's nodes go through the node journal: every read of the writing process
+    sees them at once (it commits the journal first), another process after ``flush`` or
+    the journal's delay, and closing the writer commits and removes the journal."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    writer, reader = Store(url), Store(url)
+    writer.put_root(root())
+    base = node("n0")
+    nodes = [base, node("n1", base), node("n2", base)]
+    for each in nodes:
+        writer.put_node(each)
+    assert writer.get_node("n2") == nodes[2] and writer.node_count() == 3
+    writer.flush()
+    assert reader.load_nodes("r1") == nodes
+    writer.put_node(node("n3", nodes[1]))
+    deadline = time.monotonic() + 10
+    while reader.get_node("n3") is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the journal's thread commits within its delay (0.05 s)
+    assert reader.get_node("n3") == node("n3", nodes[1])
+    writer.put_node(node("n4", nodes[1]))
+    writer.close()
+    assert reader.get_node("n4") == node("n4", nodes[1])
+    assert list((tmp_path / "cache.db-tvjournal").glob("*.log")) == []
+    reader.close()

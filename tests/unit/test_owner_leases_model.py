@@ -50,6 +50,7 @@ def seed(store: Store, roots: list[str]) -> None:
         store.put_node(
             NodeRecord(root_id, root_id, None, 0, None, None, None, False, False, NodeStats(), 1.0)
         )
+    store.flush()  # the other servers' stores read the file: the journal must be committed
 
 
 @pytest.fixture(scope="module")

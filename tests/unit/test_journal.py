@@ -1,0 +1,227 @@
+"""The node journal (tvcache/_journal.py) on its own: a commit that records what it was given.
+
+What it must hold: every appended row reaches ``commit`` exactly as appended, in order, once a
+drain returns; a row whose commit failed is kept and committed later; a file is removed only
+once its rows are committed; :func:`recover` commits the files of dead writers (up to a torn
+last record), never those of a live one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tvcache._journal import NodeJournal, read, recover
+
+Row = list[object]
+
+
+class Recorder:
+    """A commit that keeps what it got; ``fail`` makes the next calls raise."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.fail = 0
+
+    def __call__(self, rows: Sequence[Row]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("the database is locked")
+        self.rows.extend(list(row) for row in rows)
+
+
+def row(i: int) -> Row:
+    return [f"node-{i}", "root", None if i == 0 else f"node-{i - 1}", i, 0.25 * i, "out\x00é"]
+
+
+def files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.log")) if directory.exists() else []
+
+
+def test_drain_commits_every_row_in_order_and_removes_the_files(tmp_path: Path) -> None:
+    commit = Recorder()
+    journal = NodeJournal(tmp_path / "j", commit, delay=60)  # the thread never flushes here
+    for i in range(5):
+        journal.append(row(i))
+    assert journal.pending and files(tmp_path / "j")
+    journal.drain()
+    assert commit.rows == [row(i) for i in range(5)]
+    assert not journal.pending and files(tmp_path / "j") == []
+    journal.close()
+
+
+def test_the_thread_commits_within_the_delay(tmp_path: Path) -> None:
+    commit = Recorder()
+    journal = NodeJournal(tmp_path / "j", commit, delay=0.01)
+    journal.append(row(0))
+    for _ in range(500):
+        if commit.rows:
+            break
+        time.sleep(0.01)
+    assert commit.rows == [row(0)]
+    journal.close()
+
+
+def test_a_failed_commit_keeps_the_rows_for_the_next_one(tmp_path: Path) -> None:
+    commit = Recorder()
+    journal = NodeJournal(tmp_path / "j", commit, delay=60)
+    journal.append(row(0))
+    commit.fail = 1
+    with pytest.raises(RuntimeError, match="locked"):
+        journal.drain()
+    assert journal.pending and len(files(tmp_path / "j")) == 1
+    journal.append(row(1))  # goes to a new file, committed after the failed one
+    journal.drain()
+    assert commit.rows == [row(0), row(1)]
+    assert files(tmp_path / "j") == []
+    journal.close()
+
+
+def test_close_leaves_uncommitted_rows_for_recover(tmp_path: Path) -> None:
+    commit = Recorder()
+    journal = NodeJournal(tmp_path / "j", commit, delay=60)
+    journal.append(row(0))
+    commit.fail = 5
+    with pytest.raises(RuntimeError):
+        journal.close()
+    later = Recorder()
+    assert recover(tmp_path / "j", later) == 1
+    assert later.rows == [row(0)] and files(tmp_path / "j") == []
+
+
+def test_recover_skips_the_journal_of_a_live_writer(tmp_path: Path) -> None:
+    live = NodeJournal(tmp_path / "j", Recorder(), delay=60)
+    live.append(row(0))
+    other = Recorder()
+    assert recover(tmp_path / "j", other) == 0
+    assert other.rows == [] and len(files(tmp_path / "j")) == 1
+    live.close()
+
+
+def test_recover_commits_the_journal_of_a_killed_writer(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+        from tvcache._journal import NodeJournal
+        journal = NodeJournal(__import__("pathlib").Path({str(tmp_path / "j")!r}),
+                              lambda rows: None, delay=3600)
+        for i in range(3):
+            journal.append(["node-%d" % i, i])
+        os.kill(os.getpid(), 9)
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", script], check=False)
+    assert killed.returncode == -9
+    commit = Recorder()
+    assert recover(tmp_path / "j", commit) == 3
+    assert commit.rows == [["node-0", 0], ["node-1", 1], ["node-2", 2]]
+    assert files(tmp_path / "j") == []
+
+
+def test_read_stops_at_a_torn_or_damaged_record(tmp_path: Path) -> None:
+    journal = NodeJournal(tmp_path / "j", Recorder(), delay=60)
+    for i in range(3):
+        journal.append(row(i))
+    (path,) = files(tmp_path / "j")
+    whole = path.read_bytes()
+    assert read(path) == [row(0), row(1), row(2)]
+    torn = tmp_path / "torn.log"
+    torn.write_bytes(whole[:-3])
+    assert read(torn) == [row(0), row(1)]
+    damaged = bytearray(whole)
+    damaged[len(whole) // 2] ^= 0xFF  # inside the second record
+    torn.write_bytes(bytes(damaged))
+    assert read(torn) == [row(0)]
+    journal.close()
+
+
+def test_a_failed_write_leaves_no_partial_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the disk cut short (ENOSPC) would hide every later record from ``read``."""
+    journal = NodeJournal(tmp_path / "j", Recorder(), delay=60)
+    journal.append(row(0))
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError):
+        journal.append(row(1))
+    monkeypatch.setattr(os, "write", real_write)
+    journal.append(row(2))
+    (path,) = files(tmp_path / "j")
+    assert read(path) == [row(0), row(2)]
+    journal.close()
+
+
+def test_a_forked_child_leaves_the_parents_rows_to_the_parent(tmp_path: Path) -> None:
+    commit = Recorder()
+    journal = NodeJournal(tmp_path / "j", commit, delay=60)
+    journal.append(row(0))
+    pid = os.fork()
+    if pid == 0:  # the child: forgets the parent's rows, journals its own in a file of its own
+        try:
+            journal.after_fork()
+            assert not journal.pending
+            journal.append(row(7))
+            os._exit(0 if len(files(tmp_path / "j")) == 2 else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    journal.drain()
+    assert commit.rows == [row(0)]  # the parent's file is still its own and locked
+    later = Recorder()
+    assert recover(tmp_path / "j", later) == 1 and later.rows == [row(7)]
+    journal.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.integers(0, 10**6)),
+            st.tuples(st.just("drain"), st.integers(0, 2)),  # how many commits fail first
+        ),
+        max_size=40,
+    )
+)
+def test_every_appended_row_is_committed_once_or_recovered(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int]]
+) -> None:
+    """Any interleaving of appends and failing drains, then a crash: the rows committed
+    before it plus those :func:`recover` commits are exactly the rows appended, in order."""
+    directory = tmp_path_factory.mktemp("journal") / "j"
+    commit = Recorder()
+    journal = NodeJournal(directory, commit, delay=3600)
+    appended: list[Row] = []
+    for action, value in steps:
+        if action == "append":
+            appended.append([value, str(value)])
+            journal.append(appended[-1])
+        else:
+            commit.fail = value
+            with contextlib.suppress(RuntimeError):
+                journal.drain()
+    for each in (journal._file, *journal._failed):  # the process dies: its locks go
+        if each is not None:
+            os.close(each.fd)
+    journal._reset()  # and so does what it held in memory
+    after = Recorder()
+    recover(directory, after)
+    assert commit.rows + after.rows == appended
+    assert files(directory) == []
