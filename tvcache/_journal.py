@@ -43,7 +43,6 @@ Commit = Callable[[Sequence[Row]], None]
 
 DEFAULT_DELAY = 0.05
 _HEADER = struct.Struct("<II")  # payload length, CRC-32 of the payload
-_VALUE_TYPES = (str, int, float, type(None))
 
 
 class _File:
@@ -171,6 +170,10 @@ class NodeJournal:
                     self._file = None
             if taken is not None:
                 self._failed.append(taken)
+                if not self._closing.is_set():
+                    with self._lock:  # the next file, made here rather than on a miss's path
+                        if self._file is None:
+                            self._file = self._next_file()
             while self._failed:
                 self._commit(self._failed[0].rows)
                 self._failed.pop(0).remove()
@@ -214,7 +217,7 @@ def read(path: Path) -> list[Row]:
             row = marshal.loads(payload)
         except (EOFError, ValueError, TypeError):
             break
-        if not isinstance(row, list) or not all(isinstance(v, _VALUE_TYPES) for v in row):
+        if not isinstance(row, list):
             break
         rows.append(row)
         offset += _HEADER.size + length

@@ -8,12 +8,15 @@ from collections.abc import Mapping
 
 from sandbox import JSON, RootSpec, ToolSpec
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
 
 def canonical_json(value: JSON) -> str:
-    """Sorted keys, no insignificant whitespace, UTF-8 kept as is."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    """Sorted keys, no insignificant whitespace, UTF-8 kept as is. One encoder for all
+    calls: ``json.dumps`` with options builds a new one each time (on every hit and miss)."""
+    return _CANONICAL.encode(value)
 
 
 def _digest(text: str) -> str:

@@ -226,6 +226,52 @@ def node_values(node: NodeRecord) -> tuple[Any, ...]:
     )
 
 
+def node_journal_row(node: NodeRecord) -> list[Any]:
+    """The node as plain values for the node journal (``marshal``): cheap, on a miss's path.
+    The journal's thread makes the columns from it (:func:`node_from_journal`, the binds)."""
+    call, obs, stats = node.call, node.observation, node.stats
+    return [
+        node.node_id,
+        node.root_id,
+        node.parent_id,
+        node.depth,
+        node.call_key,
+        None if call is None else [call.tool, dict(call.args)],
+        None
+        if obs is None
+        else [obs.output, obs.exit_code, obs.seconds, obs.truncated, obs.timed_out],
+        node.nondeterministic,
+        node.read_only,
+        node.fingerprint,
+        [stats.executions, stats.hits, stats.exec_seconds, stats.seconds_saved, stats.last_use],
+        node.created,
+    ]
+
+
+def node_from_journal(row: list[Any]) -> NodeRecord:
+    """:func:`node_journal_row` read back; a row of another shape raises ValueError."""
+    try:
+        (node_id, root_id, parent_id, depth, call_key, call, obs, nondeterministic, read_only,
+         fingerprint, stats, created) = row  # fmt: skip
+        executions, hits, exec_seconds, seconds_saved, last_use = stats
+        return NodeRecord(
+            node_id=node_id,
+            root_id=root_id,
+            parent_id=parent_id,
+            depth=depth,
+            call_key=call_key,
+            call=None if call is None else ToolCall(call[0], call[1]),
+            observation=None if obs is None else Observation(*obs),
+            nondeterministic=nondeterministic,
+            read_only=read_only,
+            fingerprint=fingerprint,
+            stats=NodeStats(executions, hits, exec_seconds, seconds_saved, last_use),
+            created=created,
+        )
+    except (TypeError, ValueError, IndexError) as error:
+        raise ValueError(f"not a journaled node: {error}") from error
+
+
 NODE_COLUMNS = tuple(column.name for column in nodes.columns)
 
 

@@ -482,7 +482,10 @@ class Store:
             and (parent is None or parent in self._known_nodes)
         ):
             try:
-                self._journal.append(self._node_params(node))
+                self._journal.append(schema.node_journal_row(node))
+            except ValueError:  # args marshal cannot write (not plain JSON values): at once
+                self._drain(self._nodes_action([node]))
+                self._node_commits.write(node)
             except OSError as error:
                 raise StoreError(
                     f"could not store node {node.node_id!r} in the journal of {self._shown}: "
@@ -516,8 +519,14 @@ class Store:
         (its root or parent deleted meanwhile, by eviction) is dropped with a warning: the
         others must not wait behind it, and a lost cache entry is never a wrong one."""
         action = f"store {len(rows)} journaled node(s)"
+        params = []
+        for row in rows:
+            try:
+                params.append(self._node_params(schema.node_from_journal(row)))
+            except ValueError as error:
+                log.warning("tvcache: a damaged journal record was dropped: %s", error)
         try:
-            self._write_prepared(action, self._node_sql, list(rows))
+            self._write_prepared(action, self._node_sql, params)
             return
         except StoreError as error:
             if len(rows) == 1 or not isinstance(error.__cause__, sqlite3.IntegrityError):

@@ -21,7 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sandbox import Observation, ToolCall
+from tvcache import _schema as schema
 from tvcache._journal import NodeJournal, read, recover
+from tvcache._records import NodeRecord, NodeStats
 
 Row = list[object]
 
@@ -48,16 +51,22 @@ def files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.log")) if directory.exists() else []
 
 
+def on_disk(directory: Path) -> list[Row]:
+    """The rows the journal's files hold (a file waiting for the next rows holds none)."""
+    return [row for path in files(directory) for row in read(path)]
+
+
 def test_drain_commits_every_row_in_order_and_removes_the_files(tmp_path: Path) -> None:
     commit = Recorder()
     journal = NodeJournal(tmp_path / "j", commit, delay=60)  # the thread never flushes here
     for i in range(5):
         journal.append(row(i))
-    assert journal.pending and files(tmp_path / "j")
+    assert journal.pending and on_disk(tmp_path / "j") == [row(i) for i in range(5)]
     journal.drain()
     assert commit.rows == [row(i) for i in range(5)]
-    assert not journal.pending and files(tmp_path / "j") == []
+    assert not journal.pending and on_disk(tmp_path / "j") == []
     journal.close()
+    assert not (tmp_path / "j").exists()
 
 
 def test_the_thread_commits_within_the_delay(tmp_path: Path) -> None:
@@ -79,11 +88,11 @@ def test_a_failed_commit_keeps_the_rows_for_the_next_one(tmp_path: Path) -> None
     commit.fail = 1
     with pytest.raises(RuntimeError, match="locked"):
         journal.drain()
-    assert journal.pending and len(files(tmp_path / "j")) == 1
+    assert journal.pending and on_disk(tmp_path / "j") == [row(0)]
     journal.append(row(1))  # goes to a new file, committed after the failed one
     journal.drain()
     assert commit.rows == [row(0), row(1)]
-    assert files(tmp_path / "j") == []
+    assert on_disk(tmp_path / "j") == []
     journal.close()
 
 
@@ -225,3 +234,85 @@ def test_every_appended_row_is_committed_once_or_recovered(
     recover(directory, after)
     assert commit.rows + after.rows == appended
     assert files(directory) == []
+
+
+_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    node_id=_text,
+    parent=st.none() | _text,
+    depth=st.integers(0, 10**6),
+    call=st.none() | st.tuples(_text, st.dictionaries(_text, _json, max_size=4)),
+    observation=st.none()
+    | st.builds(
+        Observation,
+        output=_text,
+        exit_code=st.integers(-255, 255),
+        seconds=st.floats(0, 1e6),
+        truncated=st.booleans(),
+        timed_out=st.booleans(),
+    ),
+    flags=st.tuples(st.booleans(), st.booleans()),
+    fingerprint=st.none() | _text,
+    stats=st.builds(
+        NodeStats,
+        executions=st.integers(0, 10**9),
+        hits=st.integers(0, 10**9),
+        exec_seconds=st.floats(0, 1e9),
+        seconds_saved=st.floats(0, 1e9),
+        last_use=st.floats(0, 2e9),
+    ),
+    created=st.floats(0, 2e9),
+)
+def test_a_journaled_node_reads_back_as_the_same_node(
+    tmp_path_factory: pytest.TempPathFactory,
+    node_id: str,
+    parent: str | None,
+    depth: int,
+    call: tuple[str, dict[str, object]] | None,
+    observation: Observation | None,
+    flags: tuple[bool, bool],
+    fingerprint: str | None,
+    stats: NodeStats,
+    created: float,
+) -> None:
+    """Through the journal's file and back, a node is the node given: the row the store's
+    thread commits is the row an immediate commit would have written."""
+    record = NodeRecord(
+        node_id=node_id,
+        root_id="root",
+        parent_id=parent,
+        depth=depth,
+        call_key=None if call is None else "key",
+        call=None if call is None else ToolCall(call[0], call[1]),  # type: ignore[arg-type]
+        observation=observation,
+        nondeterministic=flags[0],
+        read_only=flags[1],
+        stats=stats,
+        created=created,
+        fingerprint=fingerprint,
+    )
+    commit = Recorder()
+    directory = tmp_path_factory.mktemp("nodes") / "j"
+    journal = NodeJournal(directory, commit, delay=3600)
+    journal.append(schema.node_journal_row(record))
+    (path,) = files(directory)
+    (row_read,) = read(path)
+    journal.close()
+    (row_committed,) = commit.rows
+    for back in (row_read, row_committed):
+        got = schema.node_from_journal(back)
+        assert got == record
+        assert schema.node_values(got) == schema.node_values(record)
+
+
+def test_a_row_of_another_shape_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="not a journaled node"):
+        schema.node_from_journal(["only", "three", "values"])
