@@ -21,6 +21,8 @@ def test_an_engine_catches_up_with_nodes_another_one_stored(store_url: str, tmp_
     try:
         with early.session("t", template=str(template)) as session:
             first = session.call("bash", command="echo a > f; cat f")
+        assert early.store is not None
+        early.store.flush()  # another store sees them within the journal's delay; now, here
         with late.session("t", template=str(template)) as session:
             assert session.call("bash", command="echo a > f; cat f").hit
             deeper = [session.call("bash", command=f"echo {i} >> f; cat f") for i in range(2)]
