@@ -111,11 +111,12 @@ class NodeJournal:
                 self._file = self._next_file()
             self._file.append(record, row)
             if self._thread is None:
+                ref = weakref.ref(self)  # a journal nobody closed is collected; its thread ends
                 self._thread = threading.Thread(
-                    target=self._run, name="tvcache-journal", daemon=True
+                    target=_run, args=(ref,), name="tvcache-journal", daemon=True
                 )
                 self._thread.start()
-                atexit.register(_drain_at_exit, weakref.ref(self))
+                atexit.register(_drain_at_exit, ref)
         if not self._wake.is_set():
             self._wake.set()
 
@@ -171,25 +172,35 @@ class NodeJournal:
             if taken is not None:
                 self._failed.append(taken)
                 if not self._closing.is_set():
-                    with self._lock:  # the next file, made here rather than on a miss's path
-                        if self._file is None:
+                    with self._lock, suppress(OSError):  # made here, not on a miss's path;
+                        if self._file is None:  # failing (a full disk), append says why
                             self._file = self._next_file()
             while self._failed:
                 self._commit(self._failed[0].rows)
                 self._failed.pop(0).remove()
 
-    def _run(self) -> None:
-        while not self._closing.is_set():
-            self._wake.wait()
-            if self._closing.wait(self._delay):  # gather a batch; close() commits the rest
-                return
-            self._wake.clear()
-            try:
-                self._flush()
-            except Exception as error:  # the rows stay in their files; retried next time
-                log.warning("tvcache: committing journaled nodes failed, will retry: %s", error)
-                self._closing.wait(max(self._delay, 1.0))
-                self._wake.set()
+
+def _run(ref: weakref.ref[NodeJournal]) -> None:
+    """The journal's thread: a batch ``delay`` after the first row, until closed or collected
+    (it holds the journal only while it commits)."""
+    while (journal := ref()) is not None:
+        wake, closing, delay = journal._wake, journal._closing, journal._delay
+        del journal
+        if not wake.wait(1.0):
+            continue
+        if closing.wait(delay):  # gather a batch; close() commits the rest
+            return
+        wake.clear()
+        journal = ref()
+        if journal is None:
+            return
+        try:
+            journal._flush()
+        except Exception as error:  # the rows stay in their files; retried next time
+            log.warning("tvcache: committing journaled nodes failed, will retry: %s", error)
+            closing.wait(max(delay, 1.0))
+            wake.set()
+        del journal
 
 
 def _drain_at_exit(ref: weakref.ref[NodeJournal]) -> None:
@@ -237,6 +248,9 @@ def recover(directory: Path, commit: Commit) -> int:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:  # another process recovered it meanwhile
+            continue
+        except OSError as error:  # another user's (a reader need not recover it): left
+            log.warning("tvcache: journal %s left for its owner: %s", path, error.strerror)
             continue
         try:
             try:

@@ -9,11 +9,13 @@ last record), never those of a live one.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,6 +81,19 @@ def test_the_thread_commits_within_the_delay(tmp_path: Path) -> None:
         time.sleep(0.01)
     assert commit.rows == [row(0)]
     journal.close()
+
+
+def test_a_journal_nobody_closed_is_collected_and_its_thread_ends(tmp_path: Path) -> None:
+    journal = NodeJournal(tmp_path / "j", Recorder(), delay=0.01)
+    journal.append(row(0))
+    thread = journal._thread
+    assert thread is not None and thread.is_alive()
+    ref = weakref.ref(journal)
+    del journal
+    gc.collect()
+    assert ref() is None
+    thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_a_failed_commit_keeps_the_rows_for_the_next_one(tmp_path: Path) -> None:
