@@ -26,6 +26,7 @@ def _write_nodes(store: Store, count: int) -> None:
             f"n{i}", "r", "r", 1, f"k{i}", call, observation, False, False, stats, 1.0
         )
         store.put_node(record)
+        store.flush()  # one commit per node, as misses spread out in time make them
 
 
 def test_node_commits_checkpoint_the_log_rarely(tmp_path: Path) -> None:
