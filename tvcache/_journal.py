@@ -51,9 +51,18 @@ class _File:
     __slots__ = ("fd", "path", "rows", "size")
 
     def __init__(self, path: Path) -> None:
+        # locked before it has the name recover looks for: recover never sees it unlocked
+        making = path.with_suffix(".new")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        self.fd = os.open(path, flags, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.fd = os.open(making, flags, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(making, path)
+        except OSError:
+            os.close(self.fd)
+            with suppress(OSError):
+                making.unlink()
+            raise
         self.path = path
         self.rows: list[Row] = []
         self.size = 0
@@ -160,8 +169,14 @@ class NodeJournal:
 
     def _next_file(self) -> _File:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._generation += 1
-        return _File(self.directory / f"{self._prefix}-{self._generation:09d}.log")
+        for attempt in range(3):  # another process's recover may take a file being made
+            self._generation += 1
+            try:
+                return _File(self.directory / f"{self._prefix}-{self._generation:09d}.log")
+            except (BlockingIOError, FileNotFoundError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _flush(self) -> None:
         with self._flush_lock:
@@ -243,6 +258,8 @@ def recover(directory: Path, commit: Commit) -> int:
     """
     if not directory.is_dir():
         return 0
+    for making in directory.glob("*.new"):  # a writer that died while making a file: no rows
+        _remove_if_unlocked(making)
     recovered = 0
     for path in sorted(directory.glob("*.log"), key=_written_order):
         try:
@@ -266,6 +283,20 @@ def recover(directory: Path, commit: Commit) -> int:
         finally:
             os.close(fd)
     return recovered
+
+
+def _remove_if_unlocked(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()
+    except OSError:  # being made by a live writer (or gone)
+        pass
+    finally:
+        os.close(fd)
 
 
 def _written_order(path: Path) -> tuple[str, int]:

@@ -331,3 +331,16 @@ def test_a_journaled_node_reads_back_as_the_same_node(
 def test_a_row_of_another_shape_is_refused_with_a_clear_error() -> None:
     with pytest.raises(ValueError, match="not a journaled node"):
         schema.node_from_journal(["only", "three", "values"])
+
+
+def test_recover_removes_a_file_a_dead_writer_was_making_and_spares_a_live_ones(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "j"
+    directory.mkdir()
+    (directory / "1-dead-000000001.new").write_bytes(b"")
+    live = NodeJournal(directory, Recorder(), delay=60)
+    live.append(row(0))
+    assert recover(directory, Recorder()) == 0
+    assert [p.name for p in directory.iterdir()] == [live._file.path.name]  # type: ignore[union-attr]
+    live.close()
