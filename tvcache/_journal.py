@@ -201,6 +201,8 @@ def _run(ref: weakref.ref[NodeJournal]) -> None:
     while (journal := ref()) is not None:
         wake, closing, delay = journal._wake, journal._closing, journal._delay
         del journal
+        if closing.is_set():  # close() commits the rest (its wake-up may have been cleared)
+            return
         if not wake.wait(1.0):
             continue
         if closing.wait(delay):  # gather a batch; close() commits the rest

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -344,3 +345,24 @@ def test_recover_removes_a_file_a_dead_writer_was_making_and_spares_a_live_ones(
     assert recover(directory, Recorder()) == 0
     assert [p.name for p in directory.iterdir()] == [live._file.path.name]  # type: ignore[union-attr]
     live.close()
+
+
+def test_close_ends_the_thread_even_when_it_is_mid_batch(tmp_path: Path) -> None:
+    """close() may signal the thread just before the thread resets its wake-up (between its
+    batch wait and its commit): the thread must still end (it once waited forever)."""
+    journal = NodeJournal(tmp_path / "j", Recorder(), delay=0.0)
+    wake, closing = journal._wake, journal._closing
+
+    class CloseArrivesFirst(threading.Event):
+        def clear(self) -> None:
+            closing.set()  # what close() does, arriving at the worst moment
+            wake.set()
+            super().clear()
+
+    journal._wake = wake = CloseArrivesFirst()
+    journal.append(row(0))
+    thread = journal._thread
+    assert thread is not None
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the journal's thread missed close()"
+    journal.close()
