@@ -265,17 +265,13 @@ def recover(directory: Path, commit: Commit) -> int:
     recovered = 0
     for path in sorted(directory.glob("*.log"), key=_written_order):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:  # another process recovered it meanwhile
-            continue
+            fd = _take(path)
         except OSError as error:  # another user's (a reader need not recover it): left
             log.warning("tvcache: journal %s left for its owner: %s", path, error.strerror)
             continue
+        if fd is None:
+            continue
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its writer is alive
             rows = read(path)
             if rows:
                 commit(rows)
@@ -287,18 +283,29 @@ def recover(directory: Path, commit: Commit) -> int:
     return recovered
 
 
-def _remove_if_unlocked(path: Path) -> None:
+def _take(path: Path) -> int | None:
+    """A descriptor of ``path`` holding its lock; None when a live writer holds it, or when
+    another process recovered (removed) it meanwhile."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return
+    except FileNotFoundError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink()
-    except OSError:  # being made by a live writer (or gone)
-        pass
-    finally:
+    except BlockingIOError:
         os.close(fd)
+        return None
+    return fd
+
+
+def _remove_if_unlocked(path: Path) -> None:
+    with suppress(OSError):
+        fd = _take(path)
+        if fd is not None:
+            try:
+                path.unlink()
+            finally:
+                os.close(fd)
 
 
 def _written_order(path: Path) -> tuple[str, int]:

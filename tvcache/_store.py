@@ -420,10 +420,10 @@ class Store:
         SQLAlchemy this was ~2.5 ms of a new root's first session (120 of them in ``bench sql``).
         """
         if self._path is not None:
-            self._drain(f"store root {root.root_id!r}")
+            action = f"store root {root.root_id!r}"
+            self._drain(action)
             row = schema.root_row(root)
             params = [[process(row[name]) for name, process in self._root_binds]]
-            action = f"store root {root.root_id!r}"
             new = self._write_prepared(action, self._root_sql, params) == 1
             self._known_roots.add(root.root_id)
             return new
@@ -484,17 +484,18 @@ class Store:
             try:
                 self._journal.append(schema.node_journal_row(node))
             except ValueError:  # args marshal cannot write (not plain JSON values): at once
-                self._drain(self._nodes_action([node]))
-                self._node_commits.write(node)
+                pass
             except OSError as error:
                 raise StoreError(
                     f"could not store node {node.node_id!r} in the journal of {self._shown}: "
                     f"{error.strerror or error}",
                     f"check that {self._journal.directory} is writable and its disk not full",
                 ) from error
-        else:
-            self._drain(self._nodes_action([node]))
-            self._node_commits.write(node)
+            else:
+                self._known_nodes.add(node.node_id)
+                return
+        self._drain(self._nodes_action([node]))
+        self._node_commits.write(node)
         self._known_nodes.add(node.node_id)
 
     def flush(self) -> None:
@@ -516,8 +517,8 @@ class Store:
 
     def _commit_journaled(self, rows: Sequence[list[Any]]) -> None:
         """Commit journaled node rows in one transaction. A row the database refuses for good
-        (its root or parent deleted meanwhile, by eviction) is dropped with a warning: the
-        others must not wait behind it, and a lost cache entry is never a wrong one."""
+        (its root or parent is not stored) is dropped with a warning: the others must not wait
+        behind it, and a lost cache entry is never a wrong one."""
         action = f"store {len(rows)} journaled node(s)"
         params = []
         for row in rows:
@@ -529,12 +530,12 @@ class Store:
             self._write_prepared(action, self._node_sql, params)
             return
         except StoreError as error:
-            if len(rows) == 1 or not isinstance(error.__cause__, sqlite3.IntegrityError):
-                if isinstance(error.__cause__, sqlite3.IntegrityError):
-                    log.warning("tvcache: a journaled node was dropped: %s", error.message)
-                    return
+            if not isinstance(error.__cause__, sqlite3.IntegrityError):
                 raise
-        for row in rows:
+            if len(rows) == 1:
+                log.warning("tvcache: a journaled node was dropped: %s", error.message)
+                return
+        for row in rows:  # one at a time, to find the one refused
             self._commit_journaled([row])
 
     def _write_nodes(self, nodes: Sequence[NodeRecord]) -> None:
